@@ -1,0 +1,5 @@
+import sys
+
+from metaexp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,18 @@
+"""metaexp schema: the spec's JSON Schema, for YAML editors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from metaexp.spec import json_schema
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("schema", help="print the JSON Schema of metaexp.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
+    print(json.dumps(json_schema(), indent=2))
+    return 0

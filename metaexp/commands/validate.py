@@ -1,0 +1,28 @@
+"""metaexp validate SPEC: every check a run makes before it starts, read-only."""
+
+from __future__ import annotations
+
+import argparse
+
+from metaexp.preflight import make_plan
+from metaexp.spec import load_spec
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a spec (and the files it names) without running")
+    p.add_argument("spec", help="the spec YAML, e.g. metaexp.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    plan = make_plan(spec)
+    names = ", ".join(plan.space) if plan.space else "numeric UPPER_CASE constants"
+    print(f"{args.spec}: ok\n"
+          f"  tag {spec.tag}: branch autoexp/{spec.tag}, start {spec.start} = {plan.start[:7]}\n"
+          f"  target: {', '.join(plan.target_files)}; immutable: {', '.join(plan.immutable) or '-'}\n"
+          f"  harness: {' '.join(spec.harness.argv)} (budget {spec.harness.time_budget_s:g}s, "
+          f"timeout {spec.harness.timeout_s:g}s)\n"
+          f"  objective: {spec.direction} {spec.objective.primary}; operator {spec.operator.kind} over {names}\n"
+          f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
+          f"explore_every {spec.strategy.explore_every}")
+    return 0

@@ -1,0 +1,186 @@
+"""Every git call metaexp makes lives here.
+
+Commits for tries are written as loose objects directly (a blob, the trees on
+the changed paths, a commit): no index, no checkout, no process per object,
+so a try costs well under a millisecond of git work. Refs move only through
+`git update-ref --stdin`, which locks and logs like any git command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from metaexp.errors import WorkspaceError
+
+ZERO = "0" * 40
+
+
+@dataclass(frozen=True)
+class Entry:
+    mode: str  # "100644", "100755", "120000", "40000", "160000"
+    sha: str
+
+
+class Git:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = Path(cwd)
+        self._objects: Path | None = None
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env()
+        )
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise WorkspaceError(f"git {' '.join(args)} failed in {self.cwd}: {err}")
+        return proc.stdout.decode(errors="replace")
+
+    def run_bytes(self, *args: str) -> bytes:
+        proc = subprocess.run(["git", *args], cwd=self.cwd, capture_output=True, env=_git_env())
+        if proc.returncode != 0:
+            raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+
+    # --- queries
+
+    def toplevel(self) -> Path:
+        try:
+            return Path(self.run("rev-parse", "--show-toplevel").strip())
+        except WorkspaceError:
+            raise WorkspaceError(f"{self.cwd} is not inside a git repository (run `git init` first)") from None
+
+    def common_dir(self) -> Path:
+        path = Path(self.run("rev-parse", "--git-common-dir").strip())
+        return path if path.is_absolute() else (self.cwd / path).resolve()
+
+    def resolve(self, rev: str) -> str | None:
+        out = self.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip()
+        return out or None
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        pairs = (line.split(" ", 1) for line in out.splitlines() if line)
+        return {ref: sha for ref, sha in pairs}
+
+    def listing(self, commit: str) -> dict[str, Entry]:
+        """Every path of a commit's tree, trees included, as {path: Entry}."""
+        out = self.run_bytes("ls-tree", "-r", "-t", "-z", commit)
+        entries: dict[str, Entry] = {}
+        for item in out.split(b"\0"):
+            if item:
+                meta, path = item.split(b"\t", 1)
+                mode, _kind, sha = meta.decode().split(" ")
+                entries[path.decode()] = Entry(mode, sha)
+        return entries
+
+    def blob(self, sha: str) -> bytes:
+        return self.run_bytes("cat-file", "blob", sha)
+
+    def diff(self, parent: str, commit: str) -> str:
+        return self.run("diff", "--no-color", "--no-ext-diff", parent, commit)
+
+    # --- objects
+
+    def _objects_dir(self) -> Path:
+        if self._objects is None:
+            fmt = self.run("rev-parse", "--show-object-format", check=False).strip() or "sha1"
+            if fmt != "sha1":
+                raise WorkspaceError(f"repositories with object format {fmt} are not supported yet")
+            self._objects = self.common_dir() / "objects"
+        return self._objects
+
+    def write_object(self, kind: str, body: bytes) -> str:
+        data = f"{kind} {len(body)}\0".encode() + body
+        sha = hashlib.sha1(data).hexdigest()
+        path = self._objects_dir() / sha[:2] / sha[2:]
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp_obj_")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(zlib.compress(data, 1))
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, path)
+        return sha
+
+    def tree_with(self, listing: Mapping[str, Entry], changes: Mapping[str, bytes]) -> str:
+        """The root tree of `listing` with the files in `changes` replaced or added."""
+        dirty: dict[str, dict[str, Entry]] = {}  # directory -> its entries, rebuilt
+        for path, content in changes.items():
+            old = listing.get(path)
+            mode = old.mode if old and old.mode.startswith("100") else "100644"
+            blob = Entry(mode, self.write_object("blob", content))
+            _children(listing, dirty, _parent(path))[_base(path)] = blob
+            folder = _parent(path)
+            while folder:  # every ancestor directory must be rebuilt as well
+                _children(listing, dirty, _parent(folder))
+                folder = _parent(folder)
+        sha = ""
+        for folder in sorted(dirty, key=lambda d: d.count("/") + bool(d), reverse=True):
+            sha = self.write_object("tree", _tree_body(dirty[folder]))
+            if folder:  # deepest first, so the parent is rebuilt after its children
+                dirty[_parent(folder)][_base(folder)] = Entry("40000", sha)
+        return sha
+
+    def commit(self, tree: str, parents: Iterable[str], message: str) -> str:
+        stamp = f"{int(time.time())} +0000"
+        who = "metaexp <metaexp@localhost>"
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {who} {stamp}",
+                 f"committer {who} {stamp}", "", message.rstrip("\n") + "\n"]
+        return self.write_object("commit", "\n".join(lines).encode())
+
+    # --- refs
+
+    def update_refs(self, updates: Mapping[str, str | None]) -> None:
+        """Set (sha) or delete (None) several refs in one transaction."""
+        if not updates:
+            return
+        lines = [f"delete {ref}" if sha is None else f"update {ref} {sha}" for ref, sha in updates.items()]
+        self.run("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GIT_AUTHOR_NAME", "metaexp")
+    env.setdefault("GIT_AUTHOR_EMAIL", "metaexp@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", "metaexp")
+    env.setdefault("GIT_COMMITTER_EMAIL", "metaexp@localhost")
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _base(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def _children(listing: Mapping[str, Entry], dirty: dict[str, dict[str, Entry]], folder: str) -> dict[str, Entry]:
+    if folder not in dirty:
+        prefix = f"{folder}/" if folder else ""
+        dirty[folder] = {
+            path[len(prefix):]: entry
+            for path, entry in listing.items()
+            if path.startswith(prefix) and "/" not in path[len(prefix):]
+        }
+    return dirty[folder]
+
+
+def _tree_body(entries: Mapping[str, Entry]) -> bytes:
+    # git sorts tree entries by name, comparing a directory as if its name ended in "/"
+    def key(name: str) -> bytes:
+        return (name + "/" if entries[name].mode == "40000" else name).encode()
+
+    return b"".join(
+        f"{entries[name].mode} {name}".encode() + b"\0" + bytes.fromhex(entries[name].sha)
+        for name in sorted(entries, key=key)
+    )

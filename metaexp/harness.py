@@ -1,0 +1,106 @@
+"""Evaluate one candidate: a sandbox tree, the harness under its limits, its metrics.
+
+A failing harness is data, never an exception: it comes back as an Outcome
+with status crash or timeout, a reason and the log's tail.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metaexp.metrics import parse_metrics
+from metaexp.reaper import supervise
+from metaexp.records import Status
+from metaexp.spec import Spec
+from metaexp.workspace import Workspace
+
+SECRET_PATTERNS = ("*_API_KEY", "*_TOKEN", "*_SECRET", "*_SECRET_KEY", "*PASSWORD*", "*_ACCESS_KEY")
+TAIL_LINES = 40
+TAIL_CHARS = 4000
+MAX_LOG_READ = 8 * 2**20  # metrics are read from the last 8 MiB of a log
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status | None  # None: ran and produced every metric
+    metrics: dict[str, float] = field(default_factory=dict)
+    harness_s: float = 0.0
+    reason: str = ""
+    log_tail: str = ""
+
+
+class Interrupted(Exception):
+    """The user aborted the harness with a second Ctrl-C."""
+
+
+def is_secret(name: str, extra: list[str]) -> bool:
+    upper = name.upper()
+    return name in extra or any(fnmatch.fnmatchcase(upper, p) for p in SECRET_PATTERNS)
+
+
+def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent environment less secrets (unless passed on purpose), plus METAEXP_*."""
+    base = os.environ if base is None else base
+    keep = set(spec.harness.pass_env)
+    env = {k: v for k, v in base.items() if k in keep or not is_secret(k, spec.harness.strip_env)}
+    env.update(spec.harness.env)
+    env["METAEXP_TIME_BUDGET"] = f"{spec.harness.time_budget_s:g}"
+    env["METAEXP_SEED"] = str(spec.seed)
+    env["METAEXP_EXPERIMENT"] = str(n)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the sandbox (and any shared file) clean
+    return env
+
+
+def evaluate(
+    spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_path: Path
+) -> Outcome:
+    """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
+    box = ws.sandbox(str(n), files)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        run = supervise(
+            spec.harness.argv, cwd=str(box), env=harness_env(spec, n), log_fd=fd,
+            timeout_s=spec.harness.timeout_s, grace_s=spec.harness.grace_s,
+            memory_mb=spec.harness.memory_mb,
+        )
+    finally:
+        os.close(fd)
+        ws.discard_sandbox(box)
+    touched = ws.restore_shared()
+    output = _read_log(log_path)
+    tail = _tail(output)
+    if run.aborted:
+        raise Interrupted
+    if run.error:
+        return Outcome(Status.CRASH, harness_s=run.seconds, reason=run.error, log_tail=tail)
+    if run.timed_out:
+        return Outcome(Status.TIMEOUT, harness_s=run.seconds,
+                       reason=f"killed after timeout_s={spec.harness.timeout_s:g}", log_tail=tail)
+    if run.memory_exceeded:
+        return Outcome(Status.CRASH, harness_s=run.seconds,
+                       reason=f"memory above memory_mb={spec.harness.memory_mb:g} (killed)", log_tail=tail)
+    if touched:
+        return Outcome(Status.CRASH, harness_s=run.seconds, log_tail=tail,
+                       reason=f"the harness wrote to shared file(s) {', '.join(touched)} (restored)")
+    if run.returncode != 0:
+        how = f"signal {-run.returncode}" if run.returncode and run.returncode < 0 else f"code {run.returncode}"
+        return Outcome(Status.CRASH, harness_s=run.seconds, reason=f"exit {how}", log_tail=tail)
+    metrics, problem = parse_metrics(output, spec.metrics)
+    if problem:
+        return Outcome(Status.CRASH, metrics, run.seconds, problem, tail)
+    return Outcome(None, metrics, run.seconds, "", tail)
+
+
+def _read_log(path: Path) -> str:
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - MAX_LOG_READ))
+        return fh.read().decode(errors="replace")
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]

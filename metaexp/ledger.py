@@ -1,0 +1,231 @@
+"""The ledger: the one writer of a run's records.
+
+Per experiment, in this order: the try's commit objects (before the run), then
+one fsynced line in experiments.jsonl (the source of truth), one row in
+results.tsv, one Optuna trial, and the refs. A kill between any two steps is
+repaired on the next start from the jsonl, so nothing is lost or counted
+twice. Everything reaches the ledger as plain data (`record(...)`), so a
+population can later put islands in front of one ledger process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaexp.errors import LedgerError
+from metaexp.git import Entry
+from metaexp.records import ExperimentRecord, Status, read_records
+
+if TYPE_CHECKING:
+    import optuna
+
+    from metaexp.space import Space
+    from metaexp.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What the records say the refs must be."""
+
+    current: str | None  # the branch: last accepted try
+    best: str | None
+    tried: dict[int, str]
+
+
+def lineage_of(records: Iterable[ExperimentRecord]) -> Lineage:
+    current = best = None
+    tried: dict[int, str] = {}
+    for rec in records:
+        if rec.commit:
+            tried[rec.n] = rec.commit
+        if rec.status.accepted:
+            current = rec.commit
+        if rec.best:
+            best = rec.commit
+    return Lineage(current, best, tried)
+
+
+class Ledger:
+    def __init__(self, workspace: Workspace, metrics: list[str], direction: str, storage: str | None,
+                 space: Space | None = None) -> None:
+        self.ws = workspace
+        self.metrics = metrics
+        self.direction = direction
+        self.storage_url = storage
+        self.space = space or {}
+        self.jsonl = workspace.out / "experiments.jsonl"
+        self.tsv = workspace.out / "results.tsv"
+        self._fd: int | None = None
+        self._study: optuna.Study | None = None
+        self._listings: dict[str, dict[str, Entry]] = {}
+
+    # --- start-up
+
+    def open(self) -> list[ExperimentRecord]:
+        """Read the records, drop a torn last line, and repair TSV, Optuna and refs from them."""
+        records = read_records(self.jsonl)
+        self._truncate_torn_tail()
+        self._fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._repair_tsv(records)
+        self._repair_study(records)
+        self._repair_refs(records)
+        return records
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.jsonl.exists():
+            return
+        data = self.jsonl.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.jsonl.open("r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    def _repair_tsv(self, records: list[ExperimentRecord]) -> None:
+        rows = self.tsv.read_text().count("\n") - 1 if self.tsv.exists() else -1
+        if rows != len(records):
+            tmp = self.tsv.with_suffix(".tsv.tmp")
+            tmp.write_text(self._tsv_header() + "".join(self._tsv_row(r) for r in records))
+            os.replace(tmp, self.tsv)
+
+    def _repair_study(self, records: list[ExperimentRecord]) -> None:
+        told = {t.user_attrs.get("experiment") for t in self.study.get_trials(deepcopy=False)}
+        for rec in records:
+            if rec.n not in told:
+                self.study.add_trial(self._trial(rec))
+
+    def _repair_refs(self, records: list[ExperimentRecord]) -> None:
+        want = lineage_of(records)
+        have = self.ws.git.refs(self.ws.refs_prefix + "/")
+        updates: dict[str, str | None] = {}
+        for n, sha in want.tried.items():
+            if have.get(f"{self.ws.refs_prefix}/tried/{n}") != sha:
+                updates[f"{self.ws.refs_prefix}/tried/{n}"] = sha
+        for ref in have:
+            tail = ref.removeprefix(f"{self.ws.refs_prefix}/tried/")
+            if tail.isdigit() and int(tail) not in want.tried:
+                updates[ref] = None  # a try that was never recorded: it will be proposed again
+        if want.best and have.get(f"{self.ws.refs_prefix}/best") != want.best:
+            updates[f"{self.ws.refs_prefix}/best"] = want.best
+        if want.current and self.ws.git.resolve(self.ws.branch) != want.current:
+            updates[self.ws.branch] = want.current
+        self.ws.git.update_refs(updates)
+        if self.ws.branch in updates:
+            self.ws.sync_worktree()
+
+    # --- per experiment
+
+    def listing(self, commit: str) -> dict[str, Entry]:
+        if commit not in self._listings:
+            if len(self._listings) > 8:
+                self._listings.pop(next(iter(self._listings)))
+            self._listings[commit] = self.ws.git.listing(commit)
+        return self._listings[commit]
+
+    def commit(self, parent: str, files: Mapping[str, bytes], message: str) -> str:
+        """Write a try's commit (objects only; refs move when it is recorded)."""
+        tree = self.ws.git.tree_with(self.listing(parent), files)
+        return self.ws.git.commit(tree, [parent], message)
+
+    def record(self, rec: ExperimentRecord, *, advance: bool) -> None:
+        """One experiment, told exactly once. `advance`: the branch moves to rec.commit."""
+        assert self._fd is not None, "ledger not open"
+        line = (rec.to_json() + "\n").encode()
+        os.write(self._fd, line)
+        os.fsync(self._fd)
+        _crashpoint("after-jsonl", rec.n)
+        with self.tsv.open("a") as fh:
+            fh.write(self._tsv_row(rec))
+        _crashpoint("after-tsv", rec.n)
+        self.study.add_trial(self._trial(rec))
+        _crashpoint("after-optuna", rec.n)
+        updates: dict[str, str | None] = {}
+        if rec.commit:
+            updates[f"{self.ws.refs_prefix}/tried/{rec.n}"] = rec.commit
+            if rec.best:
+                updates[f"{self.ws.refs_prefix}/best"] = rec.commit
+            if advance:
+                updates[self.ws.branch] = rec.commit
+        self.ws.git.update_refs(updates)
+        if advance:
+            self.ws.sync_worktree()
+
+    # --- formats
+
+    def _tsv_header(self) -> str:
+        return "\t".join(["commit", *self.metrics, "status", "description"]) + "\n"
+
+    def _tsv_row(self, rec: ExperimentRecord) -> str:
+        values = [f"{rec.metrics[m]:.6f}" if m in rec.metrics else "" for m in self.metrics]
+        text = " ".join(rec.description.split())  # no tabs or newlines inside a cell
+        return "\t".join([(rec.commit or "-")[:7], *values, str(rec.status), text]) + "\n"
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = open_study(self.storage_url, self.ws.root, self.ws.tag, self.direction)
+        return self._study
+
+    def _trial(self, rec: ExperimentRecord) -> optuna.trial.FrozenTrial:
+        from optuna.trial import TrialState, create_trial
+
+        params = {k: v for k, v in rec.params.items() if k in self.space and self.space[k].contains(v)}
+        attrs: dict[str, Any] = {
+            "experiment": rec.n, "commit": rec.commit, "parent": rec.parent, "status": str(rec.status),
+            "description": rec.description[:500], "operator": rec.operator, "style": rec.style,
+            "harness_s": round(rec.harness_s, 3), **{f"metric:{k}": v for k, v in rec.metrics.items()},
+        }
+        if rec.reason:
+            attrs["reason"] = rec.reason[:500]
+        other = {k: v for k, v in rec.params.items() if k not in params}
+        if other:
+            attrs["params"] = json.loads(json.dumps(other, default=str))
+        ok = not rec.status.failed and rec.value is not None
+        return create_trial(
+            state=TrialState.COMPLETE if ok else TrialState.FAIL,
+            value=rec.value if ok else None,
+            params=params,
+            distributions={k: self.space[k].distribution() for k in params},
+            user_attrs=attrs,
+        )
+
+
+def open_study(storage: str | None, root: Path, tag: str, direction: str) -> optuna.Study:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        storage=make_storage(storage, root), study_name=tag, direction=direction, load_if_exists=True
+    )
+
+
+def make_storage(url: str | None, root: Path) -> Any:
+    """None: the repository's journal file. A path: a journal file. Else any Optuna storage URL."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if url and "://" in url:
+        return url
+    path = Path(url) if url else Path(".metaexp") / "optuna.journal"
+    path = path if path.is_absolute() else root / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _crashpoint(name: str, n: int) -> None:
+    """Fault injection for the resume tests: METAEXP_CRASHPOINT=after-tsv:3 kills the run there."""
+    want = os.environ.get("METAEXP_CRASHPOINT")
+    if want and want == f"{name}:{n}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+__all__ = ["Ledger", "LedgerError", "Lineage", "Status", "lineage_of", "make_storage", "open_study"]

@@ -1,0 +1,238 @@
+"""The experiment loop: propose → evaluate → decide → record, until a budget stops it."""
+
+from __future__ import annotations
+
+import difflib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from metaexp.harness import Interrupted, Outcome, evaluate
+from metaexp.ledger import Ledger, lineage_of
+from metaexp.objective import Objective
+from metaexp.operators import Candidate, InvalidProposal, LineageState, Operator, experiment_rng
+from metaexp.preflight import Plan, make_plan
+from metaexp.progress import Progress
+from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.spec import Spec
+from metaexp.workspace import Workspace, matches
+
+
+@dataclass
+class Tally:
+    """Running counts, updated per record (nothing rescans the history per experiment)."""
+
+    total: int = 0
+    ran: int = 0
+    crash_streak: int = 0
+    invalid_streak: int = 0
+    clock_s: float = 0.0
+    best: ExperimentRecord | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, rec: ExperimentRecord) -> None:
+        self.total += 1
+        self.clock_s += rec.wall_time_s
+        self.counts[str(rec.status)] = self.counts.get(str(rec.status), 0) + 1
+        if rec.status.harness_ran:
+            self.ran += 1
+            self.invalid_streak = 0
+            self.crash_streak = self.crash_streak + 1 if rec.status.failed else 0
+        else:
+            self.invalid_streak += 1
+        if rec.best:
+            self.best = rec
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stop_reason: str
+    aborted: bool  # stopped by a failure (crash streak, invalid streak, a broken baseline)
+    interrupted: bool
+    tally: Tally
+
+
+class Loop:
+    def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
+        self.spec = spec
+        self.objective = Objective.from_spec(spec.objective, spec.direction)
+        self.out = out
+        self._interrupts = 0
+
+    def run(self) -> RunResult:
+        ws = Workspace(self.spec.root, self.spec.tag)
+        ws.open()
+        try:
+            return self._run(ws)
+        finally:
+            ws.close()
+
+    def _run(self, ws: Workspace) -> RunResult:
+        history = read_records(ws.out / "experiments.jsonl")
+        plan = make_plan(self.spec, start=history[0].commit if history else None)
+        if history and plan.start != (ws.git.resolve(self.spec.start) or plan.start):
+            print(f"note: resuming from the run's own start {plan.start[:7]}, not {self.spec.start}", file=self.out)
+        ws.ensure_worktree(plan.start)
+        ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
+        ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
+        records = ledger.open()
+        try:
+            return _Session(self, plan, ws, ledger, records).loop()
+        finally:
+            ledger.close()
+
+
+class _Session:
+    """One invocation of `metaexp run`: the lineage's state and the per-experiment steps."""
+
+    def __init__(self, loop: Loop, plan: Plan, ws: Workspace, ledger: Ledger,
+                 records: list[ExperimentRecord]) -> None:
+        self.loop, self.plan, self.ws, self.ledger = loop, plan, ws, ledger
+        self.spec = plan.spec
+        self.objective = loop.objective
+        self.tally = Tally()
+        for rec in records:
+            self.tally.add(rec)
+        self.state = self._state_from(records)
+        self.operator: Operator = plan.operator(records, dict(self.state.files))
+        self.progress = Progress(self.spec, loop.out, self.tally)
+        self.started = time.monotonic()
+
+    def _state_from(self, records: list[ExperimentRecord]) -> LineageState:
+        current = lineage_of(records).current
+        if current is None:
+            return LineageState(self.plan.start, self.plan.target_files, {}, None)
+        last = [r for r in records if r.commit == current and r.status.accepted][-1]
+        listing = self.ledger.listing(current)
+        files = {p: self.ws.git.blob(listing[p].sha) for p in self.plan.target_files if p in listing}
+        return LineageState(current, files, last.metrics, last.value)
+
+    def loop(self) -> RunResult:
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        self.progress.start(resumed=self.tally.total)
+        try:
+            while (reason := self._stop_reason()) is None:
+                self._experiment(self.tally.total + 1)
+        except KeyboardInterrupt:
+            reason = "interrupted: the experiment in flight was not recorded and will run again on resume"
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        result = RunResult(reason, reason.startswith("abort"), reason.startswith("interrupted"), self.tally)
+        self.progress.finish(result.stop_reason)
+        return result
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        self.loop._interrupts += 1
+        if self.loop._interrupts == 1:
+            self.progress.note("Ctrl-C: finishing this experiment, then stopping (Ctrl-C again to abort it)")
+            return
+        raise KeyboardInterrupt
+
+    def _stop_reason(self) -> str | None:
+        b, t = self.spec.budget, self.tally
+        if self.loop._interrupts:
+            return "stopped by Ctrl-C"
+        if t.total == 1 and t.counts.get("keep", 0) == 0:
+            return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
+        if b.max_experiments is not None and t.ran >= b.max_experiments:
+            return f"max_experiments={b.max_experiments} reached"
+        if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
+            return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
+        if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
+            return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
+        if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
+            return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
+        if t.best is not None and self.objective.reached(t.best.value, b.target):
+            return f"target {b.target:g} reached"
+        return None
+
+    # --- one experiment
+
+    def _experiment(self, n: int) -> None:
+        t0 = time.monotonic()
+        rng = experiment_rng(self.spec.seed, n)
+        if n == 1:
+            cand = Candidate(self.state.commit, {}, "baseline", "", self.operator.params_of(self.state.files))
+            commit, parent = self.state.commit, None
+        else:
+            try:
+                cand = self.operator.propose(self.state, n, rng)
+            except InvalidProposal as exc:
+                return self._record(n, None, Candidate(self.state.commit, {}, "invalid"), Status.INVALID,
+                                    Outcome(Status.INVALID, reason=str(exc)), t0)
+            commit = self.ledger.commit(cand.parent, cand.files, _message(n, cand))
+            parent = cand.parent
+            reason = self._rejection(cand)
+            if reason:
+                return self._record(n, commit, cand, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), t0)
+        self.progress.running(n, commit, cand.description)
+        try:
+            outcome = evaluate(self.spec, self.ws, n, {**self.state.files, **cand.files},
+                               self.ws.out / "logs" / f"{n}.log")
+        except Interrupted:
+            raise KeyboardInterrupt from None
+        status = self._decide(n, outcome, rng)
+        self._record(n, commit, cand, status, outcome, t0, parent=parent)
+
+    def _rejection(self, cand: Candidate) -> str:
+        outside = [p for p in cand.files if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)]
+        if outside:
+            return f"changes files outside target: {', '.join(sorted(outside))}"
+        immutable = [p for p in cand.files if p in self.plan.immutable or matches(p, self.spec.harness.immutable)]
+        if immutable:
+            return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"
+        if all(self.state.files.get(p) == content for p, content in cand.files.items()):
+            return "no change against its parent"
+        return ""
+
+    def _decide(self, n: int, outcome: Outcome, rng: object) -> Status:
+        if outcome.status is not None:
+            return outcome.status
+        value = self.objective.value(outcome.metrics)
+        assert value is not None  # parse_metrics reported every metric
+        if n == 1 or self.objective.accepts(value, self.state.value):
+            return Status.KEEP
+        s = self.spec.strategy
+        every = s.explore_every is not None and n % s.explore_every == 0
+        if every or (s.explore_rate > 0 and rng.random() < s.explore_rate):  # type: ignore[attr-defined]
+            return Status.EXPLORE
+        return Status.DISCARD
+
+    def _record(self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome,
+                t0: float, parent: str | None = None) -> None:
+        value = self.objective.value(outcome.metrics) if not status.failed else None
+        best_value = self.tally.best.value if self.tally.best else None
+        is_best = status.accepted and value is not None and self.objective.is_better(value, best_value)
+        rec = ExperimentRecord(
+            n=n, commit=commit, parent=parent if commit else self.state.commit,
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"), status=status,
+            description=cand.description, metrics=outcome.metrics, value=value,
+            diff_lines=_diff_lines(self.state.files, cand.files), wall_time_s=round(time.monotonic() - t0, 4),
+            harness_s=round(outcome.harness_s, 4), operator=self.operator.name if n > 1 else "baseline",
+            style=cand.style, params=cand.params, seed=self.spec.seed, reason=outcome.reason,
+            log_tail=outcome.log_tail if status.failed else "", best=is_best, extra=cand.extra,
+        )
+        self.ledger.record(rec, advance=status.accepted and n > 1)
+        self.operator.observe(rec)
+        self.tally.add(rec)
+        if status.accepted and commit:
+            self.state = LineageState(commit, {**self.state.files, **cand.files}, outcome.metrics, value)
+        self.progress.recorded(rec)
+
+
+def _message(n: int, cand: Candidate) -> str:
+    style = f" [{cand.style}]" if cand.style else ""
+    return f"metaexp #{n}{style}: {cand.description}"[:200] + "\n"
+
+
+def _diff_lines(before: dict[str, bytes] | object, after: dict[str, bytes]) -> int:
+    total = 0
+    for path, new in after.items():
+        old = before.get(path, b"")  # type: ignore[attr-defined]
+        diff = difflib.unified_diff(old.decode(errors="replace").splitlines(),
+                                    new.decode(errors="replace").splitlines(), lineterm="", n=0)
+        total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
+    return total

@@ -1,0 +1,89 @@
+"""Mutation operators: propose a candidate (new target-file contents) from the lineage's state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from metaexp.records import ExperimentRecord
+    from metaexp.space import Space
+    from metaexp.spec import Spec
+    from metaexp.styles import StyleMix
+
+
+class InvalidProposal(Exception):
+    """The operator could not produce an applicable change; recorded as `invalid`."""
+
+
+@dataclass(frozen=True)
+class LineageState:
+    commit: str
+    files: Mapping[str, bytes]  # every target file of `commit`
+    metrics: Mapping[str, float]
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    parent: str
+    files: dict[str, bytes]  # only the files that change, with their new contents
+    description: str  # what changed, e.g. "LEARNING_RATE 3e-3 → 4.2e-3"
+    style: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # the values it evaluates, by name
+    extra: dict[str, Any] = field(default_factory=dict)  # operator state kept in the record
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an operator is built from."""
+
+    spec: Spec
+    root: Path
+    styles: StyleMix
+    space: Space | None
+    history: list[ExperimentRecord]
+    files: Mapping[str, bytes]  # the current target files, to locate names
+
+
+class Operator(Protocol):
+    name: str
+
+    def propose(self, state: LineageState, n: int, rng: random.Random) -> Candidate: ...
+
+    def observe(self, record: ExperimentRecord) -> None: ...
+
+    def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]: ...
+
+
+def _params(ctx: Context) -> Operator:
+    from metaexp.operators.params import ParamsOperator
+
+    return ParamsOperator(ctx)
+
+
+def _perturb(ctx: Context) -> Operator:
+    from metaexp.operators.perturb import PerturbOperator
+
+    return PerturbOperator(ctx)
+
+
+REGISTRY: dict[str, Callable[[Context], Operator]] = {"params": _params, "perturb": _perturb}
+
+
+def make_operator(ctx: Context) -> Operator:
+    return REGISTRY[ctx.spec.operator.kind](ctx)
+
+
+def experiment_rng(seed: int, n: int) -> random.Random:
+    """One RNG per experiment, so a resumed run replays the same proposals."""
+    return random.Random(f"metaexp:{seed}:{n}")
+
+
+__all__ = [
+    "REGISTRY", "Candidate", "Context", "InvalidProposal", "LineageState", "Operator",
+    "experiment_rng", "make_operator",
+]

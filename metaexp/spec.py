@@ -1,0 +1,193 @@
+"""The spec: one YAML file, validated with pydantic; unknown keys are errors."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from metaexp.errors import SpecError
+
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HarnessSpec(_Strict):
+    command: str | list[str] = Field(description="shlex string or argv list; runs in the candidate tree's root")
+    immutable: list[str] = Field(default_factory=list, description="paths/globs hashed at start; a change refuses the candidate")
+    time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
+    timeout_s: float = Field(60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started")
+    grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
+    memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
+    pass_env: list[str] = Field(default_factory=list, description="variables passed although they look secret")
+    strip_env: list[str] = Field(default_factory=list, description="more variable names to remove")
+    env: dict[str, str] = Field(default_factory=dict, description="extra variables for the harness")
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if not argv_of(value):
+            raise ValueError("must name a program, e.g. 'python evaluate.py'")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        return argv_of(self.command)
+
+
+def argv_of(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+class MetricSpec(_Strict):
+    direction: Literal["minimize", "maximize"] = "minimize"
+    pattern: str | None = Field(None, description="regex with one group; default '^<name>:\\s*(number)', last match")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        import re
+
+        if value is None:
+            return value
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if compiled.groups < 1:
+            raise ValueError("needs one capture group around the number, e.g. 'loss:\\s*(\\S+)'")
+        return value
+
+
+class ObjectiveSpec(_Strict):
+    primary: str
+    min_delta: float = Field(0.0, ge=0, description="an improvement must exceed this to count")
+    ties: Literal["discard", "keep"] = "discard"
+
+
+class OperatorSpec(_Strict):
+    kind: Literal["params", "perturb"] = "perturb"
+    space: str | None = Field(None, description="search space YAML; params: required")
+    sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
+    style: str | dict[str, float] = Field("conservative", description="a style name or {name: weight}")
+
+    @model_validator(mode="after")
+    def _space_for_params(self) -> OperatorSpec:
+        if self.kind == "params" and not self.space:
+            raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
+        if isinstance(self.style, dict):
+            if not self.style or any(w < 0 for w in self.style.values()) or sum(self.style.values()) <= 0:
+                raise ValueError("a style mix needs non-negative weights that sum to more than 0")
+        return self
+
+
+class StrategySpec(_Strict):
+    name: str = "custom"
+    explore_rate: float = Field(0.0, ge=0, le=1, description="probability to accept a worse change")
+    explore_every: int | None = Field(None, ge=1, description="every Nth experiment accepts regardless")
+
+
+class BudgetSpec(_Strict):
+    max_experiments: int | None = Field(50, ge=1)
+    max_wall_clock_h: float | None = Field(8.0, gt=0)
+    abort_on_consecutive_crashes: int | None = Field(3, ge=1)
+    max_invalid_streak: int | None = Field(10, ge=1)
+    target: float | None = Field(None, description="stop once the best reaches this value")
+
+
+class Spec(_Strict):
+    tag: str = Field(pattern=TAG_PATTERN)
+    start: str = "HEAD"
+    target: list[str] = Field(min_length=1)
+    harness: HarnessSpec
+    metrics: dict[str, MetricSpec] = Field(min_length=1, max_length=3)
+    objective: ObjectiveSpec
+    operator: OperatorSpec = OperatorSpec()
+    strategy: StrategySpec = StrategySpec(name="hill_climb")
+    budget: BudgetSpec = BudgetSpec()
+    storage: str | None = None
+    seed: int = 0
+    # Where the spec file lives; relative paths in it resolve from here.
+    root: Path = Field(Path("."), exclude=True)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _primary_is_a_metric(self) -> Spec:
+        if self.objective.primary not in self.metrics:
+            raise ValueError(
+                f"objective.primary {self.objective.primary!r} is not a metric "
+                f"(metrics: {', '.join(self.metrics)})"
+            )
+        return self
+
+    @property
+    def direction(self) -> str:
+        return self.metrics[self.objective.primary].direction
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, resolve presets, validate. Every error names the file and the key path."""
+    from metaexp.resources import resolve_data_file
+
+    path = Path(path)
+    data = _read_yaml_mapping(path)
+    strategy = data.get("strategy")
+    if isinstance(strategy, str):
+        strategy_path = resolve_data_file(strategy, path.parent)
+        if strategy_path is None:
+            raise SpecError(f"{path}: strategy: file {strategy!r} not found (nor among metaexp's presets)")
+        data["strategy"] = {"name": strategy_path.stem, **_read_yaml_mapping(strategy_path)}
+    data["root"] = path.parent.resolve()
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(path, exc)) from None
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: must be a YAML mapping of keys (tag:, target:, harness:, ...)")
+    return data
+
+
+def format_validation_error(path: Path, exc: ValidationError, prefix: str = "") -> str:
+    """`prefix` is the key path of the validated part inside the file, e.g. 'LEARNING_RATE'."""
+    lines = [f"{path}: {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        where = ".".join([prefix] * bool(prefix) + [str(part) for part in err["loc"]])
+        where = where or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check its spelling; `metaexp schema` lists valid keys)")
+        elif err["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Spec.model_json_schema()
+    schema["properties"]["strategy"] = {
+        "anyOf": [{"type": "string", "description": "a preset file"}, schema["properties"]["strategy"]]
+    }
+    schema["properties"].pop("root", None)
+    return schema
