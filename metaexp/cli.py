@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metaexp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `metaexp status | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

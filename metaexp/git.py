@@ -78,7 +78,7 @@ class Git:
             if item:
                 meta, path = item.split(b"\t", 1)
                 mode, _kind, sha = meta.decode().split(" ")
-                entries[path.decode()] = Entry(mode, sha)
+                entries[path.decode()] = Entry(mode.lstrip("0"), sha)  # trees: "40000", as stored
         return entries
 
     def blob(self, sha: str) -> bytes:

@@ -80,7 +80,7 @@ class Loop:
         ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
         records = ledger.open()
         try:
-            return _Session(self, plan, ws, ledger, records).loop()
+            return _Session(self, plan, ws, ledger, records).drive()
         finally:
             ledger.close()
 
@@ -110,7 +110,7 @@ class _Session:
         files = {p: self.ws.git.blob(listing[p].sha) for p in self.plan.target_files if p in listing}
         return LineageState(current, files, last.metrics, last.value)
 
-    def loop(self) -> RunResult:
+    def drive(self) -> RunResult:
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         self.progress.start(resumed=self.tally.total)
         try:

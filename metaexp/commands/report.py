@@ -1,0 +1,30 @@
+"""metaexp report SPEC: progress.png and a summary of what was kept and what it gained."""
+
+from __future__ import annotations
+
+import argparse
+
+from metaexp.records import read_records
+from metaexp.report import format_summary, plot_progress, summarize
+from metaexp.spec import load_spec
+from metaexp.workspace import Workspace
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write progress.png and print a summary")
+    p.add_argument("spec", help="the spec YAML")
+    p.add_argument("-o", "--output", help="image path (default .metaexp/<tag>/progress.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    ws = Workspace(spec.root, spec.tag)
+    records = read_records(ws.out / "experiments.jsonl")
+    metric = spec.objective.primary
+    summary = summarize(records, spec.direction, metric)
+    print(format_summary(summary, metric))
+    if records:
+        path = plot_progress(records, spec.direction, metric, args.output or ws.out / "progress.png",
+                             title=f"metaexp {spec.tag}: {len(records)} experiments")
+        print(f"\nwrote {path}")
+    return 0
