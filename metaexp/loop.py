@@ -156,15 +156,14 @@ class _Session:
         rng = experiment_rng(self.spec.seed, n)
         if n == 1:
             cand = Candidate(self.state.commit, {}, "baseline", "", self.operator.params_of(self.state.files))
-            commit, parent = self.state.commit, None
+            commit = self.state.commit
         else:
             try:
                 cand = self.operator.propose(self.state, n, rng)
             except InvalidProposal as exc:
-                return self._record(n, None, Candidate(self.state.commit, {}, "invalid"), Status.INVALID,
-                                    Outcome(Status.INVALID, reason=str(exc)), t0)
+                cand = Candidate(self.state.commit, {}, "invalid", extra=exc.extra)
+                return self._record(n, None, cand, Status.INVALID, Outcome(Status.INVALID, reason=str(exc)), t0)
             commit = self.ledger.commit(cand.parent, cand.files, _message(n, cand))
-            parent = cand.parent
             reason = self._rejection(cand)
             if reason:
                 return self._record(n, commit, cand, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), t0)
@@ -175,15 +174,15 @@ class _Session:
         except Interrupted:
             raise KeyboardInterrupt from None
         status = self._decide(n, outcome, rng)
-        self._record(n, commit, cand, status, outcome, t0, parent=parent)
+        self._record(n, commit, cand, status, outcome, t0)
 
     def _rejection(self, cand: Candidate) -> str:
-        outside = [p for p in cand.files if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)]
-        if outside:
-            return f"changes files outside target: {', '.join(sorted(outside))}"
         immutable = [p for p in cand.files if p in self.plan.immutable or matches(p, self.spec.harness.immutable)]
         if immutable:
             return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"
+        outside = [p for p in cand.files if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)]
+        if outside:
+            return f"changes files outside target: {', '.join(sorted(outside))}"
         if all(self.state.files.get(p) == content for p, content in cand.files.items()):
             return "no change against its parent"
         return ""
@@ -202,12 +201,12 @@ class _Session:
         return Status.DISCARD
 
     def _record(self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome,
-                t0: float, parent: str | None = None) -> None:
+                t0: float) -> None:
         value = self.objective.value(outcome.metrics) if not status.failed else None
         best_value = self.tally.best.value if self.tally.best else None
         is_best = status.accepted and value is not None and self.objective.is_better(value, best_value)
         rec = ExperimentRecord(
-            n=n, commit=commit, parent=parent if commit else self.state.commit,
+            n=n, commit=commit, parent=cand.parent if n > 1 else None,
             timestamp=datetime.now(UTC).isoformat(timespec="seconds"), status=status,
             description=cand.description, metrics=outcome.metrics, value=value,
             diff_lines=_diff_lines(self.state.files, cand.files), wall_time_s=round(time.monotonic() - t0, 4),

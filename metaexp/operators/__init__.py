@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 class InvalidProposal(Exception):
     """The operator could not produce an applicable change; recorded as `invalid`."""
 
+    def __init__(self, reason: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.extra = extra or {}  # operator state to keep in the record
+
 
 @dataclass(frozen=True)
 class LineageState:

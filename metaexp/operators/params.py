@@ -79,17 +79,18 @@ class ParamsOperator:
             if len(changes) == count:
                 break
         files, params, description = apply_values(self.located, state.files, changes)
-        if not files:
-            self.study.tell(trial, state=_fail())
-            raise InvalidProposal("the sampler's suggestion equals the current values")
-        exact = params == suggested
+        exact = bool(files) and params == suggested
         self._pending = (trial, exact)
+        if not files:
+            raise InvalidProposal("the sampler's suggestion equals the current values", {"asked": suggested})
         attrs = self.study.get_trials(deepcopy=False)[trial.number].system_attrs
-        extra = {"sampler_attrs": attrs} if attrs and exact else {}
+        # what the private study must hold after this experiment, so a resumed run rebuilds it exactly
+        extra = ({"sampler_attrs": attrs} if attrs else {}) if exact else {"asked": suggested}
         return Candidate(state.commit, files, description, style.name, params, extra)
 
     def observe(self, record: ExperimentRecord) -> None:
-        if self._pending is None:
+        if self._pending is None:  # the baseline: learn from it too
+            self._replay(record)
             return
         trial, exact = self._pending
         self._pending = None
@@ -99,7 +100,7 @@ class ParamsOperator:
         else:  # the evaluated point is not the one asked: tell the truth as a new trial
             self.study.tell(trial, state=_fail())
             if record.status.harness_ran:
-                self._replay(record)
+                self._add(record, system_attrs={})
 
     def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
         """The values this operator tunes, as they are in `files` (for the baseline's record)."""
@@ -113,18 +114,26 @@ class ParamsOperator:
         return param.from_unit(here + max(-scale, min(scale, there - here)))
 
     def _replay(self, rec: ExperimentRecord) -> None:
-        """Add a recorded evaluation to the private study (rejected/invalid were never run)."""
+        """Rebuild what observe() left in the private study for this record."""
+        asked = rec.extra.get("asked")
+        if asked is not None:  # the suggestion the evaluated point was derived from, told FAIL
+            self._add(rec, system_attrs={}, params=asked, failed=True)
+        exact = asked is None and rec.operator == self.name
+        if rec.status.harness_ran or exact:
+            self._add(rec, system_attrs=rec.extra.get("sampler_attrs", {}) if exact else {})
+
+    def _add(self, rec: ExperimentRecord, system_attrs: dict[str, Any],
+             params: dict[str, Any] | None = None, failed: bool = False) -> None:
         from optuna.trial import TrialState, create_trial
 
-        params = {k: v for k, v in rec.params.items() if k in self.space and self.space[k].contains(v)}
-        if not rec.status.harness_ran or len(params) != len(self.space):
-            return
-        ok = not rec.status.failed and rec.value is not None
+        chosen = rec.params if params is None else params
+        values = {k: v for k, v in chosen.items() if k in self.space and self.space[k].contains(v)}
+        if len(values) != len(self.space):
+            return  # not a point of this space (e.g. the space changed since)
+        ok = not failed and not rec.status.failed and rec.value is not None
         self.study.add_trial(create_trial(
-            state=TrialState.COMPLETE if ok else TrialState.FAIL,
-            value=rec.value if ok else None,
-            params=params, distributions=self.dists,
-            system_attrs=rec.extra.get("sampler_attrs", {}),
+            state=TrialState.COMPLETE if ok else TrialState.FAIL, value=rec.value if ok else None,
+            params=values, distributions=self.dists, system_attrs=system_attrs,
         ))
 
 
