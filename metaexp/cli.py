@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _module(name: str):  # noqa: ANN202 - a subcommand module
+def _module(name: str):
     import importlib
 
     return importlib.import_module(f"metaexp.commands.{name}")

@@ -35,9 +35,7 @@ class Git:
         self._objects: Path | None = None
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
-        proc = subprocess.run(
-            ["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env()
-        )
+        proc = subprocess.run(["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env())
         if check and proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip()
             raise WorkspaceError(f"git {' '.join(args)} failed in {self.cwd}: {err}")
@@ -46,7 +44,9 @@ class Git:
     def run_bytes(self, *args: str) -> bytes:
         proc = subprocess.run(["git", *args], cwd=self.cwd, capture_output=True, env=_git_env())
         if proc.returncode != 0:
-            raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
+            raise WorkspaceError(
+                f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}"
+            )
         return proc.stdout
 
     # --- queries
@@ -55,7 +55,9 @@ class Git:
         try:
             return Path(self.run("rev-parse", "--show-toplevel").strip())
         except WorkspaceError:
-            raise WorkspaceError(f"{self.cwd} is not inside a git repository (run `git init` first)") from None
+            raise WorkspaceError(
+                f"{self.cwd} is not inside a git repository (run `git init` first)"
+            ) from None
 
     def common_dir(self) -> Path:
         path = Path(self.run("rev-parse", "--git-common-dir").strip())
@@ -132,8 +134,14 @@ class Git:
     def commit(self, tree: str, parents: Iterable[str], message: str) -> str:
         stamp = f"{int(time.time())} +0000"
         who = "metaexp <metaexp@localhost>"
-        lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {who} {stamp}",
-                 f"committer {who} {stamp}", "", message.rstrip("\n") + "\n"]
+        lines = [
+            f"tree {tree}",
+            *(f"parent {p}" for p in parents),
+            f"author {who} {stamp}",
+            f"committer {who} {stamp}",
+            "",
+            message.rstrip("\n") + "\n",
+        ]
         return self.write_object("commit", "\n".join(lines).encode())
 
     # --- refs
@@ -164,13 +172,15 @@ def _base(path: str) -> str:
     return path.rpartition("/")[2]
 
 
-def _children(listing: Mapping[str, Entry], dirty: dict[str, dict[str, Entry]], folder: str) -> dict[str, Entry]:
+def _children(
+    listing: Mapping[str, Entry], dirty: dict[str, dict[str, Entry]], folder: str
+) -> dict[str, Entry]:
     if folder not in dirty:
         prefix = f"{folder}/" if folder else ""
         dirty[folder] = {
-            path[len(prefix):]: entry
+            path[len(prefix) :]: entry
             for path, entry in listing.items()
-            if path.startswith(prefix) and "/" not in path[len(prefix):]
+            if path.startswith(prefix) and "/" not in path[len(prefix) :]
         }
     return dirty[folder]
 

@@ -55,16 +55,18 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
     return env
 
 
-def evaluate(
-    spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_path: Path
-) -> Outcome:
+def evaluate(spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_path: Path) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
     box = ws.sandbox(str(n), files)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         run = supervise(
-            spec.harness.argv, cwd=str(box), env=harness_env(spec, n), log_fd=fd,
-            timeout_s=spec.harness.timeout_s, grace_s=spec.harness.grace_s,
+            spec.harness.argv,
+            cwd=str(box),
+            env=harness_env(spec, n),
+            log_fd=fd,
+            timeout_s=spec.harness.timeout_s,
+            grace_s=spec.harness.grace_s,
             memory_mb=spec.harness.memory_mb,
         )
     finally:
@@ -78,16 +80,30 @@ def evaluate(
     if run.error:
         return Outcome(Status.CRASH, harness_s=run.seconds, reason=run.error, log_tail=tail)
     if run.timed_out:
-        return Outcome(Status.TIMEOUT, harness_s=run.seconds,
-                       reason=f"killed after timeout_s={spec.harness.timeout_s:g}", log_tail=tail)
+        return Outcome(
+            Status.TIMEOUT,
+            harness_s=run.seconds,
+            reason=f"killed after timeout_s={spec.harness.timeout_s:g}",
+            log_tail=tail,
+        )
     if run.memory_exceeded:
-        return Outcome(Status.CRASH, harness_s=run.seconds,
-                       reason=f"memory above memory_mb={spec.harness.memory_mb:g} (killed)", log_tail=tail)
+        return Outcome(
+            Status.CRASH,
+            harness_s=run.seconds,
+            reason=f"memory above memory_mb={spec.harness.memory_mb:g} (killed)",
+            log_tail=tail,
+        )
     if touched:
-        return Outcome(Status.CRASH, harness_s=run.seconds, log_tail=tail,
-                       reason=f"the harness wrote to shared file(s) {', '.join(touched)} (restored)")
+        return Outcome(
+            Status.CRASH,
+            harness_s=run.seconds,
+            log_tail=tail,
+            reason=f"the harness wrote to shared file(s) {', '.join(touched)} (restored)",
+        )
     if run.returncode != 0:
-        how = f"signal {-run.returncode}" if run.returncode and run.returncode < 0 else f"code {run.returncode}"
+        how = (
+            f"signal {-run.returncode}" if run.returncode and run.returncode < 0 else f"code {run.returncode}"
+        )
         return Outcome(Status.CRASH, harness_s=run.seconds, reason=f"exit {how}", log_tail=tail)
     metrics, problem = parse_metrics(output, spec.metrics)
     if problem:

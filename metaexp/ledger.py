@@ -52,8 +52,14 @@ def lineage_of(records: Iterable[ExperimentRecord]) -> Lineage:
 
 
 class Ledger:
-    def __init__(self, workspace: Workspace, metrics: list[str], direction: str, storage: str | None,
-                 space: Space | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        metrics: list[str],
+        direction: str,
+        storage: str | None,
+        space: Space | None = None,
+    ) -> None:
         self.ws = workspace
         self.metrics = metrics
         self.direction = direction
@@ -180,9 +186,15 @@ class Ledger:
 
         params = {k: v for k, v in rec.params.items() if k in self.space and self.space[k].contains(v)}
         attrs: dict[str, Any] = {
-            "experiment": rec.n, "commit": rec.commit, "parent": rec.parent, "status": str(rec.status),
-            "description": rec.description[:500], "operator": rec.operator, "style": rec.style,
-            "harness_s": round(rec.harness_s, 3), **{f"metric:{k}": v for k, v in rec.metrics.items()},
+            "experiment": rec.n,
+            "commit": rec.commit,
+            "parent": rec.parent,
+            "status": str(rec.status),
+            "description": rec.description[:500],
+            "operator": rec.operator,
+            "style": rec.style,
+            "harness_s": round(rec.harness_s, 3),
+            **{f"metric:{k}": v for k, v in rec.metrics.items()},
         }
         if rec.reason:
             attrs["reason"] = rec.reason[:500]

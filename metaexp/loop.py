@@ -74,7 +74,10 @@ class Loop:
         history = read_records(ws.out / "experiments.jsonl")
         plan = make_plan(self.spec, start=history[0].commit if history else None)
         if history and plan.start != (ws.git.resolve(self.spec.start) or plan.start):
-            print(f"note: resuming from the run's own start {plan.start[:7]}, not {self.spec.start}", file=self.out)
+            print(
+                f"note: resuming from the run's own start {plan.start[:7]}, not {self.spec.start}",
+                file=self.out,
+            )
         ws.ensure_worktree(plan.start)
         ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
         ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
@@ -88,8 +91,9 @@ class Loop:
 class _Session:
     """One invocation of `metaexp run`: the lineage's state and the per-experiment steps."""
 
-    def __init__(self, loop: Loop, plan: Plan, ws: Workspace, ledger: Ledger,
-                 records: list[ExperimentRecord]) -> None:
+    def __init__(
+        self, loop: Loop, plan: Plan, ws: Workspace, ledger: Ledger, records: list[ExperimentRecord]
+    ) -> None:
         self.loop, self.plan, self.ws, self.ledger = loop, plan, ws, ledger
         self.spec = plan.spec
         self.objective = loop.objective
@@ -162,25 +166,36 @@ class _Session:
                 cand = self.operator.propose(self.state, n, rng)
             except InvalidProposal as exc:
                 cand = Candidate(self.state.commit, {}, "invalid", extra=exc.extra)
-                return self._record(n, None, cand, Status.INVALID, Outcome(Status.INVALID, reason=str(exc)), t0)
+                return self._record(
+                    n, None, cand, Status.INVALID, Outcome(Status.INVALID, reason=str(exc)), t0
+                )
             commit = self.ledger.commit(cand.parent, cand.files, _message(n, cand))
             reason = self._rejection(cand)
             if reason:
-                return self._record(n, commit, cand, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), t0)
+                return self._record(
+                    n, commit, cand, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), t0
+                )
         self.progress.running(n, commit, cand.description)
         try:
-            outcome = evaluate(self.spec, self.ws, n, {**self.state.files, **cand.files},
-                               self.ws.out / "logs" / f"{n}.log")
+            outcome = evaluate(
+                self.spec, self.ws, n, {**self.state.files, **cand.files}, self.ws.out / "logs" / f"{n}.log"
+            )
         except Interrupted:
             raise KeyboardInterrupt from None
         status = self._decide(n, outcome, rng)
         self._record(n, commit, cand, status, outcome, t0)
 
     def _rejection(self, cand: Candidate) -> str:
-        immutable = [p for p in cand.files if p in self.plan.immutable or matches(p, self.spec.harness.immutable)]
+        immutable = [
+            p for p in cand.files if p in self.plan.immutable or matches(p, self.spec.harness.immutable)
+        ]
         if immutable:
             return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"
-        outside = [p for p in cand.files if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)]
+        outside = [
+            p
+            for p in cand.files
+            if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)
+        ]
         if outside:
             return f"changes files outside target: {', '.join(sorted(outside))}"
         if all(self.state.files.get(p) == content for p, content in cand.files.items()):
@@ -200,19 +215,32 @@ class _Session:
             return Status.EXPLORE
         return Status.DISCARD
 
-    def _record(self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome,
-                t0: float) -> None:
+    def _record(
+        self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome, t0: float
+    ) -> None:
         value = self.objective.value(outcome.metrics) if not status.failed else None
         best_value = self.tally.best.value if self.tally.best else None
         is_best = status.accepted and value is not None and self.objective.is_better(value, best_value)
         rec = ExperimentRecord(
-            n=n, commit=commit, parent=cand.parent if n > 1 else None,
-            timestamp=datetime.now(UTC).isoformat(timespec="seconds"), status=status,
-            description=cand.description, metrics=outcome.metrics, value=value,
-            diff_lines=_diff_lines(self.state.files, cand.files), wall_time_s=round(time.monotonic() - t0, 4),
-            harness_s=round(outcome.harness_s, 4), operator=self.operator.name if n > 1 else "baseline",
-            style=cand.style, params=cand.params, seed=self.spec.seed, reason=outcome.reason,
-            log_tail=outcome.log_tail if status.failed else "", best=is_best, extra=cand.extra,
+            n=n,
+            commit=commit,
+            parent=cand.parent if n > 1 else None,
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            status=status,
+            description=cand.description,
+            metrics=outcome.metrics,
+            value=value,
+            diff_lines=_diff_lines(self.state.files, cand.files),
+            wall_time_s=round(time.monotonic() - t0, 4),
+            harness_s=round(outcome.harness_s, 4),
+            operator=self.operator.name if n > 1 else "baseline",
+            style=cand.style,
+            params=cand.params,
+            seed=self.spec.seed,
+            reason=outcome.reason,
+            log_tail=outcome.log_tail if status.failed else "",
+            best=is_best,
+            extra=cand.extra,
         )
         self.ledger.record(rec, advance=status.accepted and n > 1)
         self.operator.observe(rec)
@@ -231,7 +259,11 @@ def _diff_lines(before: dict[str, bytes] | object, after: dict[str, bytes]) -> i
     total = 0
     for path, new in after.items():
         old = before.get(path, b"")  # type: ignore[attr-defined]
-        diff = difflib.unified_diff(old.decode(errors="replace").splitlines(),
-                                    new.decode(errors="replace").splitlines(), lineterm="", n=0)
+        diff = difflib.unified_diff(
+            old.decode(errors="replace").splitlines(),
+            new.decode(errors="replace").splitlines(),
+            lineterm="",
+            n=0,
+        )
         total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
     return total

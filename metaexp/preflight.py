@@ -52,7 +52,9 @@ def make_plan(spec: Spec, start: str | None = None) -> Plan:
     immutable = _matching(files, spec.harness.immutable, "harness.immutable", sha)
     overlap = sorted(set(targets) & set(immutable))
     if overlap:
-        raise SpecError(f"harness.immutable: {', '.join(overlap)} also match target; a file is one or the other")
+        raise SpecError(
+            f"harness.immutable: {', '.join(overlap)} also match target; a file is one or the other"
+        )
     _check_command(spec, files, git.toplevel())
     target_files = {p: git.blob(files[p].sha) for p in targets}
     space = _space(spec, root)

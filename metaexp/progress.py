@@ -23,8 +23,10 @@ class Progress:
 
     def start(self, resumed: int) -> None:
         what = f"resuming after {resumed} experiments" if resumed else "starting"
-        self._line(f"metaexp run {self.spec.tag}: {what}; branch autoexp/{self.spec.tag}, "
-                   f"outputs .metaexp/{self.spec.tag}/")
+        self._line(
+            f"metaexp run {self.spec.tag}: {what}; branch autoexp/{self.spec.tag}, "
+            f"outputs .metaexp/{self.spec.tag}/"
+        )
 
     def running(self, n: int, commit: str, description: str) -> None:
         if self.live:
@@ -36,8 +38,10 @@ class Progress:
         best = self.tally.best
         best_text = f"best {best.value:.6g} (#{best.n})" if best and best.value is not None else "no best yet"
         mark = "*" if rec.best else " "
-        self._line(f"{self._bar()} #{rec.n:<4}{mark}{rec.status!s:<8} {value:<28} {best_text:<24} "
-                   f"{rec.wall_time_s:6.1f}s  {rec.description[:70]}")
+        self._line(
+            f"{self._bar()} #{rec.n:<4}{mark}{rec.status!s:<8} {value:<28} {best_text:<24} "
+            f"{rec.wall_time_s:6.1f}s  {rec.description[:70]}"
+        )
 
     def note(self, text: str) -> None:
         self._line(text)
@@ -45,11 +49,16 @@ class Progress:
     def finish(self, reason: str) -> None:
         t = self.tally
         counts = ", ".join(f"{k} {v}" for k, v in sorted(t.counts.items()))
-        best = f"best {self.primary} {t.best.value:.6g} at #{t.best.n} ({(t.best.commit or '')[:7]})" \
-            if t.best and t.best.value is not None else "no best"
-        self._line(f"stopped: {reason}\n{t.total} experiments ({counts}); {best}; "
-                   f"{time.monotonic() - self.t0:.1f}s this session\n"
-                   f"see: metaexp status / metaexp report; the best is refs/metaexp/{self.spec.tag}/best")
+        best = (
+            f"best {self.primary} {t.best.value:.6g} at #{t.best.n} ({(t.best.commit or '')[:7]})"
+            if t.best and t.best.value is not None
+            else "no best"
+        )
+        self._line(
+            f"stopped: {reason}\n{t.total} experiments ({counts}); {best}; "
+            f"{time.monotonic() - self.t0:.1f}s this session\n"
+            f"see: metaexp status / metaexp report; the best is refs/metaexp/{self.spec.tag}/best"
+        )
 
     def _bar(self) -> str:
         limit = self.spec.budget.max_experiments

@@ -10,6 +10,7 @@ grace period, then SIGKILL, until none is left.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -88,8 +89,13 @@ def _read_all(fd: int, pid: int) -> bytes:
 
 
 def _supervise_child(
-    argv: list[str], cwd: str, env: dict[str, str], log_fd: int,
-    timeout_s: float, grace_s: float, memory_mb: float | None,
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    log_fd: int,
+    timeout_s: float,
+    grace_s: float,
+    memory_mb: float | None,
 ) -> Supervised:
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
@@ -106,7 +112,12 @@ def _supervise_child(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
             start_new_session=True,
         )
     except OSError as exc:
@@ -120,12 +131,17 @@ def _supervise_child(
     seconds = time.monotonic() - start
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     kill_descendants(grace_s)
-    return Supervised(proc.returncode if proc.returncode is not None else -signal.SIGKILL,
-                      seconds, peak_rss_mb=peak, **flags)
+    return Supervised(
+        proc.returncode if proc.returncode is not None else -signal.SIGKILL,
+        seconds,
+        peak_rss_mb=peak,
+        **flags,
+    )
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float, memory_mb: float | None,
-          flags: dict[str, bool]) -> float:
+def _wait(
+    proc: subprocess.Popen[bytes], deadline: float, memory_mb: float | None, flags: dict[str, bool]
+) -> float:
     pidfd = os.pidfd_open(proc.pid)
     peak = 0.0
     try:
@@ -159,10 +175,8 @@ def kill_descendants(grace_s: float) -> None:
 
 def _signal_all(sig: int) -> None:
     for pid in descendants(os.getpid()):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _reap() -> bool:
@@ -230,7 +244,7 @@ def _stat_fields(pid: int) -> list[str] | None:
             raw = fh.read().decode(errors="replace")
     except OSError:
         return None
-    return raw[raw.rfind(")") + 2:].split()  # fields after "pid (comm)"; comm may hold spaces
+    return raw[raw.rfind(")") + 2 :].split()  # fields after "pid (comm)"; comm may hold spaces
 
 
 def _ppid(pid: int) -> int | None:

@@ -78,9 +78,7 @@ def _valued(records: list[ExperimentRecord]) -> list[tuple[ExperimentRecord, flo
     return [(r, r.value) for r in ordered if r.value is not None]
 
 
-def _running_best(
-    records: list[ExperimentRecord], sign: float
-) -> list[tuple[ExperimentRecord, float]]:
+def _running_best(records: list[ExperimentRecord], sign: float) -> list[tuple[ExperimentRecord, float]]:
     """Each kept record (and the baseline) that set a new best, in order of n."""
     steps: list[tuple[ExperimentRecord, float]] = []
     for i, (rec, value) in enumerate(_valued(records)):
@@ -142,10 +140,7 @@ def _gain_table(gains: list[tuple[int, str, float, str]]) -> list[str]:
     rows = [("n", "commit", "gain", "description")]
     rows += [(str(n), c, f"{g:+.4g}", _short(d, TABLE_CHARS)) for n, c, g, d in gains]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return [
-        f"  {n:>{widths[0]}}  {c:<{widths[1]}}  {g:>{widths[2]}}  {d}".rstrip()
-        for n, c, g, d in rows
-    ]
+    return [f"  {n:>{widths[0]}}  {c:<{widths[1]}}  {g:>{widths[2]}}  {d}".rstrip() for n, c, g, d in rows]
 
 
 def format_summary(summary: Summary, metric: str) -> str:

@@ -72,7 +72,7 @@ class Param(BaseModel):
         if self.step:
             value = self.low + round((value - self.low) / self.step) * self.step  # type: ignore[operator]
             value = min(value, self.high)  # type: ignore[type-var]
-        return int(round(value)) if self.type == "int" else float(value)
+        return round(value) if self.type == "int" else float(value)
 
     def contains(self, value: Any) -> bool:
         if self.type == "categorical":

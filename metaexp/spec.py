@@ -19,13 +19,21 @@ class _Strict(BaseModel):
 
 
 class HarnessSpec(_Strict):
-    command: str | list[str] = Field(description="shlex string or argv list; runs in the candidate tree's root")
-    immutable: list[str] = Field(default_factory=list, description="paths/globs hashed at start; a change refuses the candidate")
+    command: str | list[str] = Field(
+        description="shlex string or argv list; runs in the candidate tree's root"
+    )
+    immutable: list[str] = Field(
+        default_factory=list, description="paths/globs hashed at start; a change refuses the candidate"
+    )
     time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
-    timeout_s: float = Field(60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started")
+    timeout_s: float = Field(
+        60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started"
+    )
     grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
     memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
-    pass_env: list[str] = Field(default_factory=list, description="variables passed although they look secret")
+    pass_env: list[str] = Field(
+        default_factory=list, description="variables passed although they look secret"
+    )
     strip_env: list[str] = Field(default_factory=list, description="more variable names to remove")
     env: dict[str, str] = Field(default_factory=dict, description="extra variables for the harness")
 
@@ -47,7 +55,9 @@ def argv_of(command: str | list[str]) -> list[str]:
 
 class MetricSpec(_Strict):
     direction: Literal["minimize", "maximize"] = "minimize"
-    pattern: str | None = Field(None, description="regex with one group; default '^<name>:\\s*(number)', last match")
+    pattern: str | None = Field(
+        None, description="regex with one group; default '^<name>:\\s*(number)', last match"
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -81,9 +91,9 @@ class OperatorSpec(_Strict):
     def _space_for_params(self) -> OperatorSpec:
         if self.kind == "params" and not self.space:
             raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
-        if isinstance(self.style, dict):
-            if not self.style or any(w < 0 for w in self.style.values()) or sum(self.style.values()) <= 0:
-                raise ValueError("a style mix needs non-negative weights that sum to more than 0")
+        weights = self.style.values() if isinstance(self.style, dict) else [1.0]
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("a style mix needs non-negative weights that sum to more than 0")
         return self
 
 

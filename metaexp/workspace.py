@@ -102,10 +102,19 @@ class Workspace:
             return
         self.git.run("worktree", "prune")
         if self.git.resolve(self.branch):
-            self.git.run("worktree", "add", "--quiet", str(self.worktree), self.branch.removeprefix("refs/heads/"))
+            self.git.run(
+                "worktree", "add", "--quiet", str(self.worktree), self.branch.removeprefix("refs/heads/")
+            )
         else:
-            self.git.run("worktree", "add", "--quiet", "-b", self.branch.removeprefix("refs/heads/"),
-                         str(self.worktree), start)
+            self.git.run(
+                "worktree",
+                "add",
+                "--quiet",
+                "-b",
+                self.branch.removeprefix("refs/heads/"),
+                str(self.worktree),
+                start,
+            )
 
     def sync_worktree(self) -> None:
         """After the branch moved (update-ref), make the worktree's files match it."""
@@ -124,7 +133,9 @@ class Workspace:
             self._make_writable(self.base)
             shutil.rmtree(self.base, ignore_errors=True)
             self.base.mkdir(parents=True)
-            with tarfile.open(fileobj=io.BytesIO(self.git.run_bytes("archive", "--format=tar", start))) as tar:
+            with tarfile.open(
+                fileobj=io.BytesIO(self.git.run_bytes("archive", "--format=tar", start))
+            ) as tar:
                 members = [m for m in tar.getmembers() if m.name in shared or m.isdir()]
                 tar.extractall(self.base, members=members, filter="tar")
             for path in shared:

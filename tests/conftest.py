@@ -23,8 +23,13 @@ LANDSCAPE = ROOT / "harnesses" / "landscape"
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
 
 
@@ -59,10 +64,17 @@ class Project:
     def records(self, tag: str = "landscape") -> list[ExperimentRecord]:
         return read_records(self.root / ".metaexp" / tag / "experiments.jsonl")
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, check: bool = True
-            ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "metaexp", *args], cwd=self.root, capture_output=True,
-                              text=True, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "metaexp", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"metaexp {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
         return proc
@@ -81,7 +93,9 @@ class Project:
             rec = records[t.user_attrs["experiment"] - 1]
             assert t.user_attrs["status"] == str(rec.status)
             assert t.value == (rec.value if not rec.status.failed else None)
-        refs = git(self.root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/metaexp/{tag}/tried")
+        refs = git(
+            self.root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/metaexp/{tag}/tried"
+        )
         tried = {int(line.split()[0].rsplit("/", 1)[1]): line.split()[1] for line in refs.splitlines()}
         assert tried == {r.n: r.commit for r in records if r.commit}
         accepted = [r for r in records if r.status.accepted]

@@ -40,9 +40,16 @@ def test_hanging_forking_term_ignoring_harness_is_killed_with_no_process_left(
     pids.mkdir()
     project.write("evil.py", EVIL)
     t0 = time.monotonic()
-    project.run(harness={"command": "python evil.py", "timeout_s": 2, "grace_s": 0.5,
-                         "env": {"PIDS": str(pids)}, "immutable": ["evil.py"]},
-                budget={"max_experiments": 1})
+    project.run(
+        harness={
+            "command": "python evil.py",
+            "timeout_s": 2,
+            "grace_s": 0.5,
+            "env": {"PIDS": str(pids)},
+            "immutable": ["evil.py"],
+        },
+        budget={"max_experiments": 1},
+    )
     assert time.monotonic() - t0 < 15
     rec = project.records()[0]
     assert rec.status is Status.TIMEOUT and "timeout_s=2" in rec.reason
@@ -60,9 +67,15 @@ def test_harness_sees_no_secrets_unless_passed(project: Project, monkeypatch: ob
     monkeypatch.setenv("KEEP_ME_API_KEY", "allowed")  # type: ignore[attr-defined]
     monkeypatch.setenv("MY_CUSTOM", "listed")  # type: ignore[attr-defined]
     project.write("envdump.py", "import os\nfor k in sorted(os.environ): print('ENV', k)\nprint('loss: 1')\n")
-    project.run(harness={"command": "python envdump.py", "immutable": ["envdump.py"],
-                         "pass_env": ["KEEP_ME_API_KEY"], "strip_env": ["MY_CUSTOM"]},
-                budget={"max_experiments": 1})
+    project.run(
+        harness={
+            "command": "python envdump.py",
+            "immutable": ["envdump.py"],
+            "pass_env": ["KEEP_ME_API_KEY"],
+            "strip_env": ["MY_CUSTOM"],
+        },
+        budget={"max_experiments": 1},
+    )
     log = (project.root / ".metaexp/landscape/logs/1.log").read_text()
     names = {line.split()[1] for line in log.splitlines() if line.startswith("ENV ")}
     assert not any(n.endswith("_API_KEY") and n != "KEEP_ME_API_KEY" for n in names)
@@ -73,8 +86,9 @@ def test_harness_sees_no_secrets_unless_passed(project: Project, monkeypatch: ob
 def test_harness_writing_to_a_shared_file_does_not_change_it(project: Project) -> None:
     project.write("data.txt", "precious\n")
     project.write("vandal.py", "open('data.txt', 'w').write('vandalised')\nprint('loss: 1')\n")
-    project.run(harness={"command": "python vandal.py", "immutable": ["vandal.py"]},
-                budget={"max_experiments": 2})
+    project.run(
+        harness={"command": "python vandal.py", "immutable": ["vandal.py"]}, budget={"max_experiments": 2}
+    )
     base = project.root / ".metaexp/landscape/base/data.txt"
     assert base.read_text() == "precious\n"
     rec = project.records()[0]
@@ -92,8 +106,10 @@ def test_failures_are_rows_not_errors(project: Project) -> None:
         "if n == 1 or n > 4: print('loss:', 10 - n)\n"
     )
     project.write("flaky.py", script)
-    project.run(harness={"command": "python flaky.py", "immutable": ["flaky.py"]},
-                budget={"max_experiments": 6, "abort_on_consecutive_crashes": 5})
+    project.run(
+        harness={"command": "python flaky.py", "immutable": ["flaky.py"]},
+        budget={"max_experiments": 6, "abort_on_consecutive_crashes": 5},
+    )
     records = project.assert_consistent()
     assert [r.status for r in records[:4]] == [Status.KEEP, Status.CRASH, Status.CRASH, Status.CRASH]
     assert "exit code 3" in records[1].reason
@@ -103,9 +119,13 @@ def test_failures_are_rows_not_errors(project: Project) -> None:
 
 
 def test_consecutive_crashes_abort(project: Project) -> None:
-    project.write("crashy.py", "import os\nprint('loss: 1' if os.environ['METAEXP_EXPERIMENT'] == '1' else 'x')\n")
-    result = project.run(harness={"command": "python crashy.py", "immutable": ["crashy.py"]},
-                         budget={"max_experiments": 20, "abort_on_consecutive_crashes": 3})
+    project.write(
+        "crashy.py", "import os\nprint('loss: 1' if os.environ['METAEXP_EXPERIMENT'] == '1' else 'x')\n"
+    )
+    result = project.run(
+        harness={"command": "python crashy.py", "immutable": ["crashy.py"]},
+        budget={"max_experiments": 20, "abort_on_consecutive_crashes": 3},
+    )
     assert result.aborted and "3 crashes/timeouts in a row" in result.stop_reason
     assert len(project.records()) == 4
 
@@ -120,8 +140,10 @@ def test_broken_baseline_stops_with_a_message(project: Project) -> None:
 
 def test_memory_limit_kills_the_harness(project: Project) -> None:
     project.write("hog.py", "import time\nx = bytearray(600 * 2**20)\ntime.sleep(10)\nprint('loss: 1')\n")
-    project.run(harness={"command": "python hog.py", "immutable": ["hog.py"], "memory_mb": 200},
-                budget={"max_experiments": 1})
+    project.run(
+        harness={"command": "python hog.py", "immutable": ["hog.py"], "memory_mb": 200},
+        budget={"max_experiments": 1},
+    )
     rec = project.records()[0]
     assert rec.status is Status.CRASH and "memory_mb=200" in rec.reason and rec.harness_s < 5
 

@@ -102,8 +102,12 @@ def test_explore_every_accepts_worse_changes(project: Project) -> None:
 
 
 def test_tsv_has_a_column_per_metric(project: Project) -> None:
-    project.run(metrics={"loss": {"direction": "minimize"},
-                         "exp": {"direction": "minimize", "pattern": r"experiment:\s*(\S+)"}})
+    project.run(
+        metrics={
+            "loss": {"direction": "minimize"},
+            "exp": {"direction": "minimize", "pattern": r"experiment:\s*(\S+)"},
+        }
+    )
     header, first = (project.root / ".metaexp/landscape/results.tsv").read_text().splitlines()[:2]
     assert header.split("\t") == ["commit", "loss", "exp", "status", "description"]
     assert first.split("\t")[1:] == ["7.000000", "1.000000", "keep", "baseline"]

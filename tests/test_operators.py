@@ -27,8 +27,15 @@ CASES = [
     ("params", "tpe", "global", True),
     ("params", "random", "bold", True),
     ("params", "cmaes", "global", True),
-    pytest.param("params", "gp", "global", True, marks=pytest.mark.skipif(
-        importlib.util.find_spec("torch") is None, reason="gp needs the torch extra")),
+    pytest.param(
+        "params",
+        "gp",
+        "global",
+        True,
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("torch") is None, reason="gp needs the torch extra"
+        ),
+    ),
 ]
 
 
@@ -36,10 +43,17 @@ def _spec(kind: str, sampler: str | None, style: object, with_space: bool, seed:
     operator = {"kind": kind, "style": style, "sampler": sampler or "tpe"}
     if with_space:
         operator["space"] = "space.yaml"
-    return Spec.model_validate({
-        "tag": "t", "target": ["params.py"], "harness": {"command": "python evaluate.py"},
-        "metrics": {"loss": {}}, "objective": {"primary": "loss"}, "operator": operator, "seed": seed,
-    })
+    return Spec.model_validate(
+        {
+            "tag": "t",
+            "target": ["params.py"],
+            "harness": {"command": "python evaluate.py"},
+            "metrics": {"loss": {}},
+            "objective": {"primary": "loss"},
+            "operator": operator,
+            "seed": seed,
+        }
+    )
 
 
 def _operator(spec: Spec, history: list[ExperimentRecord], files: dict[str, bytes]) -> Operator:
@@ -51,15 +65,27 @@ def _loss(files: dict[str, bytes]) -> float:
     return sum((float(read_value("params.py", files["params.py"], k)) - v) ** 2 for k, v in OPTIMUM.items())
 
 
-def _simulate(spec: Spec, steps: int, history: list[ExperimentRecord] | None = None,
-              state: LineageState | None = None) -> tuple[list[Candidate], list[ExperimentRecord], list[LineageState]]:
+def _simulate(
+    spec: Spec, steps: int, history: list[ExperimentRecord] | None = None, state: LineageState | None = None
+) -> tuple[list[Candidate], list[ExperimentRecord], list[LineageState]]:
     """A miniature loop: hill climbing on the landscape, in memory."""
     history = list(history or [])
     state = state or LineageState("c0", FILES, {"loss": _loss(FILES)}, _loss(FILES))
     op = _operator(spec, history, dict(state.files))
     if not history:
-        history.append(ExperimentRecord(1, "c0", None, "", Status.KEEP, "baseline", {"loss": state.value},
-                                        state.value, params=op.params_of(state.files)))
+        history.append(
+            ExperimentRecord(
+                1,
+                "c0",
+                None,
+                "",
+                Status.KEEP,
+                "baseline",
+                {"loss": state.value},
+                state.value,
+                params=op.params_of(state.files),
+            )
+        )
         op.observe(history[-1])
     candidates, states = [], []
     for n in range(len(history) + 1, len(history) + 1 + steps):
@@ -69,8 +95,19 @@ def _simulate(spec: Spec, steps: int, history: list[ExperimentRecord] | None = N
         files = {**state.files, **cand.files}
         value = _loss(files)
         status = Status.KEEP if value < state.value else Status.DISCARD
-        rec = ExperimentRecord(n, f"c{n}", state.commit, "", status, cand.description, {"loss": value}, value,
-                               params=cand.params, style=cand.style, extra=cand.extra)
+        rec = ExperimentRecord(
+            n,
+            f"c{n}",
+            state.commit,
+            "",
+            status,
+            cand.description,
+            {"loss": value},
+            value,
+            params=cand.params,
+            style=cand.style,
+            extra=cand.extra,
+        )
         history.append(rec)
         op.observe(rec)
         if status is Status.KEEP:
@@ -102,13 +139,15 @@ def test_operator_contract(kind: str, sampler: str | None, style: object, with_s
 
 
 @pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES[:7])
-def test_operator_resumes_from_history(kind: str, sampler: str | None, style: object, with_space: bool) -> None:
+def test_operator_resumes_from_history(
+    kind: str, sampler: str | None, style: object, with_space: bool
+) -> None:
     """Rebuilt from the first records (as after a kill), it proposes what it would have proposed."""
     spec = _spec(kind, sampler, style, with_space)
     candidates, history, states = _simulate(spec, 14)
     cut = 8  # records 1..8 survived; experiment 9 is proposed again
     resumed, _, _ = _simulate(spec, 5, history=history[:cut], state=states[cut - 1])
-    assert [c.files for c in resumed] == [c.files for c in candidates[cut - 1:cut + 4]]
+    assert [c.files for c in resumed] == [c.files for c in candidates[cut - 1 : cut + 4]]
 
 
 def test_perturb_without_constants_is_a_clear_error(tmp_path: Path) -> None:

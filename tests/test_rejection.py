@@ -43,16 +43,23 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def test_edits_to_the_harness_or_other_files_are_rejected(project: Project, scripted: list[Any]) -> None:
     project.write("other.py", "SECRET_SAUCE = 1\n")
-    scripted.extend([
-        {"evaluate.py": b"print('loss: -1000')\n"},
-        {"other.py": b"SECRET_SAUCE = 2\n"},
-        {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n", "evaluate.py": b"print('loss: -1')\n"},
-        {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n"},
-    ])
+    scripted.extend(
+        [
+            {"evaluate.py": b"print('loss: -1000')\n"},
+            {"other.py": b"SECRET_SAUCE = 2\n"},
+            {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n", "evaluate.py": b"print('loss: -1')\n"},
+            {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n"},
+        ]
+    )
     project.run(budget={"max_experiments": 2})
     records = project.assert_consistent()
-    assert [r.status for r in records] == [Status.KEEP, Status.REJECTED, Status.REJECTED, Status.REJECTED,
-                                          Status.KEEP]
+    assert [r.status for r in records] == [
+        Status.KEEP,
+        Status.REJECTED,
+        Status.REJECTED,
+        Status.REJECTED,
+        Status.KEEP,
+    ]
     assert "immutable harness file(s): evaluate.py" in records[1].reason
     assert "outside target: other.py" in records[2].reason
     assert "evaluate.py" in records[3].reason

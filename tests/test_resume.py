@@ -26,12 +26,23 @@ def test_sigkill_inside_the_ledger_write_is_repaired(project: Project, point: st
 def test_sigkill_while_the_harness_runs(project: Project) -> None:
     marker = project.root.parent / "hang"
     marker.touch()
-    project.write("evaluate.py", (project.root / "evaluate.py").read_text().replace(
-        "def main():", "def main():\n    import time\n    if os.environ['METAEXP_EXPERIMENT'] == '3' and "
-        "os.path.exists(os.environ['HANG']):\n        time.sleep(60)"))
+    project.write(
+        "evaluate.py",
+        (project.root / "evaluate.py")
+        .read_text()
+        .replace(
+            "def main():",
+            "def main():\n    import time\n    if os.environ['METAEXP_EXPERIMENT'] == '3' and "
+            "os.path.exists(os.environ['HANG']):\n        time.sleep(60)",
+        ),
+    )
     spec = project.spec(budget={"max_experiments": 5}, harness={"env": {"HANG": str(marker)}})
-    proc = subprocess.Popen([sys.executable, "-m", "metaexp", "run", str(spec)], cwd=project.root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metaexp", "run", str(spec)],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = project.root / ".metaexp" / "landscape" / "logs" / "3.log"
     deadline = time.monotonic() + 30
     while not log.exists() and time.monotonic() < deadline:

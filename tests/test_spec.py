@@ -19,30 +19,53 @@ def _error(project: Project, **overrides: object) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    ({"harnes": {"command": "x"}}, "harnes: unknown key"),
-    ({"harness": {"command": "python evaluate.py", "timeout": 5}}, "harness.timeout: unknown key"),
-    ({"harness": {"command": ""}}, "harness.command: must name a program"),
-    ({"harness": {"command": "python evaluate.py", "timeout_s": -1}}, "harness.timeout_s: Input should be greater than 0"),
-    ({"metrics": {"loss": {"direction": "down"}}}, "metrics.loss.direction: Input should be 'minimize' or 'maximize'"),
-    ({"metrics": {"loss": {"pattern": "loss: \\S+"}}}, "metrics.loss.pattern: needs one capture group"),
-    ({"metrics": {"loss": {"pattern": "loss: (\\S+"}}}, "metrics.loss.pattern: not a valid regular expression"),
-    ({"objective": {"primary": "acc"}}, "objective.primary 'acc' is not a metric (metrics: loss)"),
-    ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
-    ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params' or 'perturb'"),
-    ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
-    ({"tag": "has space"}, "tag: String should match pattern"),
-    ({"budget": {"max_experiments": 0}}, "budget.max_experiments: Input should be greater than or equal to 1"),
-    ({"strategy": {"explore_rate": 2}}, "strategy.explore_rate: Input should be less than or equal to 1"),
-    ({"strategy": "strategies/nope.yaml"}, "strategy: file 'strategies/nope.yaml' not found"),
-    ({"target": ["trian.py"]}, "target: 'trian.py' matches no file in the start commit"),
-    ({"harness": {"command": "python evaluate.py", "immutable": ["params.py"]}},
-     "harness.immutable: params.py also match target"),
-    ({"harness": {"command": "python evalute.py"}}, "harness.command: 'evalute.py' is not a file"),
-    ({"harness": {"command": "no-such-program-xyz run"}}, "program 'no-such-program-xyz' not found on PATH"),
-    ({"operator": {"style": "wild"}}, "operator.style: unknown style 'wild' (known: bold, conservative, global)"),
-    ({"start": "no-such-branch"}, "start: 'no-such-branch' is not a commit"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"harnes": {"command": "x"}}, "harnes: unknown key"),
+        ({"harness": {"command": "python evaluate.py", "timeout": 5}}, "harness.timeout: unknown key"),
+        ({"harness": {"command": ""}}, "harness.command: must name a program"),
+        (
+            {"harness": {"command": "python evaluate.py", "timeout_s": -1}},
+            "harness.timeout_s: Input should be greater than 0",
+        ),
+        (
+            {"metrics": {"loss": {"direction": "down"}}},
+            "metrics.loss.direction: Input should be 'minimize' or 'maximize'",
+        ),
+        ({"metrics": {"loss": {"pattern": "loss: \\S+"}}}, "metrics.loss.pattern: needs one capture group"),
+        (
+            {"metrics": {"loss": {"pattern": "loss: (\\S+"}}},
+            "metrics.loss.pattern: not a valid regular expression",
+        ),
+        ({"objective": {"primary": "acc"}}, "objective.primary 'acc' is not a metric (metrics: loss)"),
+        ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
+        ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params' or 'perturb'"),
+        ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
+        ({"tag": "has space"}, "tag: String should match pattern"),
+        (
+            {"budget": {"max_experiments": 0}},
+            "budget.max_experiments: Input should be greater than or equal to 1",
+        ),
+        ({"strategy": {"explore_rate": 2}}, "strategy.explore_rate: Input should be less than or equal to 1"),
+        ({"strategy": "strategies/nope.yaml"}, "strategy: file 'strategies/nope.yaml' not found"),
+        ({"target": ["trian.py"]}, "target: 'trian.py' matches no file in the start commit"),
+        (
+            {"harness": {"command": "python evaluate.py", "immutable": ["params.py"]}},
+            "harness.immutable: params.py also match target",
+        ),
+        ({"harness": {"command": "python evalute.py"}}, "harness.command: 'evalute.py' is not a file"),
+        (
+            {"harness": {"command": "no-such-program-xyz run"}},
+            "program 'no-such-program-xyz' not found on PATH",
+        ),
+        (
+            {"operator": {"style": "wild"}},
+            "operator.style: unknown style 'wild' (known: bold, conservative, global)",
+        ),
+        ({"start": "no-such-branch"}, "start: 'no-such-branch' is not a commit"),
+    ],
+)
 def test_bad_specs_name_the_key(project: Project, overrides: dict[str, object], expected: str) -> None:
     message = _error(project, **overrides)
     assert "metaexp.yaml" in message or "start:" in message or ":" in message
@@ -56,8 +79,12 @@ def test_missing_keys_and_non_mapping(project: Project) -> None:
         load_spec(path)
     text = str(info.value)
     assert str(path) in text
-    for key in ("target: required key is missing", "harness: required key is missing",
-                "metrics: required key is missing", "objective: required key is missing"):
+    for key in (
+        "target: required key is missing",
+        "harness: required key is missing",
+        "metrics: required key is missing",
+        "objective: required key is missing",
+    ):
         assert key in text
     path.write_text("- a list\n")
     with pytest.raises(SpecError, match="must be a YAML mapping"):
@@ -85,7 +112,9 @@ def test_cli_reports_errors_with_exit_code_1(project: Project) -> None:
 def test_schema_is_json_schema_of_the_spec(project: Project) -> None:
     schema = json.loads(project.cli("schema").stdout)
     assert schema["additionalProperties"] is False
-    assert {"tag", "target", "harness", "metrics", "objective", "operator", "budget"} <= set(schema["properties"])
+    assert {"tag", "target", "harness", "metrics", "objective", "operator", "budget"} <= set(
+        schema["properties"]
+    )
     assert "root" not in schema["properties"]
 
 

@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     dest = Path(args.dir)
     if dest.exists() and any(dest.iterdir()):
         raise MetaexpError(f"{dest} exists and is not empty; pick a new directory")
-    shutil.copytree(source, dest, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".metaexp"))
+    shutil.copytree(
+        source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".metaexp")
+    )
     spec = yaml.safe_load((dest / "metaexp.yaml").read_text())
     space = (spec.get("operator") or {}).get("space")
     if space:  # make the project self-contained: its search space travels with it
@@ -41,10 +42,21 @@ def run(args: argparse.Namespace) -> int:
         shutil.copy(data_dir("search_spaces") / Path(space).name, target)
     _git(dest, "init", "-q")
     _git(dest, "add", "-A")
-    _git(dest, "-c", "user.name=metaexp", "-c", "user.email=metaexp@localhost",
-         "commit", "-q", "-m", f"{args.example}: example from metaexp init")
-    print(f"created {dest} from example {args.example}; next:\n"
-          f"  cd {dest}\n  metaexp validate metaexp.yaml\n  metaexp run metaexp.yaml")
+    _git(
+        dest,
+        "-c",
+        "user.name=metaexp",
+        "-c",
+        "user.email=metaexp@localhost",
+        "commit",
+        "-q",
+        "-m",
+        f"{args.example}: example from metaexp init",
+    )
+    print(
+        f"created {dest} from example {args.example}; next:\n"
+        f"  cd {dest}\n  metaexp validate metaexp.yaml\n  metaexp run metaexp.yaml"
+    )
     return 0
 
 

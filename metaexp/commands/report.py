@@ -24,7 +24,12 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(records, spec.direction, metric)
     print(format_summary(summary, metric))
     if records:
-        path = plot_progress(records, spec.direction, metric, args.output or ws.out / "progress.png",
-                             title=f"metaexp {spec.tag}: {len(records)} experiments")
+        path = plot_progress(
+            records,
+            spec.direction,
+            metric,
+            args.output or ws.out / "progress.png",
+            title=f"metaexp {spec.tag}: {len(records)} experiments",
+        )
         print(f"\nwrote {path}")
     return 0

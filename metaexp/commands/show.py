@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     if rec.reason:
         print(f"reason: {rec.reason}")
     print(f"metrics: {json.dumps(rec.metrics)}  value: {rec.value}")
-    print(f"operator {rec.operator or '-'}  style {rec.style or '-'}  params {json.dumps(rec.params, default=str)}")
+    print(
+        f"operator {rec.operator or '-'}  style {rec.style or '-'}  "
+        f"params {json.dumps(rec.params, default=str)}"
+    )
     print(f"wall {rec.wall_time_s:.2f}s  harness {rec.harness_s:.2f}s  diff lines {rec.diff_lines}")
     if rec.commit and rec.parent:
         print("\n--- diff against parent\n" + ws.git.diff(rec.parent, rec.commit).rstrip())

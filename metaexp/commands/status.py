@@ -27,12 +27,16 @@ def run(args: argparse.Namespace) -> int:
         counts[str(rec.status)] = counts.get(str(rec.status), 0) + 1
     best = next((r for r in reversed(records) if r.best), None)
     metric = spec.objective.primary
-    print(f"{spec.tag}: {len(records)} experiments; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"{spec.tag}: {len(records)} experiments; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     if best is not None:
-        print(f"best {metric} = {best.value:.6g} at #{best.n} ({(best.commit or '')[:7]}): {best.description}")
+        print(
+            f"best {metric} = {best.value:.6g} at #{best.n} ({(best.commit or '')[:7]}): {best.description}"
+        )
         print(f"baseline {metric} = {records[0].value if records[0].value is not None else 'n/a'}")
     print(f"\n{'#':>4}  {'commit':7}  {'status':8}  {metric:>12}  description")
-    for rec in records[-args.last:]:
+    for rec in records[-args.last :]:
         value = f"{rec.value:.6g}" if rec.value is not None else "-"
         text = rec.description if not rec.reason else f"{rec.description} ({rec.reason})"
         print(f"{rec.n:>4}  {(rec.commit or '-')[:7]:7}  {rec.status!s:8}  {value:>12}  {text[:90]}")

@@ -17,12 +17,15 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     plan = make_plan(spec)
     names = ", ".join(plan.space) if plan.space else "numeric UPPER_CASE constants"
-    print(f"{args.spec}: ok\n"
-          f"  tag {spec.tag}: branch autoexp/{spec.tag}, start {spec.start} = {plan.start[:7]}\n"
-          f"  target: {', '.join(plan.target_files)}; immutable: {', '.join(plan.immutable) or '-'}\n"
-          f"  harness: {' '.join(spec.harness.argv)} (budget {spec.harness.time_budget_s:g}s, "
-          f"timeout {spec.harness.timeout_s:g}s)\n"
-          f"  objective: {spec.direction} {spec.objective.primary}; operator {spec.operator.kind} over {names}\n"
-          f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
-          f"explore_every {spec.strategy.explore_every}")
+    print(
+        f"{args.spec}: ok\n"
+        f"  tag {spec.tag}: branch autoexp/{spec.tag}, start {spec.start} = {plan.start[:7]}\n"
+        f"  target: {', '.join(plan.target_files)}; immutable: {', '.join(plan.immutable) or '-'}\n"
+        f"  harness: {' '.join(spec.harness.argv)} (budget {spec.harness.time_budget_s:g}s, "
+        f"timeout {spec.harness.timeout_s:g}s)\n"
+        f"  objective: {spec.direction} {spec.objective.primary}; "
+        f"operator {spec.operator.kind} over {names}\n"
+        f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
+        f"explore_every {spec.strategy.explore_every}"
+    )
     return 0

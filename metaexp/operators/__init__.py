@@ -88,6 +88,12 @@ def experiment_rng(seed: int, n: int) -> random.Random:
 
 
 __all__ = [
-    "REGISTRY", "Candidate", "Context", "InvalidProposal", "LineageState", "Operator",
-    "experiment_rng", "make_operator",
+    "REGISTRY",
+    "Candidate",
+    "Context",
+    "InvalidProposal",
+    "LineageState",
+    "Operator",
+    "experiment_rng",
+    "make_operator",
 ]

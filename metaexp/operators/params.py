@@ -122,8 +122,13 @@ class ParamsOperator:
         if rec.status.harness_ran or exact:
             self._add(rec, system_attrs=rec.extra.get("sampler_attrs", {}) if exact else {})
 
-    def _add(self, rec: ExperimentRecord, system_attrs: dict[str, Any],
-             params: dict[str, Any] | None = None, failed: bool = False) -> None:
+    def _add(
+        self,
+        rec: ExperimentRecord,
+        system_attrs: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        failed: bool = False,
+    ) -> None:
         from optuna.trial import TrialState, create_trial
 
         chosen = rec.params if params is None else params
@@ -131,10 +136,15 @@ class ParamsOperator:
         if len(values) != len(self.space):
             return  # not a point of this space (e.g. the space changed since)
         ok = not failed and not rec.status.failed and rec.value is not None
-        self.study.add_trial(create_trial(
-            state=TrialState.COMPLETE if ok else TrialState.FAIL, value=rec.value if ok else None,
-            params=values, distributions=self.dists, system_attrs=system_attrs,
-        ))
+        self.study.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                value=rec.value if ok else None,
+                params=values,
+                distributions=self.dists,
+                system_attrs=system_attrs,
+            )
+        )
 
 
 def _fail() -> optuna.trial.TrialState:

@@ -29,7 +29,8 @@ class PerturbOperator:
         else:
             self.located = {
                 name: path
-                for path, text in ctx.files.items() if path.endswith(".py")
+                for path, text in ctx.files.items()
+                if path.endswith(".py")
                 for name in numeric_constants(path, text)
             }
             self.space = {}

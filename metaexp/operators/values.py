@@ -16,14 +16,18 @@ def locate_names(space: Space, files: Mapping[str, bytes], where: str) -> dict[s
     for name, param in space.items():
         if param.file:
             if param.file not in files:
-                raise SpecError(f"{where}: {name}.file {param.file!r} is not a target file ({', '.join(files)})")
+                raise SpecError(
+                    f"{where}: {name}.file {param.file!r} is not a target file ({', '.join(files)})"
+                )
             holders = [param.file] if has_value(param.file, files[param.file], name) else []
         else:
             holders = [path for path, text in files.items() if has_value(path, text, name)]
         if not holders:
             raise SpecError(f"{where}: {name!r} is not assigned in any target file ({', '.join(files)})")
         if len(holders) > 1:
-            raise SpecError(f"{where}: {name!r} is found in {', '.join(holders)}; set {name}.file to pick one")
+            raise SpecError(
+                f"{where}: {name!r} is found in {', '.join(holders)}; set {name}.file to pick one"
+            )
         located[name] = holders[0]
     return located
 
@@ -51,4 +55,3 @@ def apply_values(
         parts.append(f"{name} {literal_text(path, old)} → {literal_text(path, new)}")
     after = read_values(located, {**files, **new_files})
     return new_files, after, ", ".join(parts)
-
