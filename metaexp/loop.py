@@ -124,7 +124,8 @@ class _Session:
             reason = "interrupted: the experiment in flight was not recorded and will run again on resume"
         finally:
             signal.signal(signal.SIGINT, previous)
-        result = RunResult(reason, reason.startswith("abort"), reason.startswith("interrupted"), self.tally)
+        interrupted = reason.startswith(("interrupted", "stopped by Ctrl-C"))
+        result = RunResult(reason, reason.startswith("abort"), interrupted, self.tally)
         self.progress.finish(result.stop_reason)
         return result
 

@@ -79,3 +79,38 @@ def _processes_with_cwd_under(root: object) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def _start_slow_run(project: Project) -> tuple[subprocess.Popen[str], object]:
+    project.write("slow.py", "import time\ntime.sleep(1.5)\nprint('loss: 1')\n")
+    spec = project.spec(harness={"command": "python slow.py", "immutable": ["slow.py"]},
+                        budget={"max_experiments": 10})
+    proc = subprocess.Popen([sys.executable, "-m", "metaexp", "run", str(spec)], cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    logs = project.root / ".metaexp" / "landscape" / "logs"
+    deadline = time.monotonic() + 30
+    while not (logs / "2.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, logs
+
+
+def test_ctrl_c_finishes_the_experiment_in_flight(project: Project) -> None:
+    proc, _ = _start_slow_run(project)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "finishing this experiment" in err and "stopped by Ctrl-C" in err
+    records = project.assert_consistent()
+    assert len(records) == 2 and records[1].status.harness_ran  # #2 was finished and recorded
+
+
+def test_second_ctrl_c_aborts_the_harness_and_records_nothing(project: Project) -> None:
+    proc, _ = _start_slow_run(project)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "not recorded and will run again on resume" in err
+    assert len(project.assert_consistent()) == 1
+    assert not _processes_with_cwd_under(project.root)
