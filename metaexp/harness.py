@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaexp.metrics import parse_metrics
-from metaexp.reaper import supervise
+from metaexp.reaper import Supervised, supervise
 from metaexp.records import Status
 from metaexp.spec import Spec
 from metaexp.workspace import Workspace
@@ -77,38 +77,31 @@ def evaluate(spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_
     tail = _tail(output)
     if run.aborted:
         raise Interrupted
-    if run.error:
-        return Outcome(Status.CRASH, harness_s=run.seconds, reason=run.error, log_tail=tail)
-    if run.timed_out:
-        return Outcome(
-            Status.TIMEOUT,
-            harness_s=run.seconds,
-            reason=f"killed after timeout_s={spec.harness.timeout_s:g}",
-            log_tail=tail,
-        )
-    if run.memory_exceeded:
-        return Outcome(
-            Status.CRASH,
-            harness_s=run.seconds,
-            reason=f"memory above memory_mb={spec.harness.memory_mb:g} (killed)",
-            log_tail=tail,
-        )
-    if touched:
-        return Outcome(
-            Status.CRASH,
-            harness_s=run.seconds,
-            log_tail=tail,
-            reason=f"the harness wrote to shared file(s) {', '.join(touched)} (restored)",
-        )
-    if run.returncode != 0:
-        how = (
-            f"signal {-run.returncode}" if run.returncode and run.returncode < 0 else f"code {run.returncode}"
-        )
-        return Outcome(Status.CRASH, harness_s=run.seconds, reason=f"exit {how}", log_tail=tail)
+    failure = _failure(run, spec, touched)
+    if failure is not None:
+        return Outcome(failure[0], harness_s=run.seconds, reason=failure[1], log_tail=tail)
     metrics, problem = parse_metrics(output, spec.metrics)
     if problem:
         return Outcome(Status.CRASH, metrics, run.seconds, problem, tail)
     return Outcome(None, metrics, run.seconds, "", tail)
+
+
+def _failure(run: Supervised, spec: Spec, touched: list[str]) -> tuple[Status, str] | None:
+    """Why a finished run is not usable, whatever it printed."""
+    if run.error:
+        return Status.CRASH, run.error
+    if run.timed_out:
+        return Status.TIMEOUT, f"killed after timeout_s={spec.harness.timeout_s:g}"
+    if run.memory_exceeded:
+        return Status.CRASH, f"memory above memory_mb={spec.harness.memory_mb:g} (killed)"
+    if touched:
+        return Status.CRASH, f"the harness wrote to shared file(s) {', '.join(touched)} (restored)"
+    code = run.returncode
+    if code is not None and code < 0:
+        return Status.CRASH, f"exit signal {-code}"
+    if code != 0:
+        return Status.CRASH, f"exit code {code}"
+    return None
 
 
 def _read_log(path: Path) -> str:

@@ -45,7 +45,10 @@ def make_plan(spec: Spec, start: str | None = None) -> Plan:
     ref = start or spec.start
     sha = git.resolve(ref)
     if sha is None:
-        raise SpecError(f"start: {ref!r} is not a commit, branch or tag in {root}")
+        raise SpecError(
+            f"start: {ref!r} is not a commit, branch or tag in {root} "
+            "(a run starts from a commit: commit the target and harness first)"
+        )
     listing = git.listing(sha)
     files = {p: e for p, e in listing.items() if e.mode != "40000"}
     targets = _matching(files, spec.target, "target", sha)
