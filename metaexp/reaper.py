@@ -119,6 +119,7 @@ def _supervise_child(
             stdout=log_fd,
             stderr=log_fd,
             start_new_session=True,
+            preexec_fn=_default_sigint,  # ignored signals survive exec; the harness gets a normal SIGINT
         )
     except OSError as exc:
         return Supervised(None, 0.0, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
@@ -137,6 +138,10 @@ def _supervise_child(
         peak_rss_mb=peak,
         **flags,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait(
