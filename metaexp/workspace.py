@@ -10,6 +10,7 @@ stat check and the base file is restored from git.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import fnmatch
 import io
@@ -25,15 +26,16 @@ from metaexp.errors import LockError, WorkspaceError
 from metaexp.git import Entry, Git
 
 _LOCKS: list[int] = []  # lock fds, closed in forked children so a harness never holds them
-os.register_at_fork(after_in_child=lambda: [os.close(fd) for fd in _LOCKS if _safe(fd)])
 
 
-def _safe(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+def _close_locks_in_child() -> None:
+    for fd in _LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LOCKS.clear()  # the numbers may be reused in this child: never close them twice
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def matches(path: str, patterns: Iterable[str]) -> bool:
