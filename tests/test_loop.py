@@ -111,3 +111,19 @@ def test_tsv_has_a_column_per_metric(project: Project) -> None:
     header, first = (project.root / ".metaexp/landscape/results.tsv").read_text().splitlines()[:2]
     assert header.split("\t") == ["commit", "loss", "exp", "status", "description"]
     assert first.split("\t")[1:] == ["7.000000", "1.000000", "keep", "baseline"]
+
+
+def test_explore_rate_one_accepts_every_change(project: Project) -> None:
+    project.run(strategy={"explore_rate": 1.0}, budget={"max_experiments": 8})
+    records = project.assert_consistent()
+    assert {r.status for r in records[1:]} <= {Status.KEEP, Status.EXPLORE}
+    assert any(r.status is Status.EXPLORE for r in records)
+    assert all(r.parent == prev.commit for prev, r in zip(records, records[1:], strict=False))
+
+
+def test_wall_clock_budget_counts_across_resumes(project: Project) -> None:
+    project.run(budget={"max_experiments": 3})
+    spent = sum(r.wall_time_s for r in project.records())
+    result = project.run(budget={"max_experiments": 50, "max_wall_clock_h": 0.99 * spent / 3600})
+    assert result.stop_reason.startswith("max_wall_clock_h=")
+    assert len(project.records()) == 3
