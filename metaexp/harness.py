@@ -58,19 +58,17 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
 def evaluate(spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_path: Path) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
     box = ws.sandbox(str(n), files)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         run = supervise(
             spec.harness.argv,
             cwd=str(box),
             env=harness_env(spec, n),
-            log_fd=fd,
+            log_path=str(log_path),
             timeout_s=spec.harness.timeout_s,
             grace_s=spec.harness.grace_s,
             memory_mb=spec.harness.memory_mb,
         )
     finally:
-        os.close(fd)
         ws.discard_sandbox(box)
     touched = ws.restore_shared()
     output = _read_log(log_path)

@@ -1,11 +1,17 @@
 """Run a harness so that nothing it starts outlives it.
 
-A forked supervisor makes itself a child subreaper (prctl), starts the harness
-in a new session and waits for it. Every process the harness starts, even one
-that calls setsid() or double-forks, stays a descendant of the supervisor or
-is re-parented to it, so at the end (normal exit, timeout, memory limit or
-abort) the supervisor can find them all in /proc and kill them: SIGTERM, a
-grace period, then SIGKILL, until none is left.
+One long-lived supervisor process per driver (a small `python -m
+metaexp.reaper`, started once, in its own session) makes itself a child
+subreaper (prctl) and runs each harness it is asked to, in a new session.
+Every process a harness starts, even one that calls setsid() or double-forks,
+stays a descendant of the supervisor or is re-parented to it, so at the end
+(normal exit, timeout, memory limit or abort) the supervisor finds them all
+in /proc and kills them: SIGTERM, a grace period, then SIGKILL, until none is
+left. If the driver dies, the supervisor is told by the kernel (PDEATHSIG)
+and by the end of its request pipe, and cleans up the same way.
+
+Requests and replies are JSON lines on the supervisor's stdin and stdout; a
+line `abort` while a harness runs stops it.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-POLL_S = 0.2  # memory checks; exit is noticed at once through a pidfd
+POLL_S = 0.2  # memory checks; exit and abort are noticed at once through select
 
 
 @dataclass(frozen=True)
@@ -40,113 +47,148 @@ class _Abort(Exception):
     pass
 
 
+class Supervisor:
+    """The driver's handle on its supervisor process."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
+
+    def run(self, job: dict[str, object]) -> Supervised:
+        """Run one harness. A KeyboardInterrupt meanwhile aborts it (the reply says so)."""
+        proc = self._ensure()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        proc.stdin.flush()
+        while True:
+            try:
+                line = proc.stdout.readline()
+            except KeyboardInterrupt:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(b"abort\n")
+                    proc.stdin.flush()
+                continue
+            if not line:
+                self.close()
+                return Supervised(None, 0.0, error="the harness supervisor died; see the log")
+            return Supervised(**json.loads(line))
+
+    def close(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()  # type: ignore[union-attr]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10)
+            self._proc = None
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "metaexp.reaper", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+            )
+        return self._proc
+
+
+_SUPERVISOR: Supervisor | None = None
+
+
 def supervise(
     argv: list[str],
     *,
     cwd: str,
     env: dict[str, str],
-    log_fd: int,
+    log_path: str,
     timeout_s: float,
     grace_s: float,
     memory_mb: float | None = None,
 ) -> Supervised:
-    """Run `argv` under a forked supervisor. A KeyboardInterrupt while it runs aborts it:
-    the tree is killed and the result says `aborted`."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the supervisor
-        os.close(rfd)
-        code = 0
-        try:
-            result = _supervise_child(argv, cwd, env, log_fd, timeout_s, grace_s, memory_mb)
-            os.write(wfd, json.dumps(result.__dict__).encode())
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    try:
-        data = _read_all(rfd, pid)
-    finally:
-        os.close(rfd)
-        os.waitpid(pid, 0)
-    if not data:
-        return Supervised(None, 0.0, error="the supervisor died without a report")
-    return Supervised(**json.loads(data))
+    """Run `argv` with its output in `log_path`, under this process's supervisor."""
+    global _SUPERVISOR
+    if _SUPERVISOR is None or _SUPERVISOR._owner != os.getpid():
+        _SUPERVISOR = Supervisor()
+    job = {"argv": argv, "cwd": cwd, "env": env, "log_path": log_path, "timeout_s": timeout_s,
+           "grace_s": grace_s, "memory_mb": memory_mb}
+    return _SUPERVISOR.run(job)
 
 
-def _read_all(fd: int, pid: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except KeyboardInterrupt:
-            os.kill(pid, signal.SIGTERM)  # the supervisor kills the tree and reports
-            continue
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+# --- the supervisor process
 
 
-def _supervise_child(
-    argv: list[str],
-    cwd: str,
-    env: dict[str, str],
-    log_fd: int,
-    timeout_s: float,
-    grace_s: float,
-    memory_mb: float | None,
-) -> Supervised:
-    parent = os.getppid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+class _Lines:
+    """Lines from a raw fd, so select() and reading never disagree about buffered data."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf, self.eof = fd, b"", False
+
+    def pending(self) -> bool:
+        return b"\n" in self.buf or self.eof
+
+    def fill(self) -> None:
+        chunk = os.read(self.fd, 65536)
+        self.eof = self.eof or not chunk
+        self.buf += chunk
+
+    def next(self) -> bytes | None:
+        while not self.pending():
+            self.fill()
+        if b"\n" not in self.buf:
+            return None
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+
+def serve(parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the driver died: clean up and go
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
 
     def abort(_signum: int, _frame: object) -> None:
         raise _Abort
 
     signal.signal(signal.SIGTERM, abort)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the driver was SIGKILLed: clean up
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     if os.getppid() != parent:
-        raise _Abort
-    start = time.monotonic()
+        return
+    requests = _Lines(sys.stdin.fileno())
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            start_new_session=True,
-            preexec_fn=_default_sigint,  # ignored signals survive exec; the harness gets a normal SIGINT
-        )
+        while (line := requests.next()) is not None:
+            if line.strip() in (b"", b"abort"):
+                continue  # an abort that arrived after its harness had ended
+            result = _run(json.loads(line), requests)
+            os.write(sys.stdout.fileno(), json.dumps(asdict(result)).encode() + b"\n")
+            if result.aborted and requests.eof:
+                break
+    except _Abort:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        kill_descendants(1.0)
+
+
+def _run(job: dict, requests: _Lines) -> Supervised:
+    start = time.monotonic()
+    fd = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        proc = subprocess.Popen(job["argv"], cwd=job["cwd"], env=job["env"], stdin=subprocess.DEVNULL,
+                                stdout=fd, stderr=fd, start_new_session=True)
     except OSError as exc:
-        return Supervised(None, 0.0, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+        return Supervised(None, 0.0, error=f"cannot start {job['argv'][0]!r}: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
     flags: dict[str, bool] = {}
     peak = 0.0
     try:
-        peak = _wait(proc, start + timeout_s, memory_mb, flags)
+        peak = _wait(proc, start + job["timeout_s"], job["memory_mb"], flags, requests)
     except _Abort:
         flags["aborted"] = True
     seconds = time.monotonic() - start
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    kill_descendants(grace_s)
-    return Supervised(
-        proc.returncode if proc.returncode is not None else -signal.SIGKILL,
-        seconds,
-        peak_rss_mb=peak,
-        **flags,
-    )
+    kill_descendants(job["grace_s"])
+    code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    return Supervised(code, seconds, peak_rss_mb=peak, **flags)
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _wait(
-    proc: subprocess.Popen[bytes], deadline: float, memory_mb: float | None, flags: dict[str, bool]
-) -> float:
+def _wait(proc: subprocess.Popen[bytes], deadline: float, memory_mb: float | None,
+          flags: dict[str, bool], requests: _Lines) -> float:
     pidfd = os.pidfd_open(proc.pid)
     peak = 0.0
     try:
@@ -155,7 +197,12 @@ def _wait(
             if left <= 0:
                 flags["timed_out"] = True
                 return peak
-            ready, _, _ = select.select([pidfd], [], [], min(left, POLL_S) if memory_mb else left)
+            if requests.pending():
+                raise _Abort  # "abort", or the driver went away
+            wait_s = min(left, POLL_S) if memory_mb else left
+            ready, _, _ = select.select([pidfd, requests.fd], [], [], wait_s)
+            if requests.fd in ready:
+                requests.fill()
             if memory_mb and not ready:
                 rss = sum(rss_mb(pid) for pid in descendants(os.getpid()))
                 peak = max(peak, rss)
@@ -265,3 +312,7 @@ def _is_zombie(pid: int) -> bool:
 def rss_mb(pid: int) -> float:
     fields = _stat_fields(pid)
     return int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20 if fields else 0.0
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
