@@ -8,6 +8,7 @@ so a try costs well under a millisecond of git work. Refs move only through
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -33,6 +34,7 @@ class Git:
     def __init__(self, cwd: Path) -> None:
         self.cwd = Path(cwd)
         self._objects: Path | None = None
+        self._refs_proc: subprocess.Popen[bytes] | None = None
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         proc = subprocess.run(["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env())
@@ -147,11 +149,51 @@ class Git:
     # --- refs
 
     def update_refs(self, updates: Mapping[str, str | None]) -> None:
-        """Set (sha) or delete (None) several refs in one transaction."""
+        """Set (sha) or delete (None) several refs in one transaction.
+
+        One `git update-ref --stdin` process stays open for the run; each call is a
+        start/prepare/commit transaction in it (no process start per experiment).
+        """
         if not updates:
             return
         lines = [f"delete {ref}" if sha is None else f"update {ref} {sha}" for ref, sha in updates.items()]
-        self.run("update-ref", "--stdin", input=("\n".join(lines) + "\n").encode())
+        proc = self._ref_writer()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(("\n".join(["start", *lines, "prepare", "commit"]) + "\n").encode())
+            proc.stdin.flush()
+            replies = [proc.stdout.readline().decode().strip() for _ in range(3)]
+        except (BrokenPipeError, OSError):
+            replies = []
+        if replies != ["start: ok", "prepare: ok", "commit: ok"]:
+            self._refs_proc = None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            raise WorkspaceError(f"git update-ref failed in {self.cwd}: {err or replies}")
+
+    def _ref_writer(self) -> subprocess.Popen[bytes]:
+        if self._refs_proc is None or self._refs_proc.poll() is not None:
+            self._refs_proc = subprocess.Popen(
+                ["git", "update-ref", "--stdin"], cwd=self.cwd, env=_git_env(),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+        return self._refs_proc
+
+    def close(self) -> None:
+        if self._refs_proc is not None:
+            proc, self._refs_proc = self._refs_proc, None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                stream.close()  # type: ignore[union-attr]
 
 
 def _git_env() -> dict[str, str]:

@@ -87,6 +87,7 @@ class Ledger:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.ws.git.close()
 
     def _truncate_torn_tail(self) -> None:
         if not self.jsonl.exists():
