@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import yaml
@@ -171,7 +171,9 @@ def _verify(path: str, new: bytes, name: str, value: Scalar, literal: str) -> No
 # ---------------------------------------------------------------------------- .py
 
 
+@lru_cache(maxsize=64)  # operators read and write several names of one file in a row
 def _py_parse(path: str, text: bytes) -> ast.Module:
+    """The module's AST; shared between callers, who must not change it."""
     _decode(path, text)  # ast offsets are UTF-8 byte offsets, so other encodings would misplace
     try:
         return ast.parse(text, filename=path)
