@@ -365,8 +365,8 @@ def overhead_section(runs: list[dict[str, Any]]) -> str:
             f"discards last{w}/first{w} at n={large['n']} {drift:.2f}x{flag}"
         )
     lines += [
-        "record = wall_time_s - harness_s from experiments.jsonl: stamped before Ledger.record, so without "
-        "jsonl/tsv/fsync/Optuna/update-ref/reset.",
+        "record = wall_time_s - harness_s from experiments.jsonl: each row's clock runs from the start of "
+        "recording the previous row, so it includes recording (jsonl/tsv/fsync/Optuna/update-ref/reset).",
         "full = the whole _Session._experiment call, recording included, minus the harness's own seconds.",
         "discard = only experiments whose status is discard (no branch move): the same work at every size, "
         "so a rise from first to last shows a rescan of history.",

@@ -103,7 +103,7 @@ class _Session:
         self.state = self._state_from(records)
         self.operator: Operator = plan.operator(records, dict(self.state.files))
         self.progress = Progress(self.spec, loop.out, self.tally)
-        self._mark = time.monotonic()  # when the previous experiment was recorded
+        self._mark = time.monotonic()  # when recording the previous experiment began
 
     def _state_from(self, records: list[ExperimentRecord]) -> LineageState:
         current = lineage_of(records).current
@@ -157,7 +157,7 @@ class _Session:
     # --- one experiment
 
     def _experiment(self, n: int) -> None:
-        t0 = self._mark  # so recording the previous experiment counts too: the sum is the run's clock
+        t0 = self._mark  # recording the previous experiment counts too: the rows add up to the run's clock
         rng = experiment_rng(self.spec.seed, n)
         if n == 1:
             cand = Candidate(self.state.commit, {}, "baseline", "", self.operator.params_of(self.state.files))
@@ -243,8 +243,8 @@ class _Session:
             best=is_best,
             extra=cand.extra,
         )
+        self._mark = time.monotonic()  # the next row's clock starts here and counts this recording
         self.ledger.record(rec, advance=status.accepted and n > 1)
-        self._mark = time.monotonic()
         self.operator.observe(rec)
         self.tally.add(rec)
         if status.accepted and commit:

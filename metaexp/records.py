@@ -46,7 +46,7 @@ class ExperimentRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     value: float | None = None  # the decision metric (Optuna trial value)
     diff_lines: int = 0
-    wall_time_s: float = 0.0  # seconds since the previous experiment was recorded (all overhead)
+    wall_time_s: float = 0.0  # seconds since recording the previous experiment began
     harness_s: float = 0.0  # time the harness itself ran, seconds
     operator: str = ""
     style: str = ""
