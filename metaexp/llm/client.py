@@ -1,0 +1,190 @@
+"""One chat-completions client: the `openai` package for transport (its own retries and
+backoff for 429, 5xx and timeouts), prices for cost, and a recording of every exchange.
+
+A recording (`llm.jsonl`) can answer later requests instead of the network:
+`replay_key: request` matches the exact request (model, messages, temperature)
+and reproduces a run; `replay_key: state` matches a caller-given key (the
+operator uses the target files, the style and how often that state was
+asked), which lets a run whose prompts differ reuse recorded proposals. The
+API key is read from the named variable when the first live request is made
+and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from metaexp.errors import MetaexpError
+
+
+class LLMError(MetaexpError):
+    """No usable reply: the endpoint failed after the client's retries, or a replay miss."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True)))
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str
+    usage: Usage
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Prices:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None  # None: cached input costs as much as input
+
+    def cost(self, prompt: int, completion: int, cached: int) -> float:
+        cached_price = self.cached_input_per_mtok
+        if cached_price is None:
+            cached_price = self.input_per_mtok
+        return ((prompt - cached) * self.input_per_mtok + cached * cached_price
+                + completion * self.output_per_mtok) / 1e6
+
+
+def request_key(request: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+class LLMClient:
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.7,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        prices: Prices | None = None,
+        record_path: Path | None = None,
+        replay_path: Path | None = None,
+        replay_key: str = "request",
+        replay_miss: str = "error",
+    ) -> None:
+        self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
+        self.temperature, self.timeout_s, self.max_retries = temperature, timeout_s, max_retries
+        self.prices = prices or Prices()
+        self.record_path = record_path
+        self.replay_key, self.replay_miss = replay_key, replay_miss
+        self._replay = _Recording(replay_path, replay_key) if replay_path else None
+        self._client: Any = None
+
+    def complete(self, messages: list[dict[str, str]], *, state_key: str | None = None,
+                 purpose: str = "") -> Reply:
+        """One chat completion. Raises LLMError when no reply can be had."""
+        request = {"model": self.model, "messages": messages, "temperature": self.temperature}
+        key = request_key(request)
+        if self._replay is not None:
+            found = self._replay.take(key if self.replay_key == "request" else (state_key or key))
+            if found is not None:
+                reply = Reply(found["content"], Usage(**found["usage"]), replayed=True)
+                self._record(request, key, state_key, purpose, reply, None)
+                return reply
+            if self.replay_miss != "live":
+                what = "request" if self.replay_key == "request" else f"state {state_key}"
+                raise LLMError(f"replay: no recorded reply for this {what} (replay_miss: live would ask)")
+        try:
+            reply = self._live(request)
+        except LLMError as exc:
+            self._record(request, key, state_key, purpose, None, str(exc))
+            raise
+        self._record(request, key, state_key, purpose, reply, None)
+        return reply
+
+    def _live(self, request: dict[str, Any]) -> Reply:
+        import openai
+
+        client = self._connect()
+        try:
+            response = client.chat.completions.create(**request)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            message = _short(exc.message)
+            raise LLMError(f"{self.model}: HTTP {status} from the endpoint: {message}") from None
+        except openai.APITimeoutError:
+            raise LLMError(f"{self.model}: no reply within {self.timeout_s:g}s (after retries)") from None
+        except openai.APIConnectionError as exc:
+            raise LLMError(f"{self.model}: cannot reach {self.base_url or 'the endpoint'}: {exc}") from None
+        except openai.OpenAIError as exc:  # e.g. a body that is not a completion
+            raise LLMError(f"{self.model}: unusable response: {_short(str(exc))}") from None
+        choices = getattr(response, "choices", None) or []
+        content = choices[0].message.content if choices and choices[0].message else None
+        if not isinstance(content, str):
+            raise LLMError(f"{self.model}: the response has no message content")
+        return Reply(content, _usage(response, self.prices))
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.api_key_env)
+            if not key and self.base_url is None:
+                raise LLMError(f"operator.api_key_env: the variable {self.api_key_env} is not set")
+            self._client = OpenAI(base_url=self.base_url, api_key=key or "not-needed",
+                                  timeout=self.timeout_s, max_retries=self.max_retries)
+        return self._client
+
+    def _record(self, request: dict[str, Any], key: str, state_key: str | None, purpose: str,
+                reply: Reply | None, error: str | None) -> None:
+        if self.record_path is None:
+            return
+        line = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "purpose": purpose,
+            "key": key, "state_key": state_key, "request": request,
+            "response": None if reply is None else {"content": reply.content, "usage": asdict(reply.usage)},
+            "replayed": bool(reply and reply.replayed), "error": error,
+        }
+        with self.record_path.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+class _Recording:
+    """Recorded replies by key, each handed out once, in recorded order."""
+
+    def __init__(self, path: Path, replay_key: str) -> None:
+        if not path.exists():
+            raise LLMError(f"operator.replay: recording {path} not found")
+        self.replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for raw in path.read_text().splitlines():
+            line = json.loads(raw)
+            if line.get("response") is None:
+                continue
+            key = line["key"] if replay_key == "request" else line.get("state_key") or line["key"]
+            self.replies[key].append(line["response"])
+
+    def take(self, key: str) -> dict[str, Any] | None:
+        queue = self.replies.get(key)
+        return queue.pop(0) if queue else None
+
+
+def _usage(response: Any, prices: Prices) -> Usage:
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0)
+    return Usage(prompt, completion, cached, round(prices.cost(prompt, completion, cached), 8))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
