@@ -199,6 +199,7 @@ class Ledger:
         }
         if rec.reason:
             attrs["reason"] = rec.reason[:500]
+        attrs.update({f"llm_{k}": v for k, v in rec.usage.items()})
         other = {k: v for k, v in rec.params.items() if k not in params}
         if other:
             attrs["params"] = json.loads(json.dumps(other, default=str))

@@ -13,7 +13,14 @@ from typing import TextIO
 from metaexp.harness import Interrupted, Outcome, evaluate
 from metaexp.ledger import Ledger, lineage_of
 from metaexp.objective import Objective
-from metaexp.operators import Candidate, InvalidProposal, LineageState, Operator, experiment_rng
+from metaexp.operators import (
+    Candidate,
+    InvalidProposal,
+    LineageState,
+    Operator,
+    RejectedProposal,
+    experiment_rng,
+)
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
 from metaexp.records import ExperimentRecord, Status, read_records
@@ -32,9 +39,15 @@ class Tally:
     clock_s: float = 0.0
     best: ExperimentRecord | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    max_call_cost_usd: float = 0.0  # the dearest single LLM call so far: the next one may cost as much
 
     def add(self, rec: ExperimentRecord) -> None:
         self.total += 1
+        cost = float(rec.usage.get("cost_usd", 0.0))
+        self.cost_usd += cost
+        calls = max(1.0, float(rec.usage.get("calls", 1.0)))
+        self.max_call_cost_usd = max(self.max_call_cost_usd, cost / calls)
         self.clock_s += rec.wall_time_s
         self.counts[str(rec.status)] = self.counts.get(str(rec.status), 0) + 1
         if rec.status.harness_ran:
@@ -101,7 +114,7 @@ class _Session:
         for rec in records:
             self.tally.add(rec)
         self.state = self._state_from(records)
-        self.operator: Operator = plan.operator(records, dict(self.state.files))
+        self.operator: Operator = plan.operator(records, dict(self.state.files), ws.out)
         self.progress = Progress(self.spec, loop.out, self.tally)
         self._mark = time.monotonic()  # when recording the previous experiment began
 
@@ -150,6 +163,9 @@ class _Session:
             return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
         if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
             return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
+        if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:
+            spent = f"${t.cost_usd:.4f} spent; the next call may cost ${t.max_call_cost_usd:.4f}"
+            return f"max_cost_usd={b.max_cost_usd:g} reached ({spent})"
         if t.best is not None and self.objective.reached(t.best.value, b.target):
             return f"target {b.target:g} reached"
         return None
@@ -166,10 +182,9 @@ class _Session:
             try:
                 cand = self.operator.propose(self.state, n, rng)
             except InvalidProposal as exc:
-                cand = Candidate(self.state.commit, {}, "invalid", extra=exc.extra)
-                return self._record(
-                    n, None, cand, Status.INVALID, Outcome(Status.INVALID, reason=str(exc)), t0
-                )
+                status = Status.REJECTED if isinstance(exc, RejectedProposal) else Status.INVALID
+                cand = Candidate(self.state.commit, {}, str(status), extra=exc.extra, usage=exc.usage)
+                return self._record(n, None, cand, status, Outcome(status, reason=str(exc)), t0)
             commit = self.ledger.commit(cand.parent, cand.files, _message(n, cand))
             reason = self._rejection(cand)
             if reason:

@@ -32,8 +32,9 @@ class Plan:
     space: Space | None
     styles: StyleMix
 
-    def operator(self, history: list[ExperimentRecord], files: dict[str, bytes]) -> Operator:
-        ctx = Context(self.spec, self.root, self.styles, self.space, history, files)
+    def operator(self, history: list[ExperimentRecord], files: dict[str, bytes],
+                 out: Path | None = None) -> Operator:
+        ctx = Context(self.spec, self.root, self.styles, self.space, history, files, out)
         return make_operator(ctx)
 
 

@@ -38,9 +38,10 @@ class Progress:
         best = self.tally.best
         best_text = f"best {best.value:.6g} (#{best.n})" if best and best.value is not None else "no best yet"
         mark = "*" if rec.best else " "
+        cost = f" ${self.tally.cost_usd:.4f}" if self.tally.cost_usd else ""
         self._line(
             f"{self._bar()} #{rec.n:<4}{mark}{rec.status!s:<8} {value:<28} {best_text:<24} "
-            f"{rec.wall_time_s:6.1f}s  {rec.description[:70]}"
+            f"{rec.wall_time_s:6.1f}s{cost}  {rec.description[:70]}"
         )
 
     def note(self, text: str) -> None:

@@ -55,6 +55,7 @@ class ExperimentRecord:
     reason: str = ""  # why crash/timeout/rejected/invalid
     log_tail: str = ""
     best: bool = False  # a new best-so-far at the time it was recorded
+    usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd of this try
     extra: dict[str, Any] = field(default_factory=dict)  # operator state etc.
 
     def to_json(self) -> str:

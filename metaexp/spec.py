@@ -81,16 +81,42 @@ class ObjectiveSpec(_Strict):
     ties: Literal["discard", "keep"] = "discard"
 
 
+class PricesSpec(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    cached_input_per_mtok: float | None = Field(None, ge=0, description="default: as input")
+
+
 class OperatorSpec(_Strict):
-    kind: Literal["params", "perturb"] = "perturb"
+    kind: Literal["params", "perturb", "llm"] = "perturb"
     space: str | None = Field(None, description="search space YAML; params: required")
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
     style: str | dict[str, float] = Field("conservative", description="a style name or {name: weight}")
+    # --- llm
+    model: str | None = Field(None, description="llm: the model name the endpoint knows")
+    base_url: str | None = Field(None, description="llm: e.g. http://localhost:11434/v1; null: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="llm: the variable that holds the key")
+    temperature: float = Field(0.7, ge=0, le=2)
+    timeout_s: float = Field(120.0, gt=0, description="llm: per request, before the client's retries")
+    max_retries: int = Field(2, ge=0, description="llm: the client's retries for 429, 5xx, timeouts")
+    edit_format: Literal["diff", "rewrite"] = "diff"
+    program: str | None = Field(None, description="llm: the human's research directions, re-read each time")
+    notes_every: int | None = Field(10, ge=1, description="llm: reflect into notes.md every N experiments")
+    history: int = Field(30, ge=0, description="llm: past experiments shown in the prompt")
+    retry_invalid: bool = Field(True, description="llm: ask again, with the error, if a reply fails")
+    max_file_bytes: int = Field(1_000_000, gt=0, description="llm: larger edited files are rejected")
+    prices: PricesSpec = PricesSpec()
+    warm_start: str | None = Field(None, description="llm: notes file or earlier tag to seed notes.md")
+    replay: str | None = Field(None, description="llm: answer from this recording (llm.jsonl) instead")
+    replay_key: Literal["request", "state"] = "request"
+    replay_miss: Literal["error", "live"] = "error"
 
     @model_validator(mode="after")
-    def _space_for_params(self) -> OperatorSpec:
+    def _kind_needs(self) -> OperatorSpec:
         if self.kind == "params" and not self.space:
             raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
+        if self.kind == "llm" and not self.model:
+            raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini)")
         weights = self.style.values() if isinstance(self.style, dict) else [1.0]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("a style mix needs non-negative weights that sum to more than 0")
@@ -109,6 +135,7 @@ class BudgetSpec(_Strict):
     abort_on_consecutive_crashes: int | None = Field(3, ge=1)
     max_invalid_streak: int | None = Field(10, ge=1)
     target: float | None = Field(None, description="stop once the best reaches this value")
+    max_cost_usd: float | None = Field(None, gt=0, description="llm: stop before a call that would pass it")
 
 
 class Spec(_Strict):

@@ -40,8 +40,17 @@ def _error(project: Project, **overrides: object) -> str:
         ),
         ({"objective": {"primary": "acc"}}, "objective.primary 'acc' is not a metric (metrics: loss)"),
         ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
-        ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params' or 'perturb'"),
+        ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params', 'perturb' or 'llm'"),
         ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
+        ({"operator": {"kind": "llm"}}, "operator.kind 'llm' needs operator.model"),
+        (
+            {"operator": {"kind": "llm", "model": "m", "edit_format": "patch"}},
+            "operator.edit_format: Input should be",
+        ),
+        (
+            {"operator": {"kind": "llm", "model": "m", "prices": {"input": 1}}},
+            "operator.prices.input: unknown key",
+        ),
         ({"tag": "has space"}, "tag: String should match pattern"),
         (
             {"budget": {"max_experiments": 0}},
@@ -61,7 +70,7 @@ def _error(project: Project, **overrides: object) -> str:
         ),
         (
             {"operator": {"style": "wild"}},
-            "operator.style: unknown style 'wild' (known: bold, conservative, global)",
+            "unknown style 'wild' (known: ablation, bold, combine, conservative, global, radical)",
         ),
         ({"start": "no-such-branch"}, "start: 'no-such-branch' is not a commit"),
     ],

@@ -18,9 +18,16 @@ if TYPE_CHECKING:
 class InvalidProposal(Exception):
     """The operator could not produce an applicable change; recorded as `invalid`."""
 
-    def __init__(self, reason: str, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, reason: str, extra: dict[str, Any] | None = None,
+                 usage: dict[str, float] | None = None) -> None:
         super().__init__(reason)
         self.extra = extra or {}  # operator state to keep in the record
+        self.usage = usage or {}  # what asking for it cost (LLM calls, tokens, cost_usd)
+
+
+class RejectedProposal(InvalidProposal):
+    """The change applies but may not be made (a path outside the targets or the repository);
+    recorded as `rejected`, never run."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Candidate:
     style: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # the values it evaluates, by name
     extra: dict[str, Any] = field(default_factory=dict)  # operator state kept in the record
+    usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Context:
     space: Space | None
     history: list[ExperimentRecord]
     files: Mapping[str, bytes]  # the current target files, to locate names
+    out: Path | None = None  # the run's outputs (.metaexp/<tag>/); None while only validating
 
 
 class Operator(Protocol):
@@ -75,7 +84,13 @@ def _perturb(ctx: Context) -> Operator:
     return PerturbOperator(ctx)
 
 
-REGISTRY: dict[str, Callable[[Context], Operator]] = {"params": _params, "perturb": _perturb}
+def _llm(ctx: Context) -> Operator:
+    from metaexp.operators.llm import LLMOperator
+
+    return LLMOperator(ctx)
+
+
+REGISTRY: dict[str, Callable[[Context], Operator]] = {"params": _params, "perturb": _perturb, "llm": _llm}
 
 
 def make_operator(ctx: Context) -> Operator:
