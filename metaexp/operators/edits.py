@@ -263,17 +263,24 @@ def _path_in_info(info: str, known: Collection[str]) -> str | None:
 
 
 def _path_from_line(line: str, known: Collection[str]) -> str | None:
-    """`train.py`, ### train.py, **File: `train.py`**, train.py: or, in prose, one backticked path
-    or one current target file named as a word ("Here is the new train.py:")."""
+    """A path line, else in prose one backticked path or one current target file named as a word."""
     if any(m.fullmatch(line) for m in (_SEARCH, _DIVIDER, _REPLACE)):
         return None
-    candidate = re.sub(r"^(?:#+|[-*>]+)\s*", "", line.strip()).strip(_DECORATION)
-    candidate = _LABEL.sub("", candidate, count=1).strip(_DECORATION).rstrip(":").strip(_DECORATION)
-    if _looks_like_path(candidate, known):
-        return candidate
+    label = _path_label(line, known)
+    if label:
+        return label
     quoted = {p for p in _BACKTICKED.findall(line) if _looks_like_path(p, known)}
     named = {w for w in (w.strip(".,:;!?()[]" + _DECORATION) for w in line.split()) if w in known}
-    return next(iter(quoted)) if len(quoted) == 1 else next(iter(named)) if len(named) == 1 else None
+    if len(quoted) == 1:
+        return quoted.pop()
+    return named.pop() if len(named) == 1 else None
+
+
+def _path_label(line: str, known: Collection[str]) -> str | None:
+    """The path of a line that is only a path: `train.py`, ### train.py, **File: `train.py`**, train.py:"""
+    candidate = re.sub(r"^(?:#+|[-*>]+)\s*", "", line.strip()).strip(_DECORATION)
+    candidate = _LABEL.sub("", candidate, count=1).strip(_DECORATION).rstrip(":").strip(_DECORATION)
+    return candidate if _looks_like_path(candidate, known) else None
 
 
 def _looks_like_path(text: str, known: Collection[str]) -> bool:
@@ -442,7 +449,7 @@ def _hypothesis(lines: list[str], known: Collection[str]) -> str | None:
         if found and _clip(found.group(1)):
             return _clip(found.group(1))
     first = next((line.strip() for line in lines if line.strip()), "")
-    if first.startswith("#") and _path_from_line(first, known) is None:
+    if first.startswith("#") and _path_label(first, known) is None:
         return _clip(first.lstrip("#"))
     return None
 
