@@ -257,6 +257,7 @@ class _Session:
             log_tail=outcome.log_tail if status.failed else "",
             best=is_best,
             extra=cand.extra,
+            usage=cand.usage,
         )
         self._mark = time.monotonic()  # the next row's clock starts here and counts this recording
         self.ledger.record(rec, advance=status.accepted and n > 1)

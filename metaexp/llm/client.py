@@ -34,6 +34,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    calls: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True)))
@@ -124,7 +125,7 @@ class LLMClient:
             raise LLMError(f"{self.model}: no reply within {self.timeout_s:g}s (after retries)") from None
         except openai.APIConnectionError as exc:
             raise LLMError(f"{self.model}: cannot reach {self.base_url or 'the endpoint'}: {exc}") from None
-        except openai.OpenAIError as exc:  # e.g. a body that is not a completion
+        except (openai.OpenAIError, ValueError) as exc:  # a body that is not JSON, or not a completion
             raise LLMError(f"{self.model}: unusable response: {_short(str(exc))}") from None
         choices = getattr(response, "choices", None) or []
         content = choices[0].message.content if choices and choices[0].message else None
@@ -182,7 +183,7 @@ def _usage(response: Any, prices: Prices) -> Usage:
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
     details = getattr(usage, "prompt_tokens_details", None)
     cached = int(getattr(details, "cached_tokens", 0) or 0)
-    return Usage(prompt, completion, cached, round(prices.cost(prompt, completion, cached), 8))
+    return Usage(prompt, completion, cached, round(prices.cost(prompt, completion, cached), 8), calls=1)
 
 
 def _short(text: str, limit: int = 200) -> str:

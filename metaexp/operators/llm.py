@@ -1,0 +1,198 @@
+"""The LLM operator: an OpenAI-compatible model proposes edits to the target files.
+
+It keeps its memory in files, not in a context window: the human's program
+(re-read before every proposal), the run's notes.md (rewritten by the model
+every `notes_every` experiments), and the recent history from the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from metaexp.errors import SpecError
+from metaexp.llm import LLMClient, LLMError, Reply, Usage
+from metaexp.llm.client import Prices
+from metaexp.operators import Candidate, Context, InvalidProposal, LineageState, RejectedProposal
+from metaexp.operators.edits import EditError, EditRejected, apply_reply
+from metaexp.operators.prompt import Brief, notes_messages, proposal_messages, retry_messages
+from metaexp.records import ExperimentRecord, Status
+
+
+class LLMOperator:
+    name = "llm"
+
+    def __init__(self, ctx: Context) -> None:
+        self.spec = ctx.spec
+        self.op = ctx.spec.operator
+        self.root = ctx.root
+        self.styles = ctx.styles
+        self.out = ctx.out
+        self.history: list[ExperimentRecord] = list(ctx.history)
+        self.notes_path = self.out / "notes.md" if self.out else None
+        self.client = self._client(ctx)
+        self._since_notes = len(self.history) % (self.op.notes_every or 1) if self.op.notes_every else 0
+        if self.op.program and not self._program_path().exists():
+            raise SpecError(
+                f"operator.program: {self.op.program!r} not found (a Markdown file of directions)"
+            )
+        if self.notes_path is not None:
+            self._warm_start()
+
+    # --- the Operator protocol
+
+    def propose(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
+        usage = self._maybe_reflect()
+        style = self.styles.pick(rng)
+        brief = Brief(
+            metric=self.spec.objective.primary,
+            direction=self.spec.direction,
+            program=self._read_program(),
+            notes=self._read_notes(),
+            files=state.files,
+            history=self.history[-self.op.history :] if self.op.history else [],
+            crash_tail=self._crash_tail(state.commit),
+            style=style,
+            edit_format=self.op.edit_format,
+            incumbent=state.value,
+        )
+        messages = proposal_messages(brief)
+        state_key = self._state_key(state, style.name)
+        reply, usage = self._ask(messages, state_key, "propose", usage)
+        try:
+            edit = self._apply(reply.content, state)
+        except EditError as first:
+            if not self.op.retry_invalid:
+                raise InvalidProposal(f"the reply does not apply: {first}", usage=_dict(usage)) from None
+            reply, usage = self._ask(
+                retry_messages(messages, reply.content, str(first)), state_key + ":retry", "retry", usage
+            )
+            try:
+                edit = self._apply(reply.content, state)
+            except EditError as second:
+                reason = f"the reply does not apply ({first}); nor did the retry ({second})"
+                raise InvalidProposal(reason, usage=_dict(usage)) from None
+        return Candidate(state.commit, edit.files, edit.description, style.name, {}, {}, _dict(usage))
+
+    def observe(self, record: ExperimentRecord) -> None:
+        self.history.append(record)
+        self._since_notes += 1
+
+    def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
+        return {}
+
+    # --- asking
+
+    def _ask(
+        self, messages: list[dict[str, str]], state_key: str, purpose: str, usage: Usage
+    ) -> tuple[Reply, Usage]:
+        try:
+            reply = self.client.complete(messages, state_key=state_key, purpose=purpose)
+        except LLMError as exc:
+            raise InvalidProposal(str(exc), usage=_dict(usage)) from None
+        return reply, usage + reply.usage
+
+    def _apply(self, content: str, state: LineageState) -> Any:
+        try:
+            return apply_reply(
+                content,
+                self.op.edit_format,
+                state.files,
+                targets=self.spec.target,
+                max_file_bytes=self.op.max_file_bytes,
+            )
+        except EditRejected as exc:
+            raise RejectedProposal(str(exc)) from None
+
+    def _maybe_reflect(self) -> Usage:
+        """Every notes_every experiments: the model rewrites notes.md from the results so far."""
+        every = self.op.notes_every
+        if not every or self.notes_path is None or self._since_notes < every or not self.history:
+            return Usage()
+        self._since_notes = 0
+        messages = notes_messages(
+            self._read_program(),
+            self._read_notes(),
+            self.history[-200:],
+            self.spec.objective.primary,
+            self.spec.direction,
+        )
+        try:
+            reply = self.client.complete(messages, state_key=f"notes:{len(self.history)}", purpose="notes")
+        except LLMError:
+            return Usage()  # the notes stay as they were; the proposal goes on
+        _write_atomic(self.notes_path, reply.content.strip() + "\n")
+        return reply.usage
+
+    # --- memory in files
+
+    def _program_path(self) -> Path:
+        return self.root / (self.op.program or "program.md")
+
+    def _read_program(self) -> str:
+        path = self._program_path()
+        return path.read_text(errors="replace") if self.op.program and path.exists() else ""
+
+    def _read_notes(self) -> str:
+        if self.notes_path is None or not self.notes_path.exists():
+            return ""
+        return self.notes_path.read_text(errors="replace")
+
+    def _warm_start(self) -> None:
+        source = self.op.warm_start
+        assert self.notes_path is not None
+        if not source or self.notes_path.exists():
+            return
+        path = self.root / source
+        if not path.is_file():
+            path = self.root / ".metaexp" / source / "notes.md"  # an earlier run's tag
+        if not path.is_file():
+            raise SpecError(
+                f"operator.warm_start: {source!r} is neither a notes file nor a run tag with notes.md"
+            )
+        _write_atomic(self.notes_path, path.read_text(errors="replace"))
+
+    def _crash_tail(self, commit: str) -> str:
+        for rec in reversed(self.history):
+            if rec.parent == commit and rec.status.harness_ran:
+                return rec.log_tail if rec.status in (Status.CRASH, Status.TIMEOUT) else ""
+        return ""
+
+    def _state_key(self, state: LineageState, style: str) -> str:
+        """Target files + style + how often this state was asked before: replay_key 'state'."""
+        digest = hashlib.sha256()
+        for path in sorted(state.files):
+            digest.update(path.encode() + b"\0" + state.files[path] + b"\0")
+        asked = sum(1 for r in self.history if r.parent == state.commit and r.style == style)
+        return f"{digest.hexdigest()[:24]}:{style}:{asked}"
+
+    def _client(self, ctx: Context) -> LLMClient:
+        op = self.op
+        replay = (self.root / op.replay) if op.replay else None
+        return LLMClient(
+            model=op.model or "",
+            base_url=op.base_url,
+            api_key_env=op.api_key_env,
+            temperature=op.temperature,
+            timeout_s=op.timeout_s,
+            max_retries=op.max_retries,
+            prices=Prices(**op.prices.model_dump()),
+            record_path=(self.out / "llm.jsonl") if self.out else None,
+            replay_path=replay,
+            replay_key=op.replay_key,
+            replay_miss=op.replay_miss,
+        )
+
+
+def _dict(usage: Usage) -> dict[str, float]:
+    return dict(usage.__dict__)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

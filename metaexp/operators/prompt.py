@@ -1,0 +1,111 @@
+"""What the LLM operator tells the model: program, notes, files, history, style, format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from metaexp.operators.edits import edit_format_instructions, evolve_regions
+from metaexp.records import ExperimentRecord
+from metaexp.styles import Style
+
+SYSTEM = (
+    "You are an autonomous research agent in an experiment loop. Each turn you propose ONE change "
+    "to the target files; an immutable harness then measures it, and the change is kept only if the "
+    "metric improves. Change only the target files. Prefer ideas the history shows have not been "
+    "tried. Reply with the hypothesis line and the edit in the exact format asked for, nothing else."
+)
+
+
+@dataclass(frozen=True)
+class Brief:
+    """Everything one proposal prompt is made of."""
+
+    metric: str
+    direction: str
+    program: str
+    notes: str
+    files: Mapping[str, bytes]
+    history: Sequence[ExperimentRecord]
+    crash_tail: str
+    style: Style
+    edit_format: str
+    incumbent: float | None
+
+
+def proposal_messages(brief: Brief) -> list[dict[str, str]]:
+    better = "lower" if brief.direction == "minimize" else "higher"
+    parts = [
+        f"# Goal\nImprove `{brief.metric}` ({better} is better). Current value: {_num(brief.incumbent)}."
+    ]
+    if brief.program.strip():
+        parts.append(f"# Research program (from the human)\n{brief.program.strip()}")
+    if brief.notes.strip():
+        parts.append(f"# Your notes so far\n{brief.notes.strip()}")
+    parts.append("# Target files\n" + "\n\n".join(_file_block(p, t) for p, t in brief.files.items()))
+    if brief.history:
+        parts.append("# Recent experiments (oldest first)\n" + history_table(brief.history, brief.metric))
+    if brief.crash_tail:
+        parts.append(
+            f"# The last try from this state crashed; the end of its log\n```\n{brief.crash_tail}\n```"
+        )
+    parts.append(f"# This turn's style: {brief.style.name}\n{brief.style.instruction.strip()}")
+    parts.append(
+        "# Reply format\nStart with one line `Hypothesis: <what you change and why, under 15 words>`.\n"
+        + edit_format_instructions(brief.edit_format, list(brief.files))
+    )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def retry_messages(first: list[dict[str, str]], reply: str, error: str) -> list[dict[str, str]]:
+    """The same request, the reply that did not apply, and why: one more chance."""
+    return [
+        *first,
+        {"role": "assistant", "content": reply},
+        {
+            "role": "user",
+            "content": f"That edit could not be applied: {error}\n"
+            "Reply again, in the exact format, with an edit that applies.",
+        },
+    ]
+
+
+def notes_messages(
+    program: str, notes: str, history: Sequence[ExperimentRecord], metric: str, direction: str
+) -> list[dict[str, str]]:
+    better = "lower" if direction == "minimize" else "higher"
+    text = (
+        f"You are reviewing an experiment loop that optimises `{metric}` ({better} is better).\n\n"
+        + (f"# Research program\n{program.strip()}\n\n" if program.strip() else "")
+        + (f"# Current notes\n{notes.strip()}\n\n" if notes.strip() else "")
+        + f"# All results so far\n{history_table(history, metric)}\n\n"
+        "Rewrite the notes: what worked, what failed (and why it probably failed), which ideas are "
+        "exhausted, and what to try next. Be concrete and brief (under 300 words). Reply with the new "
+        "notes in Markdown only."
+    )
+    return [{"role": "user", "content": text}]
+
+
+def history_table(records: Sequence[ExperimentRecord], metric: str) -> str:
+    rows = [f"| # | status | {metric} | style | description |", "|---|---|---|---|---|"]
+    for rec in records:
+        text = rec.description if not rec.reason else f"{rec.description} ({rec.reason})"
+        text = " ".join(text.split()).replace("|", "/")[:160]
+        rows.append(f"| {rec.n} | {rec.status} | {_num(rec.value)} | {rec.style or '-'} | {text} |")
+    return "\n".join(rows)
+
+
+def _file_block(path: str, content: bytes) -> str:
+    text = content.decode(errors="replace")
+    regions = evolve_regions(text)
+    if not regions:
+        return f"`{path}`:\n```\n{text}\n```"
+    shown = "\n...\n".join(text[start:end].strip("\n") for start, end in regions)
+    return (
+        f"`{path}` (only the code between its EVOLVE-BLOCK-START/END markers may change; "
+        f"those regions are shown):\n```\n{shown}\n```"
+    )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
