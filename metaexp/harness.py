@@ -46,7 +46,8 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
     """The parent environment less secrets (unless passed on purpose), plus METAEXP_*."""
     base = os.environ if base is None else base
     keep = set(spec.harness.pass_env)
-    env = {k: v for k, v in base.items() if k in keep or not is_secret(k, spec.harness.strip_env)}
+    strip = [*spec.harness.strip_env, spec.operator.api_key_env]  # the operator's key, whatever its name
+    env = {k: v for k, v in base.items() if k in keep or not is_secret(k, strip)}
     env.update(spec.harness.env)
     env["METAEXP_TIME_BUDGET"] = f"{spec.harness.time_budget_s:g}"
     env["METAEXP_SEED"] = str(spec.seed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from metaexp.preflight import make_plan
 from metaexp.spec import load_spec
@@ -17,6 +19,12 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     plan = make_plan(spec)
     names = ", ".join(plan.space) if plan.space else "numeric UPPER_CASE constants"
+    if spec.operator.kind == "llm":
+        op = spec.operator
+        source = f"replay {op.replay} (key: {op.replay_key})" if op.replay else (op.base_url or "OpenAI")
+        names = f"{', '.join(plan.target_files)} with {op.model} via {source}"
+        if not op.replay and not os.environ.get(op.api_key_env) and op.base_url is None:
+            print(f"warning: {op.api_key_env} is not set; the first proposal will fail", file=sys.stderr)
     print(
         f"{args.spec}: ok\n"
         f"  tag {spec.tag}: branch autoexp/{spec.tag}, start {spec.start} = {plan.start[:7]}\n"
