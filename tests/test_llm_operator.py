@@ -221,3 +221,57 @@ def test_replay_miss_is_a_clear_invalid_row(project: Project, server: FakeOpenAI
     assert result.aborted and records[1].status is Status.INVALID
     assert "replay: no recorded reply" in records[1].reason
     assert server.requests == []
+
+
+def test_rewrite_and_multi_file_edits(project: Project, server: FakeOpenAI) -> None:
+    project.write("extra.py", "BONUS = 0\n")
+    params = (project.root / "params.py").read_text()
+    server.reply(
+        "Hypothesis: rewrite params\n```python params.py\n" + params.replace("X = 3.0", "X = 2.0") + "```\n"
+    )
+    server.reply(
+        "Hypothesis: two files\n"
+        + diff("Y = -2.0  # second coordinate (optimum -0.5)", "Y = -1.0  # second coordinate (optimum -0.5)")
+        + "\nextra.py\n<<<<<<< SEARCH\nBONUS = 0\n=======\nBONUS = 1\n>>>>>>> REPLACE\n"
+    )
+    project.run(
+        operator=llm_spec(server, edit_format="rewrite"),
+        target=["params.py", "extra.py"],
+        budget={"max_experiments": 3},
+    )
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]
+    assert records[1].description == "rewrite params"
+    from conftest import git
+
+    changed = git(project.root, "diff", "--name-only", records[2].parent, records[2].commit).split()
+    assert changed == ["extra.py", "params.py"]
+    assert "```" in server.requests[0]["messages"][-1]["content"]  # rewrite instructions: fenced whole files
+
+
+def test_evolve_blocks_limit_what_is_shown_and_changed(project: Project, server: FakeOpenAI) -> None:
+    project.write(
+        "params.py", "HIDDEN = 1\n# EVOLVE-BLOCK-START\nX = 3.0\n# EVOLVE-BLOCK-END\nY = -2.0\nWIDTH = 7\n"
+    )
+    server.reply(diff("HIDDEN = 1", "HIDDEN = 2"))
+    server.reply(diff("X = 3.0", "X = 1.5"))
+    project.run(operator=llm_spec(server), budget={"max_experiments": 2})
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.REJECTED, Status.KEEP]
+    assert "EVOLVE-BLOCK" in records[1].reason
+    prompt = server.requests[0]["messages"][-1]["content"]
+    assert "X = 3.0" in prompt and "HIDDEN" not in prompt
+
+
+def test_warm_start_seeds_notes_from_an_earlier_run(project: Project, server: FakeOpenAI) -> None:
+    earlier = project.root / ".metaexp" / "old-run"
+    earlier.mkdir(parents=True)
+    (earlier / "notes.md").write_text("- WIDTH near 12 was best last night\n")
+    server.reply(
+        diff("X = 3.0  # first coordinate (optimum 1.5)", "X = 2.0  # first coordinate (optimum 1.5)")
+    )
+    project.run(operator=llm_spec(server, warm_start="old-run"), budget={"max_experiments": 2})
+    assert "WIDTH near 12 was best last night" in server.requests[0]["messages"][-1]["content"]
+    assert (
+        project.root / ".metaexp/landscape/notes.md"
+    ).read_text() == "- WIDTH near 12 was best last night\n"
