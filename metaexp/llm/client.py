@@ -127,11 +127,15 @@ class LLMClient:
             raise LLMError(f"{self.model}: cannot reach {self.base_url or 'the endpoint'}: {exc}") from None
         except (openai.OpenAIError, ValueError) as exc:  # a body that is not JSON, or not a completion
             raise LLMError(f"{self.model}: unusable response: {_short(str(exc))}") from None
-        choices = getattr(response, "choices", None) or []
-        content = choices[0].message.content if choices and choices[0].message else None
+        try:
+            choices = getattr(response, "choices", None) or []
+            content = choices[0].message.content if choices and choices[0].message else None
+            usage = _usage(response, self.prices)
+        except (AttributeError, TypeError, ValueError) as exc:  # a body shaped unlike a completion
+            raise LLMError(f"{self.model}: unusable response: {_short(str(exc))}") from None
         if not isinstance(content, str):
             raise LLMError(f"{self.model}: the response has no message content")
-        return Reply(content, _usage(response, self.prices))
+        return Reply(content, usage)
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -165,8 +169,15 @@ class _Recording:
         if not path.exists():
             raise LLMError(f"operator.replay: recording {path} not found")
         self.replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for raw in path.read_text().splitlines():
-            line = json.loads(raw)
+        text = path.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()  # a last line cut short by a kill: never completed, never used
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                raise LLMError(f"operator.replay: {path} line {number} is not a JSON record") from None
             if line.get("response") is None:
                 continue
             key = line["key"] if replay_key == "request" else line.get("state_key") or line["key"]
