@@ -1,0 +1,356 @@
+"""The population side of an island: individuals as plain data, DEAP's selectors on light wrappers.
+
+Individuals travel through Ray, so they are frozen dataclasses, never DEAP `creator` classes (those
+pickle by value and lose their type). DEAP is called on throw-away wrappers whose fitness is the
+folded tuple (every sign applied, so "higher is better" everywhere). DEAP draws from the global
+`random` module: every call that can draw runs under `_global_random_from(rng)`, which seeds the
+global generator from the caller's rng and restores its state afterwards, so runs replay and
+nobody else's random sequence moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from metaexp.errors import MetaexpError
+
+__all__ = [
+    "PARENT_METHODS",
+    "HallOfFame",
+    "Individual",
+    "MapElites",
+    "SelectionError",
+    "admit",
+    "best",
+    "dominates",
+    "fitness",
+    "island_stats",
+    "select_parents",
+]
+
+PARENT_METHODS = ("tournament", "best", "nsga2")  # map_elites parents come from MapElites.sample
+
+
+class SelectionError(MetaexpError, ValueError):
+    """A population, method or individual that selection cannot work with."""
+
+
+@dataclass(frozen=True)
+class Individual:
+    commit: str
+    n: int  # the experiment number that produced it
+    values: tuple[float, ...]  # metric values in objective order
+    features: tuple[float, ...] = ()  # MAP-Elites descriptors
+    island: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Individual:
+        return cls(
+            str(data["commit"]),
+            int(data["n"]),
+            tuple(float(v) for v in data["values"]),
+            tuple(float(f) for f in data.get("features", ())),
+            int(data.get("island", 0)),
+        )
+
+
+def fitness(ind: Individual, signs: tuple[float, ...]) -> tuple[float, ...]:
+    """The values with each direction folded in (+1 maximise, -1 minimise): higher is better."""
+    if len(ind.values) != len(signs):
+        raise SelectionError(f"individual {ind.commit} has {len(ind.values)} values, signs {signs}")
+    if any(math.isnan(v) for v in ind.values):
+        raise SelectionError(f"individual {ind.commit} has a NaN value {ind.values}: that is a crash")
+    return tuple(s * v for s, v in zip(signs, ind.values, strict=True))
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Pareto dominance on folded fitness: no worse everywhere, strictly better somewhere."""
+    return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+# ---------------------------------------------------------------------------
+# DEAP plumbing: wrappers and the guarded global random state
+
+_GLOBAL_RANDOM = threading.Lock()  # our own callers must not interleave seeding and drawing
+
+
+@contextlib.contextmanager
+def _global_random_from(rng: random.Random) -> Iterator[None]:
+    with _GLOBAL_RANDOM:
+        saved = random.getstate()
+        random.seed(rng.getrandbits(64))
+        try:
+            yield
+        finally:
+            random.setstate(saved)
+
+
+@functools.cache
+def _fitness_class(m: int) -> type:
+    from deap import base
+
+    return type(f"_Fitness{m}", (base.Fitness,), {"weights": (1.0,) * m})
+
+
+class _Entry:
+    """What DEAP sees: a `.fitness` (already folded, so weights are all +1) and the individual."""
+
+    __slots__ = ("fitness", "ind")
+
+    def __init__(self, ind: Individual, signs: tuple[float, ...]) -> None:
+        self.ind = ind
+        self.fitness = _fitness_class(len(signs))(fitness(ind, signs))
+
+
+def _wrap(pop: list[Individual], signs: tuple[float, ...]) -> list[_Entry]:
+    return [_Entry(ind, signs) for ind in pop]
+
+
+# ---------------------------------------------------------------------------
+# Parents
+
+
+def select_parents(
+    pop: list[Individual],
+    k: int,
+    method: str,
+    signs: tuple[float, ...],
+    rng: random.Random,
+    *,
+    tournament_size: int = 3,
+) -> list[Individual]:
+    """k parents (repeats allowed); the same rng state gives the same parents."""
+    if method not in PARENT_METHODS:
+        hint = "map_elites parents come from MapElites.sample"
+        raise SelectionError(f"parent selection {method!r}: use one of {PARENT_METHODS} ({hint})")
+    if k <= 0:
+        return []
+    if not pop:
+        raise SelectionError("cannot select parents from an empty population")
+    entries = _wrap(pop, signs)
+    if method == "best":
+        from deap import tools
+
+        ranked = tools.selBest(entries, len(entries))
+        return [ranked[i % len(ranked)].ind for i in range(k)]
+    if method == "tournament":
+        from deap import tools
+
+        with _global_random_from(rng):
+            return [e.ind for e in tools.selTournament(entries, k, max(1, tournament_size))]
+    return _crowded_tournament(entries, k, rng)
+
+
+def _crowded_tournament(entries: list[_Entry], k: int, rng: random.Random) -> list[Individual]:
+    """NSGA-II mating: binary tournaments on (front rank, crowding distance), any k and population size."""
+    from deap import tools
+    from deap.tools.emo import assignCrowdingDist
+
+    rank: dict[int, int] = {}
+    for r, front in enumerate(tools.sortNondominated(entries, len(entries))):
+        assignCrowdingDist(front)
+        rank.update((id(e), r) for e in front)
+
+    def key(e: _Entry) -> tuple[int, float]:
+        return (-rank[id(e)], e.fitness.crowding_dist)
+
+    chosen = []
+    for _ in range(k):
+        a, b = rng.choice(entries), rng.choice(entries)
+        winner = a if key(a) > key(b) else b if key(b) > key(a) else rng.choice((a, b))
+        chosen.append(winner.ind)
+    return chosen
+
+
+# ---------------------------------------------------------------------------
+# Survivors
+
+
+def admit(
+    pop: list[Individual], child: Individual, size: int, method: str, signs: tuple[float, ...]
+) -> tuple[list[Individual], bool]:
+    """The population after `child` arrives, and whether the child is in it ("keep").
+
+    Ties keep the incumbent; a commit already in the population is not admitted twice. Single
+    objective (best, tournament) returns best first; nsga2 returns front by front.
+    """
+    if size < 1:
+        raise SelectionError(f"population size {size}: must be at least 1")
+    if method not in PARENT_METHODS:
+        raise SelectionError(f"survivor selection {method!r}: use one of {PARENT_METHODS}")
+    if any(ind.commit == child.commit for ind in pop):
+        return list(pop), False
+    if method == "nsga2":
+        return _admit_nsga2(pop, child, size, signs)
+    ranked = _rank_single([*pop, child], signs)  # the child sorts after incumbents it ties with
+    survivors = ranked[:size]
+    return survivors, child in survivors
+
+
+def _rank_single(pop: list[Individual], signs: tuple[float, ...]) -> list[Individual]:
+    """Best first; equal fitness keeps list order (stable sort), so earlier arrivals rank higher."""
+    return sorted(pop, key=lambda ind: fitness(ind, signs), reverse=True)
+
+
+def _admit_nsga2(
+    pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
+) -> tuple[list[Individual], bool]:
+    from deap import tools
+
+    child_fit = fitness(child, signs)
+    if len(pop) >= size and any(fitness(ind, signs) == child_fit for ind in pop):
+        return _nsga2_order(pop, size, signs), False  # a copy of a member's point: the incumbent stays
+    entries = _wrap([*pop, child], signs)
+    survivors = [e.ind for e in tools.selNSGA2(entries, min(size, len(entries)))]
+    return survivors, child in survivors
+
+
+def _nsga2_order(pop: list[Individual], size: int, signs: tuple[float, ...]) -> list[Individual]:
+    from deap import tools
+
+    return [e.ind for e in tools.selNSGA2(_wrap(pop, signs), min(size, len(pop)))]
+
+
+def best(pop: list[Individual], signs: tuple[float, ...]) -> Individual:
+    """Single objective: the highest fitness (the earliest of equals). Pareto: the first-front
+    member best on the first value, later values breaking ties."""
+    if not pop:
+        raise SelectionError("an empty population has no best individual")
+    if len(signs) == 1:
+        return _rank_single(pop, signs)[0]
+    from deap import tools
+
+    front = tools.sortNondominated(_wrap(pop, signs), len(pop), first_front_only=True)[0]
+    return max(front, key=lambda e: e.fitness.wvalues).ind
+
+
+# ---------------------------------------------------------------------------
+# Archives across islands
+
+
+class HallOfFame:
+    """Global: the k best distinct commits (one objective) or the Pareto front (several; k unused)."""
+
+    def __init__(self, signs: tuple[float, ...], k: int = 10) -> None:
+        if k < 1:
+            raise SelectionError(f"hall of fame size {k}: must be at least 1")
+        self.signs = tuple(signs)
+        self.k = k
+        self.members: list[Individual] = []  # best first (one objective) / arrival order (Pareto)
+
+    def update(self, ind: Individual) -> bool:
+        """Whether `ind` entered. Ties keep the incumbent."""
+        if any(m.commit == ind.commit for m in self.members):
+            return False
+        if len(self.signs) > 1:
+            return self._update_front(ind)
+        ranked = _rank_single([*self.members, ind], self.signs)[: self.k]
+        entered = ind in ranked
+        self.members = ranked
+        return entered
+
+    def _update_front(self, ind: Individual) -> bool:
+        fit = fitness(ind, self.signs)
+        fits = [fitness(m, self.signs) for m in self.members]
+        if any(f == fit or dominates(f, fit) for f in fits):
+            return False
+        self.members = [m for m, f in zip(self.members, fits, strict=True) if not dominates(fit, f)]
+        self.members.append(ind)
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"signs": list(self.signs), "k": self.k, "members": [m.to_dict() for m in self.members]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HallOfFame:
+        hof = cls(tuple(float(s) for s in data["signs"]), int(data["k"]))
+        hof.members = [Individual.from_dict(m) for m in data["members"]]
+        return hof
+
+
+class MapElites:
+    """A grid over feature descriptors holding the best individual per cell."""
+
+    def __init__(self, bins: list[tuple[float, float, int]]) -> None:
+        for low, high, count in bins:
+            if not (high > low and count >= 1):
+                raise SelectionError(f"MAP-Elites bin ({low}, {high}, {count}): need high > low, count >= 1")
+        self.bins = [(float(low), float(high), int(count)) for low, high, count in bins]
+        self.elites: dict[tuple[int, ...], Individual] = {}
+
+    def cell(self, ind: Individual) -> tuple[int, ...]:
+        """The cell of `ind`; features outside [low, high) land in the edge bins."""
+        if len(ind.features) != len(self.bins):
+            raise SelectionError(f"{ind.commit}: features {ind.features}, grid has {len(self.bins)}")
+        if any(math.isnan(f) for f in ind.features):
+            raise SelectionError(f"individual {ind.commit} has a NaN feature {ind.features}")
+        return tuple(
+            min(count - 1, max(0, math.floor((x - low) / (high - low) * count)))
+            for x, (low, high, count) in zip(ind.features, self.bins, strict=True)
+        )
+
+    def add(self, ind: Individual, signs: tuple[float, ...]) -> bool:
+        """Kept when it fills an empty cell or is strictly better than the cell's elite."""
+        cell = self.cell(ind)
+        elite = self.elites.get(cell)
+        if elite is not None and fitness(ind, signs) <= fitness(elite, signs):
+            return False
+        self.elites[cell] = ind
+        return True
+
+    def sample(self, k: int, rng: random.Random) -> list[Individual]:
+        """k parents, each from a cell drawn uniformly among the occupied ones (with replacement)."""
+        if k > 0 and not self.elites:
+            raise SelectionError("cannot sample parents from an empty MAP-Elites archive")
+        cells = sorted(self.elites)  # independent of insertion order, so a reloaded archive replays
+        return [self.elites[rng.choice(cells)] for _ in range(k)]
+
+    def coverage(self) -> float:
+        """Occupied cells as a fraction of all cells."""
+        return len(self.elites) / math.prod(count for _, _, count in self.bins)
+
+    def to_dict(self) -> dict[str, Any]:
+        elites = [{"cell": list(c), "elite": e.to_dict()} for c, e in sorted(self.elites.items())]
+        return {"bins": [list(b) for b in self.bins], "elites": elites}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MapElites:
+        archive = cls([(float(lo), float(hi), int(n)) for lo, hi, n in data["bins"]])
+        archive.elites = {tuple(e["cell"]): Individual.from_dict(e["elite"]) for e in data["elites"]}
+        return archive
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+
+
+def island_stats(pop: list[Individual], signs: tuple[float, ...], gen: int) -> dict[str, float]:
+    """One Logbook-shaped row: gen, size and min/avg/max/std of folded fitness (max is the best).
+
+    Several objectives get one column per objective: max_0, max_1, ...
+    """
+    row: dict[str, float] = {"gen": gen, "size": len(pop)}
+    if not pop:
+        return row
+    import numpy as np
+    from deap import tools
+
+    stats = tools.Statistics(key=lambda e: e.fitness.values)
+    for name, func in (("min", np.min), ("avg", np.mean), ("max", np.max), ("std", np.std)):
+        stats.register(name, func, axis=0)
+    for name, column in stats.compile(_wrap(pop, signs)).items():
+        if len(signs) == 1:
+            row[name] = float(column[0])
+        else:
+            row.update({f"{name}_{i}": float(v) for i, v in enumerate(column)})
+    return row
