@@ -15,8 +15,8 @@ from pathlib import Path
 from metaexp.metrics import parse_metrics
 from metaexp.reaper import Supervised, supervise
 from metaexp.records import Status
+from metaexp.sandbox import BaseTree, discard
 from metaexp.spec import Spec
-from metaexp.workspace import Workspace
 
 SECRET_PATTERNS = ("*_API_KEY", "*_TOKEN", "*_SECRET", "*_SECRET_KEY", "*PASSWORD*", "*_ACCESS_KEY")
 TAIL_LINES = 40
@@ -56,9 +56,9 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
     return env
 
 
-def evaluate(spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_path: Path) -> Outcome:
+def evaluate(spec: Spec, base: BaseTree, n: int, files: Mapping[str, bytes], log_path: Path) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
-    box = ws.sandbox(str(n), files)
+    box = base.sandbox(files)
     try:
         run = supervise(
             spec.harness.argv,
@@ -70,8 +70,8 @@ def evaluate(spec: Spec, ws: Workspace, n: int, files: Mapping[str, bytes], log_
             memory_mb=spec.harness.memory_mb,
         )
     finally:
-        ws.discard_sandbox(box)
-    touched = ws.restore_shared()
+        discard(box)
+    touched = base.restore_shared()
     output = _read_log(log_path)
     tail = _tail(output)
     if run.aborted:

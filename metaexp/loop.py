@@ -193,9 +193,9 @@ class _Session:
                 )
         self.progress.running(n, commit, cand.description)
         try:
-            outcome = evaluate(
-                self.spec, self.ws, n, {**self.state.files, **cand.files}, self.ws.out / "logs" / f"{n}.log"
-            )
+            assert self.ws.base_tree is not None
+            files = {**self.state.files, **cand.files}
+            outcome = evaluate(self.spec, self.ws.base_tree, n, files, self.ws.out / "logs" / f"{n}.log")
         except Interrupted:
             raise KeyboardInterrupt from None
         status = self._decide(n, outcome, rng)

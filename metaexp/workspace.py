@@ -1,11 +1,8 @@
-"""Where a run works: its outputs, lock, worktree, frozen base and per-try sandboxes.
+"""Where a run works: its outputs, lock, worktree and frozen base (see sandbox.py).
 
-The user's checkout is never touched. The run's branch lives in its own git
-worktree; the harness runs in a sandbox: a fresh directory whose unchanged
-files are hard links to a frozen, read-only copy of the start commit (the
-base), with the candidate's target files written in. A harness that writes
-through a link to a base file (possible as root) is caught after the run by a
-stat check and the base file is restored from git.
+The user's checkout is never touched: the run's branch lives in its own git
+worktree, and harnesses run in sandboxes over a read-only copy of the start
+commit's shared files.
 """
 
 from __future__ import annotations
@@ -13,17 +10,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import fnmatch
-import io
+import hashlib
 import json
 import os
-import shutil
-import stat
-import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from metaexp.errors import LockError, WorkspaceError
 from metaexp.git import Entry, Git
+from metaexp.sandbox import BaseTree, base_tar
 
 _LOCKS: list[int] = []  # lock fds, closed in forked children so a harness never holds them
 
@@ -55,8 +50,7 @@ class Workspace:
         self.worktree = self.out / "worktree"
         self.base = self.out / "base"
         self._lock_fd: int | None = None
-        self._manifest: dict[str, tuple[int, int, int]] = {}
-        self._base_listing: dict[str, Entry] = {}
+        self.base_tree: BaseTree | None = None
 
     # --- outputs and lock
 
@@ -123,91 +117,22 @@ class Workspace:
         if (self.worktree / ".git").exists():
             Git(self.worktree).run("reset", "--hard", "--quiet")
 
-    # --- the frozen base and sandboxes
+    # --- the frozen base
 
-    def prepare_base(self, start: str, listing: Mapping[str, Entry], targets: list[str]) -> None:
-        """A read-only copy of the start commit without its target files, reused across runs."""
-        shared = {p: e for p, e in listing.items() if e.mode != "40000" and not matches(p, targets)}
-        self._base_listing = shared
-        stamp = self.out / "base.json"
-        fresh = stamp.exists() and json.loads(stamp.read_text()) == {"commit": start, "targets": targets}
-        if not fresh:
-            self._make_writable(self.base)
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base.mkdir(parents=True)
-            with tarfile.open(
-                fileobj=io.BytesIO(self.git.run_bytes("archive", "--format=tar", start))
-            ) as tar:
-                members = [m for m in tar.getmembers() if m.name in shared or m.isdir()]
-                tar.extractall(self.base, members=members, filter="tar")
-            for path in shared:
-                self._freeze(self.base / path)
-            stamp.write_text(json.dumps({"commit": start, "targets": targets}))
-        self._manifest = {p: self._signature(self.base / p) for p in shared}
-
-    def sandbox(self, name: str, files: Mapping[str, bytes]) -> Path:
-        """A fresh tree: base files linked in, `files` written as real files."""
-        box = self.out / "sandbox" / name
-        self.discard_sandbox(box)
-        box.mkdir(parents=True)
-        for folder in sorted({os.path.dirname(p) for p in [*self._manifest, *files]} - {""}):
-            (box / folder).mkdir(parents=True, exist_ok=True)
-        for path in self._manifest:
-            dest = box / path
-            src = self.base / path
-            if src.is_symlink():
-                os.symlink(os.readlink(src), dest)
-            else:
-                os.link(src, dest)
-        for path, content in files.items():
-            (box / path).write_bytes(content)
-        return box
-
-    def discard_sandbox(self, box: Path) -> None:
-        if box.exists():
-            self._make_writable(box)
-            shutil.rmtree(box, ignore_errors=True)
-
-    def restore_shared(self) -> list[str]:
-        """Base files a harness changed since they were frozen; each is restored from git."""
-        changed = [p for p, sig in self._manifest.items() if self._signature(self.base / p) != sig]
-        for path in changed:
-            dest = self.base / path
-            if dest.exists() or dest.is_symlink():
-                dest.unlink()  # needs only the folder writable, not the file
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            entry = self._base_listing[path]
-            content = self.git.blob(entry.sha)
-            if entry.mode == "120000":
-                os.symlink(content.decode(), dest)
-            else:
-                dest.write_bytes(content)
-                if entry.mode == "100755":
-                    os.chmod(dest, 0o755)
-                self._freeze(dest)
-            self._manifest[path] = self._signature(dest)
-        return changed
-
-    @staticmethod
-    def _signature(path: Path) -> tuple[int, int, int]:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return (-1, -1, -1)
-        return (st.st_size, st.st_mtime_ns, st.st_mode)
-
-    @staticmethod
-    def _freeze(path: Path) -> None:
-        if not path.is_symlink():
-            mode = path.stat().st_mode
-            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-    @staticmethod
-    def _make_writable(folder: Path) -> None:
-        if not folder.exists():
-            return
-        for dirpath, _dirs, _files in os.walk(folder):
-            os.chmod(dirpath, 0o755)
+    def prepare_base(self, start: str, listing: Mapping[str, Entry], targets: list[str]) -> BaseTree:
+        """The start commit without its target files, as tar bytes and a read-only tree here."""
+        shared = {
+            p: e for p, e in listing.items() if e.mode not in ("40000", "160000") and not matches(p, targets)
+        }
+        blobs = json.dumps({p: e.sha for p, e in sorted(shared.items())}).encode()
+        key = hashlib.sha256(blobs).hexdigest()[:16]
+        tar = self.out / "base.tar"
+        if not (tar.exists() and (self.out / "base.key").read_text() == key):
+            data = base_tar({p: (e.mode, self.git.blob(e.sha)) for p, e in shared.items()})
+            tar.write_bytes(data)
+            (self.out / "base.key").write_text(key)
+        self.base_tree = BaseTree(self.base, tar.read_bytes(), key)
+        return self.base_tree
 
     def check_start(self, start: str) -> str:
         sha = self.git.resolve(start)

@@ -1,0 +1,145 @@
+"""The frozen base tree and per-evaluation sandboxes, on any node.
+
+A base is the files every candidate shares (the start commit without its
+target files), shipped as tar bytes and unpacked once per node into a
+read-only tree. A sandbox is a fresh directory whose base files are hard
+links into that tree (nothing big is copied per evaluation) and whose target
+files are real files. A harness that writes through a link anyway (root
+ignores read-only modes) is caught after the run by a stat check, and the
+base file is restored from the tar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import shutil
+import stat
+import tarfile
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+_STAMP = ".metaexp-base"  # holds the key of the tar a base was unpacked from
+
+
+class BaseTree:
+    def __init__(self, root: Path, tar: bytes, key: str) -> None:
+        """Unpack `tar` into `root` unless it already holds that key (one process at a time)."""
+        self.root, self.key = Path(root), key
+        self._tar = tar
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root.parent / f"{self.root.name}.lock"):
+            if _read(self.root / _STAMP) != key:
+                self._unpack()
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            self._members = {m.name: m for m in archive.getmembers() if not m.isdir()}
+        self._manifest = {name: _signature(self.root / name) for name in self._members}
+        self._folders = sorted({os.path.dirname(name) for name in self._members} - {""})
+
+    def _unpack(self) -> None:
+        _make_writable(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(self._tar)) as tar:
+            tar.extractall(self.root, filter="tar")
+            for member in tar.getmembers():
+                if member.isfile():
+                    _freeze(self.root / member.name)
+        (self.root / _STAMP).write_text(self.key)
+
+    def sandbox(self, files: Mapping[str, bytes], name: str | None = None) -> Path:
+        """A fresh tree beside the base: base files linked in, `files` written as real files."""
+        box = self.root.parent / f"{self.root.name}-sandboxes" / (name or uuid.uuid4().hex)
+        discard(box)
+        box.mkdir(parents=True)
+        for folder in sorted({*self._folders, *(os.path.dirname(p) for p in files)} - {""}):
+            (box / folder).mkdir(parents=True, exist_ok=True)
+        for path in self._manifest:
+            if path in files:
+                continue
+            src = self.root / path
+            if src.is_symlink():
+                os.symlink(os.readlink(src), box / path)
+            else:
+                os.link(src, box / path)
+        for path, content in files.items():
+            (box / path).write_bytes(content)
+        return box
+
+    def restore_shared(self) -> list[str]:
+        """Base files changed since they were frozen; each is restored from the tar."""
+        changed = [p for p, sig in self._manifest.items() if _signature(self.root / p) != sig]
+        if not changed:
+            return []
+        with _locked(self.root.parent / f"{self.root.name}.lock"), \
+                tarfile.open(fileobj=io.BytesIO(self._tar)) as tar:
+            for path in changed:
+                dest = self.root / path
+                if dest.exists() or dest.is_symlink():
+                    dest.unlink()  # needs only the folder writable, not the file
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tar.extract(self._members[path], self.root, filter="tar")
+                _freeze(dest)
+                self._manifest[path] = _signature(dest)
+        return changed
+
+
+def base_tar(files: Mapping[str, tuple[str, bytes]]) -> bytes:
+    """A tar of {path: (git mode, content)}: the form a base travels in."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(files):
+            mode, content = files[path]
+            info = tarfile.TarInfo(path)
+            if mode == "120000":
+                info.type, info.linkname = tarfile.SYMTYPE, content.decode()
+            else:
+                info.size, info.mode = len(content), 0o755 if mode == "100755" else 0o644
+            tar.addfile(info, None if mode == "120000" else io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def discard(box: Path) -> None:
+    if box.exists():
+        _make_writable(box)
+        shutil.rmtree(box, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return (-1, -1, -1)
+    return (st.st_size, st.st_mtime_ns, st.st_mode)
+
+
+def _freeze(path: Path) -> None:
+    if not path.is_symlink():
+        mode = path.stat().st_mode
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _make_writable(folder: Path) -> None:
+    if folder.exists():
+        for dirpath, _dirs, _files in os.walk(folder):
+            os.chmod(dirpath, 0o755)
