@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,13 @@ class Lineage:
     current: str | None  # the branch: last accepted try
     best: str | None
     tried: dict[int, str]
+
+
+def single_lineage_refs(ws: Workspace, records: list[ExperimentRecord]) -> dict[str, str]:
+    """The named refs a single-lineage run's records imply: its branch and its best."""
+    lineage = lineage_of(records)
+    refs = {ws.branch: lineage.current, f"{ws.refs_prefix}/best": lineage.best}
+    return {ref: sha for ref, sha in refs.items() if sha}
 
 
 def lineage_of(records: Iterable[ExperimentRecord]) -> Lineage:
@@ -73,14 +80,17 @@ class Ledger:
 
     # --- start-up
 
-    def open(self) -> list[ExperimentRecord]:
-        """Read the records, drop a torn last line, and repair TSV, Optuna and refs from them."""
+    def open(
+        self, expected_refs: Callable[[list[ExperimentRecord]], dict[str, str]] | None = None
+    ) -> list[ExperimentRecord]:
+        """Read the records, drop a torn last line, and repair TSV, Optuna and refs from them.
+        `expected_refs` maps the records to the named refs they imply (default: one lineage)."""
         records = read_records(self.jsonl)
         self._truncate_torn_tail()
         self._fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_tsv(records)
         self._repair_study(records)
-        self._repair_refs(records)
+        self._repair_refs(records, expected_refs or (lambda recs: single_lineage_refs(self.ws, recs)))
         return records
 
     def close(self) -> None:
@@ -107,24 +117,25 @@ class Ledger:
     def _repair_study(self, records: list[ExperimentRecord]) -> None:
         told = {t.user_attrs.get("experiment") for t in self.study.get_trials(deepcopy=False)}
         for rec in records:
-            if rec.n not in told:
+            if rec.n not in told and rec.status is not Status.MIGRATE:
                 self.study.add_trial(self._trial(rec))
 
-    def _repair_refs(self, records: list[ExperimentRecord]) -> None:
-        want = lineage_of(records)
+    def _repair_refs(
+        self, records: list[ExperimentRecord], expected: Callable[[list[ExperimentRecord]], dict[str, str]]
+    ) -> None:
+        tried = lineage_of(records).tried
         have = self.ws.git.refs(self.ws.refs_prefix + "/")
         updates: dict[str, str | None] = {}
-        for n, sha in want.tried.items():
+        for n, sha in tried.items():
             if have.get(f"{self.ws.refs_prefix}/tried/{n}") != sha:
                 updates[f"{self.ws.refs_prefix}/tried/{n}"] = sha
         for ref in have:
             tail = ref.removeprefix(f"{self.ws.refs_prefix}/tried/")
-            if tail.isdigit() and int(tail) not in want.tried:
+            if tail.isdigit() and int(tail) not in tried:
                 updates[ref] = None  # a try that was never recorded: it will be proposed again
-        if want.best and have.get(f"{self.ws.refs_prefix}/best") != want.best:
-            updates[f"{self.ws.refs_prefix}/best"] = want.best
-        if want.current and self.ws.git.resolve(self.ws.branch) != want.current:
-            updates[self.ws.branch] = want.current
+        for ref, sha in expected(records).items():
+            if self.ws.git.resolve(ref) != sha:
+                updates[ref] = sha
         self.ws.git.update_refs(updates)
         if self.ws.branch in updates:
             self.ws.sync_worktree()
@@ -143,8 +154,8 @@ class Ledger:
         tree = self.ws.git.tree_with(self.listing(parent), files)
         return self.ws.git.commit(tree, [parent], message)
 
-    def record(self, rec: ExperimentRecord, *, advance: bool) -> None:
-        """One experiment, told exactly once. `advance`: the branch moves to rec.commit."""
+    def record(self, rec: ExperimentRecord, moves: Mapping[str, str] | None = None) -> None:
+        """One experiment, told exactly once. `moves`: named refs that now point elsewhere."""
         assert self._fd is not None, "ledger not open"
         line = (rec.to_json() + "\n").encode()
         os.write(self._fd, line)
@@ -153,17 +164,14 @@ class Ledger:
         with self.tsv.open("a") as fh:
             fh.write(self._tsv_row(rec))
         _crashpoint("after-tsv", rec.n)
-        self.study.add_trial(self._trial(rec))
+        if rec.status is not Status.MIGRATE:  # a copy, not a try: no trial of its own
+            self.study.add_trial(self._trial(rec))
         _crashpoint("after-optuna", rec.n)
-        updates: dict[str, str | None] = {}
+        updates: dict[str, str | None] = {**(moves or {})}
         if rec.commit:
             updates[f"{self.ws.refs_prefix}/tried/{rec.n}"] = rec.commit
-            if rec.best:
-                updates[f"{self.ws.refs_prefix}/best"] = rec.commit
-            if advance:
-                updates[self.ws.branch] = rec.commit
         self.ws.git.update_refs(updates)
-        if advance:
+        if self.ws.branch in updates:
             self.ws.sync_worktree()
 
     # --- formats
@@ -242,4 +250,7 @@ def _crashpoint(name: str, n: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["Ledger", "LedgerError", "Lineage", "Status", "lineage_of", "make_storage", "open_study"]
+__all__ = [
+    "Ledger", "LedgerError", "Lineage", "Status", "lineage_of", "make_storage", "open_study",
+    "single_lineage_refs",
+]

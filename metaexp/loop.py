@@ -260,7 +260,10 @@ class _Session:
             usage=cand.usage,
         )
         self._mark = time.monotonic()  # the next row's clock starts here and counts this recording
-        self.ledger.record(rec, advance=status.accepted and n > 1)
+        moves = {self.ws.branch: commit} if status.accepted and commit and n > 1 else {}
+        if is_best and commit:
+            moves[f"{self.ws.refs_prefix}/best"] = commit
+        self.ledger.record(rec, moves)
         self.operator.observe(rec)
         self.tally.add(rec)
         if status.accepted and commit:

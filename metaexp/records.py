@@ -13,19 +13,21 @@ class Status(StrEnum):
     KEEP = "keep"
     DISCARD = "discard"
     EXPLORE = "explore"
+    ESCAPE = "escape"
     CRASH = "crash"
     TIMEOUT = "timeout"
     REJECTED = "rejected"
     INVALID = "invalid"
+    MIGRATE = "migrate"
 
     @property
     def harness_ran(self) -> bool:
-        return self not in (Status.REJECTED, Status.INVALID)
+        return self not in (Status.REJECTED, Status.INVALID, Status.MIGRATE)
 
     @property
     def accepted(self) -> bool:
-        """The lineage moved to this candidate."""
-        return self in (Status.KEEP, Status.EXPLORE)
+        """The lineage moved to (or the island admitted) this candidate."""
+        return self in (Status.KEEP, Status.EXPLORE, Status.ESCAPE, Status.MIGRATE)
 
     @property
     def failed(self) -> bool:
@@ -56,6 +58,8 @@ class ExperimentRecord:
     log_tail: str = ""
     best: bool = False  # a new best-so-far at the time it was recorded
     usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd of this try
+    island: int = 0
+    generation: int = 0  # the island's own count of proposals when this one was made
     extra: dict[str, Any] = field(default_factory=dict)  # operator state etc.
 
     def to_json(self) -> str:
