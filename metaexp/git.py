@@ -91,6 +91,20 @@ class Git:
     def diff(self, parent: str, commit: str) -> str:
         return self.run("diff", "--no-color", "--no-ext-diff", parent, commit)
 
+    def merge(self, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+        """Three-way merge of two commits relative to their merge base, by git's own machinery.
+        Returns the merged tree, or None and the conflicting paths."""
+        proc = subprocess.run(
+            ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs],
+            cwd=self.cwd, capture_output=True, env=_git_env(),
+        )
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        if proc.returncode == 0 and lines:
+            return lines[0].strip(), []
+        if proc.returncode == 1:
+            return None, [line for line in lines[1:] if line]
+        raise WorkspaceError(f"git merge-tree failed: {proc.stderr.decode(errors='replace').strip()}")
+
     # --- objects
 
     def _objects_dir(self) -> Path:

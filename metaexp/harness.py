@@ -56,14 +56,21 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
     return env
 
 
-def evaluate(spec: Spec, base: BaseTree, n: int, files: Mapping[str, bytes], log_path: Path) -> Outcome:
+def evaluate(
+    spec: Spec,
+    base: BaseTree,
+    n: int,
+    files: Mapping[str, bytes],
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
     box = base.sandbox(files)
     try:
         run = supervise(
             spec.harness.argv,
             cwd=str(box),
-            env=harness_env(spec, n),
+            env={**harness_env(spec, n), **(extra_env or {})},
             log_path=str(log_path),
             timeout_s=spec.harness.timeout_s,
             grace_s=spec.harness.grace_s,

@@ -25,7 +25,7 @@ from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
 from metaexp.records import ExperimentRecord, Status, read_records
 from metaexp.spec import Spec
-from metaexp.workspace import Workspace, matches
+from metaexp.workspace import Workspace
 
 
 @dataclass
@@ -58,6 +58,27 @@ class Tally:
             self.invalid_streak += 1
         if rec.best:
             self.best = rec
+
+
+def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) -> str | None:
+    """Why the run must stop now, or None. `in_flight`: evaluations already under way."""
+    b = spec.budget
+    if t.total >= 1 and t.counts.get("keep", 0) == 0 and t.ran >= 1:
+        return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
+    if b.max_experiments is not None and t.ran + in_flight >= b.max_experiments:
+        return f"max_experiments={b.max_experiments} reached"
+    if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
+        return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
+    if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
+        return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
+    if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
+        return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
+    if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:
+        spent = f"${t.cost_usd:.4f} spent; the next call may cost ${t.max_call_cost_usd:.4f}"
+        return f"max_cost_usd={b.max_cost_usd:g} reached ({spent})"
+    if t.best is not None and objective.reached(t.best.value, b.target):
+        return f"target {b.target:g} reached"
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,25 +171,9 @@ class _Session:
         raise KeyboardInterrupt
 
     def _stop_reason(self) -> str | None:
-        b, t = self.spec.budget, self.tally
         if self.loop._interrupts:
             return "stopped by Ctrl-C"
-        if t.total == 1 and t.counts.get("keep", 0) == 0:
-            return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
-        if b.max_experiments is not None and t.ran >= b.max_experiments:
-            return f"max_experiments={b.max_experiments} reached"
-        if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
-            return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
-        if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
-            return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
-        if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
-            return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
-        if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:
-            spent = f"${t.cost_usd:.4f} spent; the next call may cost ${t.max_call_cost_usd:.4f}"
-            return f"max_cost_usd={b.max_cost_usd:g} reached ({spent})"
-        if t.best is not None and self.objective.reached(t.best.value, b.target):
-            return f"target {b.target:g} reached"
-        return None
+        return budget_stop(self.spec, self.objective, self.tally)
 
     # --- one experiment
 
@@ -202,21 +207,7 @@ class _Session:
         self._record(n, commit, cand, status, outcome, t0)
 
     def _rejection(self, cand: Candidate) -> str:
-        immutable = [
-            p for p in cand.files if p in self.plan.immutable or matches(p, self.spec.harness.immutable)
-        ]
-        if immutable:
-            return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"
-        outside = [
-            p
-            for p in cand.files
-            if not matches(p, self.plan.target_files) and not matches(p, self.spec.target)
-        ]
-        if outside:
-            return f"changes files outside target: {', '.join(sorted(outside))}"
-        if all(self.state.files.get(p) == content for p, content in cand.files.items()):
-            return "no change against its parent"
-        return ""
+        return self.plan.check_candidate(self.state.files, cand.files)
 
     def _decide(self, n: int, outcome: Outcome, rng: object) -> Status:
         if outcome.status is not None:

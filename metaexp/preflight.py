@@ -7,6 +7,7 @@ validates starts.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,19 @@ class Plan:
     immutable: dict[str, str]  # path -> blob sha at the start
     space: Space | None
     styles: StyleMix
+
+    def check_candidate(self, parent: Mapping[str, bytes], changed: Mapping[str, bytes]) -> str:
+        """Why a candidate may not run ("" if it may): the harness and non-target files are off limits."""
+        spec = self.spec
+        immutable = [p for p in changed if p in self.immutable or matches(p, spec.harness.immutable)]
+        if immutable:
+            return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"
+        outside = [p for p in changed if not matches(p, self.target_files) and not matches(p, spec.target)]
+        if outside:
+            return f"changes files outside target: {', '.join(sorted(outside))}"
+        if all(parent.get(p) == content for p, content in changed.items()):
+            return "no change against its parent"
+        return ""
 
     def operator(self, history: list[ExperimentRecord], files: dict[str, bytes],
                  out: Path | None = None) -> Operator:

@@ -23,10 +23,11 @@ class Progress:
 
     def start(self, resumed: int) -> None:
         what = f"resuming after {resumed} experiments" if resumed else "starting"
-        self._line(
-            f"metaexp run {self.spec.tag}: {what}; branch autoexp/{self.spec.tag}, "
-            f"outputs .metaexp/{self.spec.tag}/"
-        )
+        where = f"autoexp/{self.spec.tag}"
+        if self.spec.strategy.is_population:
+            count = self.spec.strategy.island_count
+            where = f"autoexp/{self.spec.tag}/island-<k> and /best ({count} islands)"
+        self._line(f"metaexp run {self.spec.tag}: {what}; branch {where}, outputs .metaexp/{self.spec.tag}/")
 
     def running(self, n: int, commit: str, description: str) -> None:
         if self.live:
@@ -38,6 +39,8 @@ class Progress:
         best = self.tally.best
         best_text = f"best {best.value:.6g} (#{best.n})" if best and best.value is not None else "no best yet"
         mark = "*" if rec.best else " "
+        if self.spec.strategy.is_population:
+            mark = f"{mark}i{rec.island} "
         cost = f" ${self.tally.cost_usd:.4f}" if self.tally.cost_usd else ""
         self._line(
             f"{self._bar()} #{rec.n:<4}{mark}{rec.status!s:<8} {value:<28} {best_text:<24} "
@@ -58,8 +61,13 @@ class Progress:
         self._line(
             f"stopped: {reason}\n{t.total} experiments ({counts}); {best}; "
             f"{time.monotonic() - self.t0:.1f}s this session\n"
-            f"see: metaexp status / metaexp report; the best is refs/metaexp/{self.spec.tag}/best"
+            f"see: metaexp status / metaexp report; the best is {self._best_ref()}"
         )
+
+    def _best_ref(self) -> str:
+        if self.spec.strategy.is_population:
+            return f"branch autoexp/{self.spec.tag}/best"
+        return f"refs/metaexp/{self.spec.tag}/best"
 
     def _bar(self) -> str:
         limit = self.spec.budget.max_experiments

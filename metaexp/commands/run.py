@@ -14,7 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = Loop(load_spec(args.spec)).run()
+    spec = load_spec(args.spec)
+    if spec.strategy.is_population:
+        from metaexp.islands import PopulationLoop
+
+        result = PopulationLoop(spec).run()
+    else:
+        result = Loop(spec).run()
     if result.interrupted:
         return 130
     return 1 if result.aborted else 0

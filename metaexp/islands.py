@@ -1,0 +1,539 @@
+"""Population runs: island actors propose, Ray tasks evaluate, this driver schedules and records.
+
+The driver is the one writer (DESIGN.md): it owns the ledger, makes every git
+object (crossover merges included) and records every row. It keeps up to
+`ray.max_concurrent_evals` evaluations in flight and never waits on one
+island while another has work, so evaluation slots stay busy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from metaexp.errors import WorkspaceError
+from metaexp.harness import Outcome
+from metaexp.island import Proposal
+from metaexp.ledger import Ledger
+from metaexp.loop import RunResult, Tally, budget_stop
+from metaexp.objective import Objective
+from metaexp.population import individual, population_refs, replay
+from metaexp.preflight import Plan, make_plan
+from metaexp.progress import Progress
+from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.selection import HallOfFame
+from metaexp.spec import Spec
+from metaexp.workspace import Workspace
+
+POLL_S = 0.5  # how long one wait for a finished future may block
+
+
+@dataclass
+class _Slot:
+    stage: str  # propose | evaluate | conclude
+    island: int
+    proposal: Proposal | None = None
+    commit: str | None = None
+    outcome: Outcome | None = None
+    log: str = ""
+    node: str = ""
+    started: float = 0.0
+
+
+class PopulationLoop:
+    def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
+        self.spec = spec
+        self.objective = Objective.from_spec(spec.objective, spec.direction)
+        self.out = out
+        self.interrupts = 0
+
+    def run(self) -> RunResult:
+        from metaexp.remote import connect
+
+        ws = Workspace(self.spec.root, self.spec.tag)
+        ws.open()
+        try:
+            _refuse_single_branch(ws)
+            history = read_records(ws.out / "experiments.jsonl")
+            plan = make_plan(self.spec, start=history[0].commit if history else None)
+            base = ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
+            ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
+            records = ledger.open(lambda recs: population_refs(self.spec, recs, self.spec.tag))
+            connect(self.spec.ray)
+            try:
+                return _Driver(self, plan, ws, ledger, records, base).drive()
+            finally:
+                ledger.close()
+        finally:
+            ws.close()
+
+
+class _Driver:
+    def __init__(
+        self,
+        loop: PopulationLoop,
+        plan: Plan,
+        ws: Workspace,
+        ledger: Ledger,
+        records: list[ExperimentRecord],
+        base: Any,
+    ) -> None:
+        import ray
+
+        from metaexp.remote import remote_evaluate
+
+        self.loop, self.plan, self.ws, self.ledger, self.records = loop, plan, ws, ledger, records
+        self.spec = plan.spec
+        self.k = self.spec.strategy.island_count
+        self.tally = Tally()
+        for rec in records:
+            self.tally.add(rec)
+        self.progress = Progress(self.spec, loop.out, self.tally)
+        self.base_key = base.key
+        self.base_ref = ray.put(base._tar)
+        self.evaluate = remote_evaluate(self.spec.ray.eval_resources)
+        self.hof = HallOfFame((1.0 if self.spec.direction == "maximize" else -1.0,), k=10)
+        self.seen: dict[str, int] = {}  # normalised target files -> the experiment that tried them
+        self.evaluating: set[str] = set()  # ... and those being evaluated now
+        for rec in records:
+            self._remember(rec)
+        self.pops = replay(self.spec, records, self.k)  # the driver's copy, for branches
+        self.island_best = {k: top.commit for k, pop in enumerate(self.pops) if (top := pop.best())}
+        self.islands: list[Any] = [None] * self.k
+        self.pending: dict[Any, _Slot] = {}
+        self._mark = time.monotonic()
+
+    # --- the schedule
+
+    def drive(self) -> RunResult:
+        import ray
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        self.progress.start(resumed=self.tally.total)
+        reason = None
+        try:
+            if not self.records:
+                self._baseline()
+            for k in range(self.k):
+                self.islands[k] = self._spawn(k)
+            while True:
+                reason = reason or self._stop_reason()
+                if reason is None:
+                    self._fill()
+                if not self.pending:
+                    break
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    self._advance(ref, self.pending.pop(ref))
+        except KeyboardInterrupt:
+            for ref in self.pending:
+                ray.cancel(ref, force=True)
+            reason = "interrupted: the experiments in flight were not recorded and will run again on resume"
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        reason = reason or self._stop_reason() or "done"
+        self._island_lines()
+        for island in self.islands:
+            if island is not None:
+                ray.kill(island)
+        interrupted = reason.startswith(("interrupted", "stopped by Ctrl-C"))
+        result = RunResult(reason, reason.startswith("abort"), interrupted, self.tally)
+        self.progress.finish(reason)
+        return result
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        self.loop.interrupts += 1
+        if self.loop.interrupts == 1:
+            self.progress.note("Ctrl-C: finishing the evaluations in flight, then stopping (again to abort)")
+            return
+        raise KeyboardInterrupt
+
+    def _stop_reason(self) -> str | None:
+        if self.loop.interrupts:
+            return "stopped by Ctrl-C"
+        evaluating = sum(1 for s in self.pending.values() if s.stage != "propose")
+        return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=evaluating)
+
+    def _fill(self) -> None:
+        slots = self.spec.ray.max_concurrent_evals
+        per_island = max(1, -(-slots // self.k))
+        busy = [0] * self.k
+        for slot in self.pending.values():
+            busy[slot.island] += 1
+        for k in sorted(range(self.k), key=lambda i: busy[i]):
+            while len(self.pending) < slots and busy[k] < per_island and self._stop_reason() is None:
+                ref = self.islands[k].propose.remote(self._donor(k))
+                self.pending[ref] = _Slot("propose", k, started=time.monotonic())
+                busy[k] += 1
+
+    def _advance(self, ref: Any, slot: _Slot) -> None:
+        import ray
+
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            self.islands[slot.island] = self._spawn(slot.island)  # rebuilt from the records
+            self.progress.note(f"island {slot.island} died; restarted from the records")
+            return
+        except ray.exceptions.RayError as exc:  # the evaluation's worker died
+            if slot.stage != "evaluate":
+                raise
+            value = (
+                Outcome(Status.CRASH, reason=f"the evaluation's worker died: {type(exc).__name__}"),
+                "",
+                "",
+            )
+        if slot.stage == "propose":
+            self._proposed(slot, value)
+        elif slot.stage == "evaluate":
+            slot.outcome, slot.log, slot.node = value
+            self._evaluated(slot)
+        else:
+            self._concluded(slot, value)
+
+    # --- the stages of one experiment
+
+    def _proposed(self, slot: _Slot, prop: Proposal) -> None:
+        slot.proposal = prop
+        if prop.kind == "crossover":
+            prop = self._crossover(prop)
+            slot.proposal = prop
+        if prop.kind in ("invalid", "rejected"):
+            status = Status.INVALID if prop.kind == "invalid" else Status.REJECTED
+            return self._record(slot, status, Outcome(status, reason=prop.reason), None)
+        parents = [prop.parent, prop.other] if prop.other else [prop.parent]
+        commit = self._commit(parents, prop)
+        slot.commit = commit
+        reason = self.plan.check_candidate(prop.before, prop.changed)
+        if reason:
+            return self._record(slot, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), commit)
+        fingerprint = _fingerprint(prop.tree)
+        twin = self.seen.get(fingerprint)
+        if twin is not None:
+            earlier = self.records[twin - 1]
+            why = f"duplicate of #{twin} ({earlier.status}, {self.spec.objective.primary}={earlier.value})"
+            return self._record(slot, Status.INVALID, Outcome(Status.INVALID, reason=why), commit)
+        if fingerprint in self.evaluating:
+            why = "duplicate of an evaluation in flight"
+            return self._record(slot, Status.INVALID, Outcome(Status.INVALID, reason=why), commit)
+        self.evaluating.add(fingerprint)
+        slot.stage = "evaluate"
+        ref = self.evaluate.remote(
+            self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island
+        )
+        self.pending[ref] = slot
+
+    def _evaluated(self, slot: _Slot) -> None:
+        assert slot.outcome is not None and slot.proposal is not None
+        value = self.loop.objective.value(slot.outcome.metrics) if slot.outcome.status is None else None
+        slot.stage = "conclude"
+        ref = self.islands[slot.island].conclude.remote(
+            slot.proposal.generation, slot.commit, slot.outcome.status, value
+        )
+        self.pending[ref] = slot
+
+    def _concluded(self, slot: _Slot, status: Status) -> None:
+        assert slot.outcome is not None
+        self._record(slot, status, slot.outcome, slot.commit)
+
+    def _commit(self, parents: list[str], prop: Proposal) -> str:
+        message = f"metaexp island-{prop.island} g{prop.generation}"
+        message += f" [{prop.style}]" if prop.style else ""
+        message = f"{message}: {prop.description}"[:200] + "\n"
+        if len(parents) == 1:
+            return self.ledger.commit(parents[0], prop.changed, message)
+        tree = self.ws.git.tree_with(self.ledger.listing(parents[0]), prop.changed)
+        return self.ws.git.commit(tree, parents, message)
+
+    def _crossover(self, prop: Proposal) -> Proposal:
+        """Compose two individuals' changes: git's three-way merge of their commits."""
+        assert prop.other is not None
+        tree, conflicts = self.ws.git.merge(prop.parent, prop.other)
+        if tree is None:
+            why = f"merge conflict in {', '.join(conflicts) or 'the target'} ({prop.description})"
+            return replace(prop, kind="invalid", reason=why)
+        listing = self.ws.git.listing(tree)
+        merged = {p: self.ws.git.blob(listing[p].sha) for p in self.plan.target_files if p in listing}
+        ours = self.ledger.listing(prop.parent)
+        parent = {p: self.ws.git.blob(ours[p].sha) for p in self.plan.target_files if p in ours}
+        changed = {p: c for p, c in merged.items() if parent.get(p) != c}
+        if not changed:
+            return replace(prop, kind="invalid", reason=f"the merge changes nothing ({prop.description})")
+        before = {p: parent.get(p, b"") for p in changed}
+        return replace(
+            prop,
+            kind="candidate",
+            tree=merged,
+            changed=changed,
+            before=before,
+            style="crossover",
+            extra={**prop.extra, "parents": [prop.parent, prop.other]},
+        )
+
+    # --- recording
+
+    def _record(self, slot: _Slot, status: Status, outcome: Outcome, commit: str | None) -> None:
+        prop = slot.proposal
+        assert prop is not None
+        n = self.tally.total + 1
+        value = self.loop.objective.value(outcome.metrics) if not status.failed else None
+        best_value = self.tally.best.value if self.tally.best else None
+        is_best = status.accepted and value is not None and self.loop.objective.is_better(value, best_value)
+        extra = dict(prop.extra)
+        if prop.tree:
+            extra["lines"] = _lines(prop.tree)
+            extra["fingerprint"] = _fingerprint(prop.tree)
+        if slot.node:
+            extra["node"] = slot.node
+        rec = ExperimentRecord(
+            n=n,
+            commit=commit,
+            parent=prop.parent,
+            timestamp=_now(),
+            status=status,
+            description=prop.description,
+            metrics=outcome.metrics,
+            value=value,
+            diff_lines=_diff_lines(prop),
+            wall_time_s=round(time.monotonic() - slot.started, 4),
+            harness_s=round(outcome.harness_s, 4),
+            operator=self.spec.operator.kind,
+            style=prop.style,
+            params=prop.params,
+            seed=self.spec.seed,
+            reason=outcome.reason,
+            log_tail=outcome.log_tail if status.failed else "",
+            best=is_best,
+            extra=extra,
+            usage=prop.usage,
+            island=prop.island,
+            generation=prop.generation,
+        )
+        self._write(rec, slot.log)
+        self.islands[prop.island].observe.remote(rec)
+        if status.harness_ran and rec.island < self.k:
+            self._maybe_migrate(prop.island)
+
+    def _write(self, rec: ExperimentRecord, log: str) -> None:
+        if log:
+            (self.ws.out / "logs" / f"{rec.n}.log").write_text(log)
+        moves = self._moves(rec)
+        self.ledger.record(rec, moves)
+        self.records.append(rec)
+        self.tally.add(rec)
+        self._remember(rec)
+        self.progress.recorded(rec)
+
+    def _moves(self, rec: ExperimentRecord) -> dict[str, str]:
+        """Branches this record moves: the global best, and an island's best individual."""
+        tag = self.spec.tag
+        moves: dict[str, str] = {}
+        if rec.best and rec.commit:
+            moves[f"refs/heads/autoexp/{tag}/best"] = rec.commit
+        if rec.n == 1:
+            self.pops = replay(self.spec, [rec], self.k)
+        elif rec.island < self.k:
+            self.pops[rec.island].observe(rec, self.spec)
+        for k in [rec.island] if rec.n > 1 else range(self.k):
+            top = self.pops[k].best()
+            if top is not None and self.island_best.get(k) != top.commit:
+                moves[f"refs/heads/autoexp/{tag}/island-{k}"] = top.commit
+                self.island_best[k] = top.commit
+        return moves
+
+    def _remember(self, rec: ExperimentRecord) -> None:
+        fingerprint = rec.extra.get("fingerprint")
+        if fingerprint and rec.status.harness_ran:
+            self.seen.setdefault(fingerprint, rec.n)
+            self.evaluating.discard(fingerprint)
+        if rec.status.accepted and rec.value is not None and rec.commit:
+            self.hof.update(individual(rec, self.spec))
+
+    # --- baseline, islands, migration
+
+    def _baseline(self) -> None:
+        import ray
+
+        prop = Proposal(
+            0,
+            0,
+            "candidate",
+            self.plan.start,
+            tree=dict(self.plan.target_files),
+            description="baseline",
+            params=self._baseline_params(),
+        )
+        slot = _Slot("evaluate", 0, prop, self.plan.start, started=time.monotonic())
+        outcome, slot.log, slot.node = ray.get(
+            self.evaluate.remote(self.spec, self.base_key, self.base_ref, prop.tree, 0, 0)
+        )
+        status = outcome.status or Status.KEEP
+        self._record_baseline(slot, status, outcome)
+
+    def _record_baseline(self, slot: _Slot, status: Status, outcome: Outcome) -> None:
+        prop = slot.proposal
+        assert prop is not None
+        value = self.loop.objective.value(outcome.metrics) if not status.failed else None
+        rec = ExperimentRecord(
+            n=1,
+            commit=self.plan.start,
+            parent=None,
+            timestamp=_now(),
+            status=status,
+            description="baseline",
+            metrics=outcome.metrics,
+            value=value,
+            wall_time_s=round(time.monotonic() - slot.started, 4),
+            harness_s=round(outcome.harness_s, 4),
+            operator="baseline",
+            params=prop.params,
+            seed=self.spec.seed,
+            reason=outcome.reason,
+            log_tail=outcome.log_tail if status.failed else "",
+            best=value is not None,
+            island=0,
+            extra={"node": slot.node, "fingerprint": _fingerprint(prop.tree), "lines": _lines(prop.tree)},
+        )
+        self._write(rec, slot.log)
+
+    def _baseline_params(self) -> dict[str, Any]:
+        try:
+            return self.plan.operator([], dict(self.plan.target_files)).params_of(self.plan.target_files)
+        except Exception:
+            return {}
+
+    def _spawn(self, k: int) -> Any:
+        from metaexp.remote import island_actor
+
+        plan = self._island_plan(k)
+        wanted = {m.commit for m in self.pops[k].members} | {
+            self.records[0].commit if self.records else plan.start
+        }
+        files = {c: self._files(c) for c in wanted if c}
+        out = self.ws.out / f"island-{k}"
+        out.mkdir(exist_ok=True)
+        name = f"metaexp:{self.spec.tag}:island-{k}"
+        return island_actor(name).remote(k, plan, self.records, files, out)
+
+    def _island_plan(self, k: int) -> Plan:
+        islands = self.spec.strategy.islands
+        if isinstance(islands, int):
+            return self.plan
+        override = islands[k]
+        op = self.spec.operator.model_copy(
+            update={
+                key: value
+                for key, value in (("style", override.style), ("program", override.program))
+                if value is not None
+            }
+        )
+        update: dict[str, Any] = {"operator": op}
+        if override.target:
+            update["target"] = override.target
+        spec = self.spec.model_copy(update=update)
+        return make_plan(spec, start=self.plan.start)
+
+    def _files(self, commit: str) -> dict[str, bytes]:
+        listing = self.ledger.listing(commit)
+        return {p: self.ws.git.blob(listing[p].sha) for p in self.plan.target_files if p in listing}
+
+    def _donor(self, k: int) -> tuple[Any, dict[str, bytes]] | None:
+        """A hall-of-fame member from another island, for restart_from_hall_of_fame escapes."""
+        escape = self.spec.strategy.escape
+        if not escape or escape.action != "restart_from_hall_of_fame":
+            return None
+        others = [m for m in self.hof.members if m.island != k] or self.hof.members
+        if not others:
+            return None
+        return others[0], self._files(others[0].commit)
+
+    def _maybe_migrate(self, k: int) -> None:
+        import ray
+
+        migration = self.spec.strategy.migration
+        if not migration or self.k < 2:
+            return
+        done = sum(1 for r in self.records if r.island == k and r.status.harness_ran and r.n > 1)
+        if done == 0 or done % migration.every:
+            return
+        target = (k + 1) % self.k
+        for ind, _files in ray.get(self.islands[k].migrants.remote(migration.count)):
+            source = self.records[ind.n - 1]
+            rec = replace(
+                source,
+                n=self.tally.total + 1,
+                parent=source.commit,
+                timestamp=_now(),
+                status=Status.MIGRATE,
+                description=f"migrant #{source.n} from island {k}",
+                wall_time_s=0.0,
+                harness_s=0.0,
+                best=False,
+                usage={},
+                island=target,
+                generation=0,
+                reason="",
+                log_tail="",
+            )
+            self._write(rec, "")
+            self.islands[target].observe.remote(rec, _files)
+
+    def _island_lines(self) -> None:
+        import ray
+
+        try:
+            summaries = ray.get([island.summary.remote() for island in self.islands if island is not None])
+        except Exception:
+            return
+        for s in summaries:
+            mine = [r for r in self.records if r.island == s["island"] and r.status.harness_ran and r.n > 1]
+            kept = sum(1 for r in mine if r.status is Status.KEEP)
+            rate = f"{kept / len(mine):.0%}" if mine else "-"
+            best = f"{s['best']:.6g}" if s["best"] is not None else "-"
+            self.progress.note(
+                f"island {s['island']}: best {best} ({(s['best_commit'] or '')[:7]}), "
+                f"{len(mine)} experiments, keep rate {rate}, stagnating {s['stagnation']}"
+            )
+
+
+def _refuse_single_branch(ws: Workspace) -> None:
+    if ws.git.resolve(ws.branch):
+        raise WorkspaceError(
+            f"branch autoexp/{ws.tag} exists (a single-lineage run with this tag); a population run needs "
+            f"autoexp/{ws.tag}/island-<k>, and git cannot have both: use another tag"
+        )
+
+
+def _lines(tree: dict[str, bytes]) -> int:
+    return sum(content.count(b"\n") for content in tree.values())
+
+
+def _fingerprint(tree: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(tree):
+        normalised = b"\n".join(b" ".join(line.split()) for line in tree[path].splitlines() if line.strip())
+        digest.update(path.encode() + b"\0" + normalised + b"\0")
+    return digest.hexdigest()
+
+
+def _diff_lines(prop: Proposal) -> int:
+    import difflib
+
+    total = 0
+    for path, new in prop.changed.items():
+        old = prop.before.get(path, b"").decode(errors="replace").splitlines()
+        diff = difflib.unified_diff(old, new.decode(errors="replace").splitlines(), lineterm="", n=0)
+        total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
+    return total
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,139 @@
+"""Population runs on a real Ray runtime: islands, migration, escape, crossover, duplicates, faults."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import Project, git
+
+from metaexp.errors import MetaexpError
+from metaexp.islands import PopulationLoop
+from metaexp.loop import RunResult
+from metaexp.population import population_refs
+from metaexp.records import Status
+from metaexp.remote import check_resources
+from metaexp.spec import load_spec
+
+POPULATION = {
+    "islands": 2,
+    "population": 2,
+    "migration": {"every": 3, "count": 1},
+    "escape": {"patience": 3, "action": "bold_mutation"},
+    "crossover_rate": 0.2,
+}
+RAY = {"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}}
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=100 * 2**20,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def run_population(project: Project, **overrides: Any) -> RunResult:
+    settings = {"strategy": POPULATION, "ray": RAY, **overrides}
+    return PopulationLoop(load_spec(project.spec(**settings)), out=io.StringIO()).run()
+
+
+def check_population(project: Project) -> list[Any]:
+    records = project.assert_consistent()
+    spec = load_spec(project.root / "metaexp.yaml")
+    for ref, sha in population_refs(spec, records, "landscape").items():
+        assert git(project.root, "rev-parse", ref).strip() == sha, ref
+    assert not git(project.root, "branch", "--list", "autoexp/landscape").strip()  # no bare branch
+    return records
+
+
+def test_population_run_islands_migration_escape_and_resume(project: Project, ray_session: None) -> None:
+    result = run_population(project, budget={"max_experiments": 14})
+    assert result.stop_reason == "max_experiments=14 reached"
+    records = check_population(project)
+    assert sum(1 for r in records if r.status.harness_ran) == 14
+    assert {r.island for r in records if r.n > 1} == {0, 1}
+    migrants = [r for r in records if r.status is Status.MIGRATE]
+    assert migrants and all("from island" in r.description for r in migrants)
+    for m in migrants:  # a copy of the sending island's individual, sent along the ring
+        number, sender = (
+            int(x) for x in re.fullmatch(r"migrant #(\d+) from island (\d+)", m.description).groups()
+        )
+        assert sender == (m.island - 1) % 2 and records[number - 1].commit == m.commit
+    assert any(r.status is Status.ESCAPE for r in records)
+    for k in (0, 1):
+        assert git(project.root, "rev-parse", f"autoexp/landscape/island-{k}").strip()
+    best = [r for r in records if r.best][-1]
+    assert git(project.root, "rev-parse", "autoexp/landscape/best").strip() == best.commit
+
+    run_population(project, budget={"max_experiments": 20})  # resume
+    again = check_population(project)
+    assert again[: len(records)] == records and sum(1 for r in again if r.status.harness_ran) == 20
+
+
+def test_duplicates_are_not_evaluated_twice(project: Project, ray_session: None) -> None:
+    space = "X: {type: float, low: 1.0, high: 2.0, step: 0.5}\nY: {type: float, low: -2.0, high: -1.5, step: 0.5}\n"
+    (project.root / "space.yaml").write_text(space)
+    project.write("space.yaml", space)
+    run_population(
+        project,
+        strategy={"islands": 1, "population": 3},
+        budget={"max_experiments": 8, "max_invalid_streak": 50},
+    )
+    records = check_population(project)
+    dupes = [r for r in records if r.status is Status.INVALID and r.reason.startswith("duplicate of")]
+    assert dupes and all(r.harness_s == 0 for r in dupes)
+    evaluated = [r.extra["fingerprint"] for r in records if r.status.harness_ran]
+    assert len(evaluated) == len(set(evaluated))
+
+
+def test_a_killed_island_is_restarted_with_nothing_lost(project: Project, ray_session: None) -> None:
+    import ray
+
+    project.write("slow.py", "import time\ntime.sleep(0.3)\nexec(open('evaluate.py').read())\n")
+    done: list[RunResult] = []
+    thread = threading.Thread(
+        target=lambda: done.append(
+            run_population(
+                project,
+                harness={"command": "python slow.py", "immutable": ["evaluate.py", "slow.py"]},
+                budget={"max_experiments": 12},
+            )
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(project.records()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ray.kill(ray.get_actor("metaexp:landscape:island-1"), no_restart=True)
+    thread.join(timeout=120)
+    assert done and done[0].stop_reason == "max_experiments=12 reached"
+    records = check_population(project)
+    assert sum(1 for r in records if r.status.harness_ran) == 12
+    assert any(r.island == 1 and r.n > 6 for r in records)  # island 1 went on after its restart
+
+
+def test_an_impossible_resource_request_is_an_error() -> None:
+    with pytest.raises(MetaexpError, match=r"ray.eval_resources: no node can give \{'GPU': 1\}"):
+        check_resources({"num_cpus": 1, "num_gpus": 1}, {"CPU": 2.0, "memory": 1e9})
+    with pytest.raises(MetaexpError, match="node2"):
+        check_resources({"num_cpus": 1, "resources": {"node2": 1}}, {"CPU": 2.0})
+    check_resources({"num_cpus": 0.5, "resources": {"node2": 0.5}}, {"CPU": 2.0, "node2": 1.0})
+
+
+def test_population_spec_refuses_a_bare_branch_of_the_same_tag(project: Project, ray_session: None) -> None:
+    project.run(budget={"max_experiments": 2})  # a single-lineage run: branch autoexp/landscape
+    with pytest.raises(MetaexpError, match="git cannot have both"):
+        run_population(project, budget={"max_experiments": 4})
