@@ -18,7 +18,9 @@ def test_example_initialises_and_validates(tmp_path: Path, name: str) -> None:
     demo = Project(tmp_path / name)
     Project(tmp_path).cli("init", "--example", name, str(demo.root))
     assert "ok" in demo.cli("validate", "metaexp.yaml").stdout
-    assert demo.cli("status", "metaexp.yaml").stdout.endswith("no experiments yet (run: metaexp run metaexp.yaml)\n")
+    assert demo.cli("status", "metaexp.yaml").stdout.endswith(
+        "no experiments yet (run: metaexp run metaexp.yaml)\n"
+    )
 
 
 def test_init_refuses_unknown_examples_and_non_empty_dirs(tmp_path: Path) -> None:
@@ -46,4 +48,6 @@ def test_tiny_gpt_trains_and_improves_the_record(tmp_path: Path) -> None:
     base = records[0]
     assert base.status is Status.KEEP and 1.0 < base.value < 6.0  # bits per character, above the floor
     assert base.metrics["peak_mem_mb"] > 0
-    assert set(records[1].params) == set(yaml.safe_load((demo.root / "search_spaces/tiny_gpt.yaml").read_text()))
+    assert set(records[1].params) == set(
+        yaml.safe_load((demo.root / "search_spaces/tiny_gpt.yaml").read_text())
+    )

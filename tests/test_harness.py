@@ -156,10 +156,22 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_the_operators_key_variable_is_stripped_whatever_its_name(project: Project, monkeypatch: object) -> None:
+def test_the_operators_key_variable_is_stripped_whatever_its_name(
+    project: Project, monkeypatch: object
+) -> None:
     monkeypatch.setenv("MY_LLM_CREDENTIAL", "s3cret")  # type: ignore[attr-defined]
-    project.write("envdump.py", "import os\nprint('HAS', 'MY_LLM_CREDENTIAL' in os.environ)\nprint('loss: 1')\n")
-    project.run(harness={"command": "python envdump.py", "immutable": ["envdump.py"]},
-                operator={"kind": "llm", "model": "m", "api_key_env": "MY_LLM_CREDENTIAL", "style": "bold",
-                          "space": None}, budget={"max_experiments": 1})
+    project.write(
+        "envdump.py", "import os\nprint('HAS', 'MY_LLM_CREDENTIAL' in os.environ)\nprint('loss: 1')\n"
+    )
+    project.run(
+        harness={"command": "python envdump.py", "immutable": ["envdump.py"]},
+        operator={
+            "kind": "llm",
+            "model": "m",
+            "api_key_env": "MY_LLM_CREDENTIAL",
+            "style": "bold",
+            "space": None,
+        },
+        budget={"max_experiments": 1},
+    )
     assert "HAS False" in (project.root / ".metaexp/landscape/logs/1.log").read_text()

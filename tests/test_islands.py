@@ -84,7 +84,10 @@ def test_population_run_islands_migration_escape_and_resume(project: Project, ra
 
 
 def test_duplicates_are_not_evaluated_twice(project: Project, ray_session: None) -> None:
-    space = "X: {type: float, low: 1.0, high: 2.0, step: 0.5}\nY: {type: float, low: -2.0, high: -1.5, step: 0.5}\n"
+    space = (
+        "X: {type: float, low: 1.0, high: 2.0, step: 0.5}\n"
+        "Y: {type: float, low: -2.0, high: -1.5, step: 0.5}\n"
+    )
     (project.root / "space.yaml").write_text(space)
     project.write("space.yaml", space)
     run_population(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from conftest import Project, git
@@ -118,7 +119,7 @@ def test_explore_rate_one_accepts_every_change(project: Project) -> None:
     records = project.assert_consistent()
     assert {r.status for r in records[1:]} <= {Status.KEEP, Status.EXPLORE}
     assert any(r.status is Status.EXPLORE for r in records)
-    assert all(r.parent == prev.commit for prev, r in zip(records, records[1:], strict=False))
+    assert all(r.parent == prev.commit for prev, r in itertools.pairwise(records))
 
 
 def test_wall_clock_budget_counts_across_resumes(project: Project) -> None:

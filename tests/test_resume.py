@@ -83,10 +83,17 @@ def _processes_with_cwd_under(root: object) -> list[int]:
 
 def _start_slow_run(project: Project) -> tuple[subprocess.Popen[str], object]:
     project.write("slow.py", "import time\ntime.sleep(1.5)\nprint('loss: 1')\n")
-    spec = project.spec(harness={"command": "python slow.py", "immutable": ["slow.py"]},
-                        budget={"max_experiments": 10})
-    proc = subprocess.Popen([sys.executable, "-m", "metaexp", "run", str(spec)], cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    spec = project.spec(
+        harness={"command": "python slow.py", "immutable": ["slow.py"]}, budget={"max_experiments": 10}
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metaexp", "run", str(spec)],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     logs = project.root / ".metaexp" / "landscape" / "logs"
     deadline = time.monotonic() + 30
     while not (logs / "2.log").exists() and time.monotonic() < deadline:
