@@ -124,7 +124,7 @@ class _Driver:
             for k in range(self.k):
                 self.islands[k] = self._spawn(k)
             while True:
-                reason = reason or self._stop_reason()
+                reason = self._stop_reason()  # again each time: an invalid proposal frees its slot
                 if reason is None:
                     self._fill()
                 if not self.pending:
@@ -159,8 +159,8 @@ class _Driver:
     def _stop_reason(self) -> str | None:
         if self.loop.interrupts:
             return "stopped by Ctrl-C"
-        evaluating = sum(1 for s in self.pending.values() if s.stage != "propose")
-        return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=evaluating)
+        # every slot in flight may still become an evaluation: count them all against the budget
+        return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=len(self.pending))
 
     def _fill(self) -> None:
         slots = self.spec.ray.max_concurrent_evals
