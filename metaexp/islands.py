@@ -54,7 +54,7 @@ class PopulationLoop:
         self.interrupts = 0
 
     def run(self) -> RunResult:
-        from metaexp.remote import connect
+        from metaexp.remote import connect, warm_workers
 
         ws = Workspace(self.spec.root, self.spec.tag)
         ws.open()
@@ -66,6 +66,7 @@ class PopulationLoop:
             ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
             records = ledger.open(lambda recs: population_refs(self.spec, recs, self.spec.tag))
             connect(self.spec.ray)
+            warm_workers(self.spec.ray.eval_resources, self.spec.ray.max_concurrent_evals)
             try:
                 return _Driver(self, plan, ws, ledger, records, base).drive()
             finally:

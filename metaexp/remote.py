@@ -77,6 +77,24 @@ def evaluate_job(
     return outcome, text, ray.get_runtime_context().get_node_id()
 
 
+def _warm() -> str:
+    import time
+
+    import ray
+
+    time.sleep(0.5)  # long enough that every slot needs a worker of its own
+    return ray.get_runtime_context().get_worker_id()
+
+
+def warm_workers(resources: dict[str, Any], slots: int) -> None:
+    """Start one worker per evaluation slot before the run, so the first evaluations
+    do not wait for Python workers to boot one after another."""
+    import ray
+
+    task = ray.remote(max_retries=0, **resources)(_warm)
+    ray.get([task.remote() for _ in range(slots)])
+
+
 def remote_evaluate(resources: dict[str, Any]) -> Any:
     """The evaluation as a Ray remote function with the spec's resources (never retried:
     a worker that dies mid-run is a crash row, not a second run)."""
@@ -95,6 +113,7 @@ def island_actor(name: str) -> Any:
 
     here = ray.get_runtime_context().get_node_id()
     return ray.remote(num_cpus=0, max_restarts=0)(Island).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False), name=name,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+        name=name,
         get_if_exists=False,
     )
