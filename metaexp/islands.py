@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from metaexp.errors import WorkspaceError
+from metaexp.git import Git
 from metaexp.harness import Outcome
 from metaexp.island import Proposal
 from metaexp.ledger import Ledger
@@ -257,22 +258,14 @@ class _Driver:
     def _crossover(self, prop: Proposal) -> Proposal:
         """Compose two individuals' changes: git's three-way merge of their commits."""
         assert prop.other is not None
-        tree, conflicts = self.ws.git.merge(prop.parent, prop.other)
-        if tree is None:
-            why = f"merge conflict in {', '.join(conflicts) or 'the target'} ({prop.description})"
-            return replace(prop, kind="invalid", reason=why)
-        listing = self.ws.git.listing(tree)
-        merged = {p: self.ws.git.blob(listing[p].sha) for p in self.plan.target_files if p in listing}
-        ours = self.ledger.listing(prop.parent)
-        parent = {p: self.ws.git.blob(ours[p].sha) for p in self.plan.target_files if p in ours}
-        changed = {p: c for p, c in merged.items() if parent.get(p) != c}
-        if not changed:
-            return replace(prop, kind="invalid", reason=f"the merge changes nothing ({prop.description})")
-        before = {p: parent.get(p, b"") for p in changed}
+        composed = compose(self.ws.git, sorted(self.plan.target_files), prop.parent, prop.other)
+        if isinstance(composed, str):
+            return replace(prop, kind="invalid", reason=f"{composed} ({prop.description})")
+        tree, changed, before = composed
         return replace(
             prop,
             kind="candidate",
-            tree=merged,
+            tree=tree,
             changed=changed,
             before=before,
             style="crossover",
@@ -503,6 +496,23 @@ class _Driver:
                 f"island {s['island']}: best {best} ({(s['best_commit'] or '')[:7]}), "
                 f"{len(mine)} experiments, keep rate {rate}, stagnating {s['stagnation']}"
             )
+
+
+def compose(
+    git: Git, targets: list[str], ours: str, theirs: str
+) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]] | str:
+    """The target files of a three-way merge of two commits (relative to their merge base):
+    (every target file, the changed ones, their versions in `ours`), or why there is none."""
+    tree, conflicts = git.merge(ours, theirs)
+    if tree is None:
+        return f"merge conflict in {', '.join(conflicts) or 'the target'}"
+    merged_listing, our_listing = git.listing(tree), git.listing(ours)
+    merged = {p: git.blob(merged_listing[p].sha) for p in targets if p in merged_listing}
+    parent = {p: git.blob(our_listing[p].sha) for p in targets if p in our_listing}
+    changed = {p: c for p, c in merged.items() if parent.get(p) != c}
+    if not changed:
+        return "the merge changes nothing"
+    return merged, changed, {p: parent.get(p, b"") for p in changed}
 
 
 def _refuse_single_branch(ws: Workspace) -> None:

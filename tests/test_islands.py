@@ -140,3 +140,41 @@ def test_population_spec_refuses_a_bare_branch_of_the_same_tag(project: Project,
     project.run(budget={"max_experiments": 2})  # a single-lineage run: branch autoexp/landscape
     with pytest.raises(MetaexpError, match="git cannot have both"):
         run_population(project, budget={"max_experiments": 4})
+
+
+def test_crossover_composes_two_independent_improvements(project: Project) -> None:
+    from metaexp.git import Git
+    from metaexp.islands import compose
+
+    base = (project.root / "params.py").read_text()
+    git(project.root, "checkout", "-qb", "a")
+    project.write("params.py", base.replace("X = 3.0", "X = 1.5"))  # improves X only
+    git(project.root, "checkout", "-q", "-b", "b", "HEAD~1")
+    project.write("params.py", base.replace("WIDTH = 7", "WIDTH = 12"))  # improves WIDTH only
+    a, b = (git(project.root, "rev-parse", ref).strip() for ref in ("a", "b"))
+    tree, changed, before = compose(Git(project.root), ["params.py"], a, b)  # type: ignore[misc]
+    child = tree["params.py"].decode()
+    assert "X = 1.5" in child and "WIDTH = 12" in child and "X = 1.5" in before["params.py"].decode()
+    assert set(changed) == {"params.py"}
+
+    def loss(text: str) -> float:
+        values = {
+            k.strip(): float(v.split("#")[0])
+            for k, v in (
+                line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
+            )
+        }
+        return (values["X"] - 1.5) ** 2 + (values["Y"] + 0.5) ** 2 + 0.1 * (values["WIDTH"] - 12) ** 2
+
+    parents = [loss(git(project.root, "show", f"{c}:params.py")) for c in (a, b)]
+    assert loss(child) < min(parents)  # the composed child beats both parents
+
+    conflicting = git(project.root, "checkout", "-q", "-b", "c", "a~1")
+    del conflicting
+    project.write("params.py", base.replace("X = 3.0", "X = 9.0"))
+    c = git(project.root, "rev-parse", "c").strip()
+    assert compose(Git(project.root), ["params.py"], a, c) == "merge conflict in params.py"
+    assert (
+        compose(Git(project.root), ["params.py"], a, git(project.root, "rev-parse", "a~1").strip())
+        == "the merge changes nothing"
+    )
