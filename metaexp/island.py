@@ -111,9 +111,19 @@ class Island:
             self._pending[g] = (prop, rng)
             return prop
         prop = Proposal(
-            self.k, g, "candidate", parent, tree={**files, **cand.files}, changed=cand.files,
-            before={p: files.get(p, b"") for p in cand.files}, description=cand.description,
-            style=cand.style, params=cand.params, extra=cand.extra, usage=cand.usage, escape=escape,
+            self.k,
+            g,
+            "candidate",
+            parent,
+            tree={**files, **cand.files},
+            changed=cand.files,
+            before={p: files.get(p, b"") for p in cand.files},
+            description=cand.description,
+            style=cand.style,
+            params=cand.params,
+            extra=cand.extra,
+            usage=cand.usage,
+            escape=escape,
         )
         self._pending[g] = (prop, rng)
         return prop
@@ -155,7 +165,14 @@ class Island:
 
     # --- deciding and learning
 
-    def conclude(self, generation: int, commit: str, failed: Status | None, value: float | None) -> Status:
+    def conclude(
+        self,
+        generation: int,
+        commit: str,
+        failed: Status | None,
+        value: float | None,
+        metrics: dict[str, float] | None = None,
+    ) -> Status:
         """What the measured child means for this island (the population changes on observe)."""
         prop, rng = self._pending[generation]
         if failed is not None:
@@ -163,7 +180,7 @@ class Island:
         assert value is not None
         if prop.escape:
             return Status.ESCAPE
-        child = Individual(commit, 0, (value,), self._features(prop), self.k)
+        child = Individual(commit, 0, (value,), self._features(prop, metrics or {}), self.k)
         if self.pop.consider(child):
             return Status.KEEP
         s = self.spec.strategy
@@ -171,11 +188,13 @@ class Island:
             return Status.EXPLORE
         return Status.DISCARD
 
-    def _features(self, prop: Proposal) -> tuple[float, ...]:
+    def _features(self, prop: Proposal, metrics: dict[str, float]) -> tuple[float, ...]:
         from metaexp.population import features_of
 
-        fake = ExperimentRecord(0, None, None, "", Status.DISCARD, "", extra={"lines": _lines(prop.tree)})
-        return features_of(fake, self.spec)
+        probe = ExperimentRecord(
+            0, None, None, "", Status.DISCARD, "", metrics=metrics, extra={"lines": _lines(prop.tree)}
+        )
+        return features_of(probe, self.spec)
 
     def observe(self, rec: ExperimentRecord, tree: Mapping[str, bytes] | None = None) -> None:
         """A recorded experiment of this island (or a migrant it received)."""

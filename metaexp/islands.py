@@ -238,7 +238,7 @@ class _Driver:
         value = self.loop.objective.value(slot.outcome.metrics) if slot.outcome.status is None else None
         slot.stage = "conclude"
         ref = self.islands[slot.island].conclude.remote(
-            slot.proposal.generation, slot.commit, slot.outcome.status, value
+            slot.proposal.generation, slot.commit, slot.outcome.status, value, slot.outcome.metrics
         )
         self.pending[ref] = slot
 

@@ -50,12 +50,11 @@ class Population:
     def apply(self, child: Individual, status: Status) -> None:
         """Update the population after a recorded experiment of this island."""
         before = self.best()
-        if status is Status.KEEP:
-            if self.archive is not None:
-                self.archive.add(child, self.signs)
+        if status is Status.KEEP and self.archive is not None:
+            self.archive.add(child, self.signs)
+            self.members = list(self.archive.elites.values())
+        elif status is Status.KEEP:
             self.members = admit(self.members, child, self.size, self.method, self.signs)[0] or self.members
-            if self.archive is not None:
-                self.members = list(self.archive.elites.values())
         elif status in FORCED:
             self._force(child)
         if status.harness_ran or status is Status.MIGRATE:

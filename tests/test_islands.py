@@ -178,3 +178,26 @@ def test_crossover_composes_two_independent_improvements(project: Project) -> No
         compose(Git(project.root), ["params.py"], a, git(project.root, "rev-parse", "a~1").strip())
         == "the merge changes nothing"
     )
+
+
+def test_map_elites_keeps_an_elite_per_cell(project: Project, ray_session: None) -> None:
+    project.write("qd.py", "import params\nprint('width:', params.WIDTH)\nexec(open('evaluate.py').read())\n")
+    run_population(
+        project,
+        harness={"command": "python qd.py", "immutable": ["evaluate.py", "qd.py"]},
+        metrics={"loss": {"direction": "minimize"}, "width": {"direction": "maximize"}},
+        strategy={
+            "islands": 1,
+            "population": 4,
+            "selection": "map_elites",
+            "features": [{"metric": "width", "low": 0, "high": 32, "bins": 4}],
+        },
+        operator={"kind": "perturb", "space": "space.yaml", "style": "bold"},
+        budget={"max_experiments": 16},
+    )
+    records = check_population(project)
+    kept = [r for r in records if r.status is Status.KEEP and r.n > 1]
+    cells = {int(r.metrics["width"] // 8) for r in [records[0], *kept]}
+    assert len(cells) >= 2  # more than one niche holds an elite
+    best = records[0].value
+    assert any(r.value > best for r in kept)  # a worse child kept because its cell was empty
