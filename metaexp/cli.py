@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from metaexp import __version__
 from metaexp.errors import MetaexpError
 
-COMMANDS = ("init", "validate", "schema", "run", "status", "show", "report", "judges")
+COMMANDS = ("init", "validate", "schema", "run", "status", "show", "report", "merge", "judges")
 
 
 def build_parser() -> argparse.ArgumentParser:
