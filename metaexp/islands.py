@@ -109,6 +109,11 @@ class _Driver:
         self.island_best = {k: top.commit for k, pop in enumerate(self.pops) if (top := pop.best())}
         self.islands: list[Any] = [None] * self.k
         self.pending: dict[Any, _Slot] = {}
+        self.island_counts: dict[int, tuple[int, int]] = {}  # island -> (experiments, keeps)
+        for rec in records[1:]:
+            if rec.status.harness_ran:
+                ran, kept = self.island_counts.get(rec.island, (0, 0))
+                self.island_counts[rec.island] = (ran + 1, kept + (rec.status is Status.KEEP))
         self._mark = time.monotonic()
 
     # --- the schedule
@@ -313,6 +318,11 @@ class _Driver:
         )
         self._write(rec, slot.log)
         self.islands[prop.island].observe.remote(rec)
+        if status.harness_ran:
+            ran, kept = self.island_counts.get(prop.island, (0, 0))
+            self.island_counts[prop.island] = (ran + 1, kept + (status is Status.KEEP))
+            if self.tally.ran % (10 * self.k) == 0:
+                self._island_lines()
         if status.harness_ran and rec.island < self.k:
             self._maybe_migrate(prop.island)
 
@@ -481,20 +491,15 @@ class _Driver:
             self.islands[target].observe.remote(rec, _files)
 
     def _island_lines(self) -> None:
-        import ray
-
-        try:
-            summaries = ray.get([island.summary.remote() for island in self.islands if island is not None])
-        except Exception:
-            return
-        for s in summaries:
-            mine = [r for r in self.records if r.island == s["island"] and r.status.harness_ran and r.n > 1]
-            kept = sum(1 for r in mine if r.status is Status.KEEP)
-            rate = f"{kept / len(mine):.0%}" if mine else "-"
-            best = f"{s['best']:.6g}" if s["best"] is not None else "-"
+        """One line per island: its best, its experiments and keep rate (from the driver's copy)."""
+        for k, pop in enumerate(self.pops):
+            ran, kept = self.island_counts.get(k, (0, 0))
+            top = pop.best()
+            best = f"{top.values[0]:.6g} ({top.commit[:7]})" if top else "-"
+            rate = f"{kept / ran:.0%}" if ran else "-"
             self.progress.note(
-                f"island {s['island']}: best {best} ({(s['best_commit'] or '')[:7]}), "
-                f"{len(mine)} experiments, keep rate {rate}, stagnating {s['stagnation']}"
+                f"  island {k}: best {best}, {ran} experiments, keep rate {rate}, "
+                f"{pop.stagnation} since its last improvement"
             )
 
 
