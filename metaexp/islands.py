@@ -9,6 +9,7 @@ island while another has work, so evaluation slots stay busy.
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import sys
 import threading
@@ -110,6 +111,7 @@ class _Driver:
         self.islands: list[Any] = [None] * self.k
         self.pending: dict[Any, _Slot] = {}
         self.island_counts: dict[int, tuple[int, int]] = {}  # island -> (experiments, keeps)
+        self.logbooks: dict[int, list[dict[str, float]]] = {}  # island -> statistics rows
         for rec in records[1:]:
             if rec.status.harness_ran:
                 ran, kept = self.island_counts.get(rec.island, (0, 0))
@@ -491,7 +493,9 @@ class _Driver:
             self.islands[target].observe.remote(rec, _files)
 
     def _island_lines(self) -> None:
-        """One line per island: its best, its experiments and keep rate (from the driver's copy)."""
+        """One line per island: its best, its experiments and keep rate (from the driver's copy);
+        the same figures, DEAP Logbook-style, and the hall of fame go to population.json."""
+        self._save_population()
         for k, pop in enumerate(self.pops):
             ran, kept = self.island_counts.get(k, (0, 0))
             top = pop.best()
@@ -501,6 +505,29 @@ class _Driver:
                 f"  island {k}: best {best}, {ran} experiments, keep rate {rate}, "
                 f"{pop.stagnation} since its last improvement"
             )
+
+    def _save_population(self) -> None:
+        from metaexp.selection import island_stats
+
+        islands = []
+        for k, pop in enumerate(self.pops):
+            ran, _kept = self.island_counts.get(k, (0, 0))
+            book = self.logbooks.setdefault(k, [])
+            if not book or book[-1]["gen"] != ran:
+                book.append(island_stats(pop.members, pop.signs, ran))
+            archive = pop.archive.to_dict() if pop.archive is not None else None
+            islands.append(
+                {
+                    "island": k,
+                    "logbook": book,
+                    "archive": archive,
+                    "members": [m.to_dict() for m in pop.members],
+                }
+            )
+        data = {"hall_of_fame": self.hof.to_dict(), "islands": islands}
+        tmp = self.ws.out / "population.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(self.ws.out / "population.json")
 
 
 def compose(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 import time
@@ -77,6 +78,12 @@ def test_population_run_islands_migration_escape_and_resume(project: Project, ra
         assert git(project.root, "rev-parse", f"autoexp/landscape/island-{k}").strip()
     best = [r for r in records if r.best][-1]
     assert git(project.root, "rev-parse", "autoexp/landscape/best").strip() == best.commit
+
+    population = json.loads((project.root / ".metaexp/landscape/population.json").read_text())
+    assert [i["island"] for i in population["islands"]] == [0, 1] and population["hall_of_fame"]["members"]
+    assert population["islands"][0]["logbook"][-1]["size"] >= 1
+    report = project.cli("report", "metaexp.yaml").stdout
+    assert "island 0: gen" in report and "hall of fame (loss):" in report
 
     run_population(project, budget={"max_experiments": 20})  # resume
     again = check_population(project)
@@ -201,3 +208,11 @@ def test_map_elites_keeps_an_elite_per_cell(project: Project, ray_session: None)
     assert len(cells) >= 2  # more than one niche holds an elite
     best = records[0].value
     assert any(r.value > best for r in kept)  # a worse child kept because its cell was empty
+
+
+def test_islands_can_work_on_different_aspects(project: Project, ray_session: None) -> None:
+    overrides = [{"style": "bold"}, {"style": "conservative"}]
+    run_population(project, strategy={"islands": overrides, "population": 1}, budget={"max_experiments": 7})
+    records = check_population(project)
+    by_island = {k: {r.style for r in records[1:] if r.island == k and r.style} for k in (0, 1)}
+    assert by_island == {0: {"bold"}, 1: {"conservative"}}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from metaexp.records import read_records
-from metaexp.report import format_summary, plot_progress, summarize
+from metaexp.report import format_population, format_summary, plot_progress, summarize
 from metaexp.spec import load_spec
 from metaexp.workspace import Workspace
 
@@ -23,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     metric = spec.objective.primary
     summary = summarize(records, spec.direction, metric)
     print(format_summary(summary, metric))
+    population = ws.out / "population.json"
+    if population.exists():
+        print("\n" + format_population(json.loads(population.read_text()), metric))
     if records:
         path = plot_progress(
             records,
