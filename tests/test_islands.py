@@ -208,6 +208,11 @@ def test_map_elites_keeps_an_elite_per_cell(project: Project, ray_session: None)
     assert len(cells) >= 2  # more than one niche holds an elite
     best = records[0].value
     assert any(r.value > best for r in kept)  # a worse child kept because its cell was empty
+    report = project.cli("report", "metaexp.yaml").stdout
+    assert (
+        "archive" in report
+        and (project.root / ".metaexp/landscape/archive.png").read_bytes()[:4] == b"\x89PNG"
+    )
 
 
 def test_islands_can_work_on_different_aspects(project: Project, ray_session: None) -> None:

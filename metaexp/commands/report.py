@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from metaexp.archive import plot_archive
 from metaexp.records import read_records
 from metaexp.report import format_population, format_summary, plot_progress, summarize
 from metaexp.spec import load_spec
@@ -26,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary, metric))
     population = ws.out / "population.json"
     if population.exists():
-        print("\n" + format_population(json.loads(population.read_text()), metric))
+        data = json.loads(population.read_text())
+        print("\n" + format_population(data, metric))
+        drawn = plot_archive(data, metric, spec.direction, ws.out / "archive.png")
+        if drawn:
+            print(f"wrote {drawn}")
     if records:
         path = plot_progress(
             records,
