@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -110,6 +111,7 @@ class _Driver:
         self.island_best = {k: top.commit for k, pop in enumerate(self.pops) if (top := pop.best())}
         self.islands: list[Any] = [None] * self.k
         self.pending: dict[Any, _Slot] = {}
+        self.ready: deque[_Slot] = deque()  # proposals waiting for an evaluation slot
         self.island_counts: dict[int, tuple[int, int]] = {}  # island -> (experiments, keeps)
         self.logbooks: dict[int, list[dict[str, float]]] = {}  # island -> statistics rows
         for rec in records[1:]:
@@ -136,6 +138,10 @@ class _Driver:
                 reason = self._stop_reason()  # again each time: an invalid proposal frees its slot
                 if reason is None:
                     self._fill()
+                elif self.loop.interrupts:
+                    self.ready.clear()  # proposals not yet started: they are proposed again on resume
+                else:
+                    self._submit_ready()  # counted against the budget already: they run
                 if not self.pending:
                     break
                 ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
@@ -169,19 +175,38 @@ class _Driver:
         if self.loop.interrupts:
             return "stopped by Ctrl-C"
         # every slot in flight may still become an evaluation: count them all against the budget
-        return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=len(self.pending))
+        return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=self._in_flight())
 
     def _fill(self) -> None:
+        """Start evaluations up to the slots, and keep one proposal ready per island beyond them,
+        so a freed slot gets its next candidate without waiting for an island."""
+        self._submit_ready()
         slots = self.spec.ray.max_concurrent_evals
-        per_island = max(1, -(-slots // self.k))
+        per_island = max(1, -(-slots // self.k)) + 1  # its share of the slots, plus one ready ahead
         busy = [0] * self.k
-        for slot in self.pending.values():
+        for slot in [*self.pending.values(), *self.ready]:
             busy[slot.island] += 1
         for k in sorted(range(self.k), key=lambda i: busy[i]):
-            while len(self.pending) < slots and busy[k] < per_island and self._stop_reason() is None:
+            while self._in_flight() < slots + self.k and busy[k] < per_island and self._stop_reason() is None:
                 ref = self.islands[k].propose.remote(self._donor(k))
                 self.pending[ref] = _Slot("propose", k, started=time.monotonic())
                 busy[k] += 1
+
+    def _in_flight(self) -> int:
+        return len(self.pending) + len(self.ready)
+
+    def _submit_ready(self) -> None:
+        evaluating = sum(1 for s in self.pending.values() if s.stage == "evaluate")
+        while self.ready and evaluating < self.spec.ray.max_concurrent_evals:
+            slot = self.ready.popleft()
+            prop = slot.proposal
+            assert prop is not None
+            slot.stage = "evaluate"
+            ref = self.evaluate.remote(
+                self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island
+            )
+            self.pending[ref] = slot
+            evaluating += 1
 
     def _advance(self, ref: Any, slot: _Slot) -> None:
         import ray
@@ -234,14 +259,13 @@ class _Driver:
             why = "duplicate of an evaluation in flight"
             return self._record(slot, Status.INVALID, Outcome(Status.INVALID, reason=why), commit)
         self.evaluating.add(fingerprint)
-        slot.stage = "evaluate"
-        ref = self.evaluate.remote(
-            self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island
-        )
-        self.pending[ref] = slot
+        slot.stage = "ready"
+        self.ready.append(slot)
+        self._submit_ready()
 
     def _evaluated(self, slot: _Slot) -> None:
         assert slot.outcome is not None and slot.proposal is not None
+        self._submit_ready()  # the slot is free: the next candidate starts before this one is recorded
         value = self.loop.objective.value(slot.outcome.metrics) if slot.outcome.status is None else None
         slot.stage = "conclude"
         ref = self.islands[slot.island].conclude.remote(
