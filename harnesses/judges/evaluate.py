@@ -53,14 +53,17 @@ def env_path(name: str) -> Path | None:
 
 def judge_all(rubric: Rubric, headlines: list[str], client: LLMClient) -> tuple[list[float], dict[str, int]]:
     """Each headline's weighted pass rate, and how many headlines pass each criterion."""
-    scores, passes = [], {c.id: 0 for c in rubric.criteria}
+    scores, passes, replayed, asked = [], {c.id: 0 for c in rubric.criteria}, 0, 0
     for headline in headlines:
         found = verdicts(rubric, headline, client)
         for v in found:
             passes[v.criterion] += v.passed
+            replayed, asked = replayed + v.replayed, asked + 1
             if not v.clear:
                 print(f"unclear answer for {v.criterion}, counted as FAIL: {v.answer!r}", file=sys.stderr)
         scores.append(score({v.criterion: v.passed for v in found}, rubric))
+    live = asked - replayed
+    print(f"judge {rubric.model}: {replayed} of {asked} answers replayed, {live} live", file=sys.stderr)
     return scores, passes
 
 
