@@ -47,12 +47,13 @@ class _Slot:
     log: str = ""
     node: str = ""
     started: float = 0.0
+    epoch: int = 0  # the island's incarnation that proposed it; work of a dead one is dropped
 
 
 class PopulationLoop:
     def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
         self.spec = spec
-        self.objective = Objective.from_spec(spec.objective, spec.direction)
+        self.objective = Objective.of(spec)
         self.out = out
         self.interrupts = 0
 
@@ -66,7 +67,14 @@ class PopulationLoop:
             history = read_records(ws.out / "experiments.jsonl")
             plan = make_plan(self.spec, start=history[0].commit if history else None)
             base = ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
-            ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
+            ledger = Ledger(
+                ws,
+                list(self.spec.metrics),
+                self.spec.direction,
+                self.spec.storage,
+                plan.space,
+                self.objective.multi,
+            )
             records = ledger.open(lambda recs: population_refs(self.spec, recs, self.spec.tag))
             connect(self.spec.ray)
             warm_workers(self.spec.ray.eval_resources, self.spec.ray.max_concurrent_evals)
@@ -110,6 +118,7 @@ class _Driver:
         self.pops = replay(self.spec, records, self.k)  # the driver's copy, for branches
         self.island_best = {k: top.commit for k, pop in enumerate(self.pops) if (top := pop.best())}
         self.islands: list[Any] = [None] * self.k
+        self.epochs = [0] * self.k
         self.pending: dict[Any, _Slot] = {}
         self.ready: deque[_Slot] = deque()  # proposals waiting for an evaluation slot
         self.island_counts: dict[int, tuple[int, int]] = {}  # island -> (experiments, keeps)
@@ -189,8 +198,12 @@ class _Driver:
         for k in sorted(range(self.k), key=lambda i: busy[i]):
             while self._in_flight() < slots + self.k and busy[k] < per_island and self._stop_reason() is None:
                 ref = self.islands[k].propose.remote(self._donor(k))
-                self.pending[ref] = _Slot("propose", k, started=time.monotonic())
+                self.pending[ref] = _Slot("propose", k, started=time.monotonic(), epoch=self.epochs[k])
                 busy[k] += 1
+
+    def _drop(self, slot: _Slot) -> None:
+        if slot.proposal is not None and slot.proposal.tree and slot.stage != "propose":
+            self.evaluating.discard(_fingerprint(slot.proposal.tree))
 
     def _in_flight(self) -> int:
         return len(self.pending) + len(self.ready)
@@ -199,6 +212,9 @@ class _Driver:
         evaluating = sum(1 for s in self.pending.values() if s.stage == "evaluate")
         while self.ready and evaluating < self.spec.ray.max_concurrent_evals:
             slot = self.ready.popleft()
+            if slot.epoch != self.epochs[slot.island]:
+                self._drop(slot)  # proposed by an island that died since: it proposes again
+                continue
             prop = slot.proposal
             assert prop is not None
             slot.stage = "evaluate"
@@ -211,9 +227,13 @@ class _Driver:
     def _advance(self, ref: Any, slot: _Slot) -> None:
         import ray
 
+        if slot.epoch != self.epochs[slot.island]:
+            self._drop(slot)  # started by an island that died since; its rebuilt self proposes again
+            return
         try:
             value = ray.get(ref)
         except ray.exceptions.RayActorError:
+            self.epochs[slot.island] += 1
             self.islands[slot.island] = self._spawn(slot.island)  # rebuilt from the records
             self.progress.note(f"island {slot.island} died; restarted from the records")
             return

@@ -25,6 +25,7 @@ from metaexp.records import ExperimentRecord, Status, read_records
 if TYPE_CHECKING:
     import optuna
 
+    from metaexp.objectives import MultiObjective
     from metaexp.space import Space
     from metaexp.workspace import Workspace
 
@@ -66,12 +67,14 @@ class Ledger:
         direction: str,
         storage: str | None,
         space: Space | None = None,
+        multi: MultiObjective | None = None,
     ) -> None:
         self.ws = workspace
         self.metrics = metrics
         self.direction = direction
         self.storage_url = storage
         self.space = space or {}
+        self.multi = multi  # the spec's objective mode: trial values (several for pareto), constraints
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
@@ -187,7 +190,10 @@ class Ledger:
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._study = open_study(self.storage_url, self.ws.root, self.ws.tag, self.direction)
+            directions = self.multi.directions() if self.multi is not None else [self.direction]
+            self._study = open_study(self.storage_url, self.ws.root, self.ws.tag, directions)
+            if self.multi is not None and self.multi.spec.mode == "pareto":
+                self._study.set_metric_names(list(self.multi._compared))
         return self._study
 
     def _trial(self, rec: ExperimentRecord) -> optuna.trial.FrozenTrial:
@@ -212,21 +218,32 @@ class Ledger:
         if other:
             attrs["params"] = json.loads(json.dumps(other, default=str))
         ok = not rec.status.failed and rec.value is not None
+        values = [rec.value] if ok else None
+        constraints = None
+        if self.multi is not None:
+            values = self.multi.values(rec.metrics) if ok else None
+            has_constraints = self.multi.spec.constraints or self.multi.spec.threshold
+            if ok and has_constraints:
+                names = self.multi.constraint_names()
+                constraints = dict(zip(names, self.multi.constraint_values(rec.metrics), strict=True))
+        ok = ok and values is not None
         return create_trial(
             state=TrialState.COMPLETE if ok else TrialState.FAIL,
-            value=rec.value if ok else None,
+            values=values if ok else None,
             params=params,
             distributions={k: self.space[k].distribution() for k in params},
             user_attrs=attrs,
+            constraints=constraints,
         )
 
 
-def open_study(storage: str | None, root: Path, tag: str, direction: str) -> optuna.Study:
+def open_study(storage: str | None, root: Path, tag: str, direction: str | list[str]) -> optuna.Study:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [direction] if isinstance(direction, str) else direction
     return optuna.create_study(
-        storage=make_storage(storage, root), study_name=tag, direction=direction, load_if_exists=True
+        storage=make_storage(storage, root), study_name=tag, directions=directions, load_if_exists=True
     )
 
 
@@ -251,6 +268,12 @@ def _crashpoint(name: str, n: int) -> None:
 
 
 __all__ = [
-    "Ledger", "LedgerError", "Lineage", "Status", "lineage_of", "make_storage", "open_study",
+    "Ledger",
+    "LedgerError",
+    "Lineage",
+    "Status",
+    "lineage_of",
+    "make_storage",
+    "open_study",
     "single_lineage_refs",
 ]

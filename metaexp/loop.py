@@ -92,7 +92,7 @@ class RunResult:
 class Loop:
     def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
         self.spec = spec
-        self.objective = Objective.from_spec(spec.objective, spec.direction)
+        self.objective = Objective.of(spec)
         self.out = out
         self._interrupts = 0
 
@@ -114,7 +114,14 @@ class Loop:
             )
         ws.ensure_worktree(plan.start)
         ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
-        ledger = Ledger(ws, list(self.spec.metrics), self.spec.direction, self.spec.storage, plan.space)
+        ledger = Ledger(
+            ws,
+            list(self.spec.metrics),
+            self.spec.direction,
+            self.spec.storage,
+            plan.space,
+            self.objective.multi,
+        )
         records = ledger.open()
         try:
             return _Session(self, plan, ws, ledger, records).drive()
@@ -203,24 +210,28 @@ class _Session:
             outcome = evaluate(self.spec, self.ws.base_tree, n, files, self.ws.out / "logs" / f"{n}.log")
         except Interrupted:
             raise KeyboardInterrupt from None
-        status = self._decide(n, outcome, rng)
+        status, why = self._decide(n, outcome, rng)
+        if why and not outcome.reason:
+            outcome = Outcome(outcome.status, outcome.metrics, outcome.harness_s, why, outcome.log_tail)
         self._record(n, commit, cand, status, outcome, t0)
 
     def _rejection(self, cand: Candidate) -> str:
         return self.plan.check_candidate(self.state.files, cand.files)
 
-    def _decide(self, n: int, outcome: Outcome, rng: object) -> Status:
+    def _decide(self, n: int, outcome: Outcome, rng: object) -> tuple[Status, str]:
+        """The status of a measured candidate, and why (e.g. the constraint it violates)."""
         if outcome.status is not None:
-            return outcome.status
-        value = self.objective.value(outcome.metrics)
-        assert value is not None  # parse_metrics reported every metric
-        if n == 1 or self.objective.accepts(value, self.state.value):
-            return Status.KEEP
+            return outcome.status, outcome.reason
+        if n == 1:
+            return Status.KEEP, ""
+        accepted, feasible, why = self.objective.decide(outcome.metrics, dict(self.state.metrics))
+        if accepted:
+            return Status.KEEP, ""
         s = self.spec.strategy
         every = s.explore_every is not None and n % s.explore_every == 0
-        if every or (s.explore_rate > 0 and rng.random() < s.explore_rate):  # type: ignore[attr-defined]
-            return Status.EXPLORE
-        return Status.DISCARD
+        if feasible and (every or (s.explore_rate > 0 and rng.random() < s.explore_rate)):  # type: ignore[attr-defined]
+            return Status.EXPLORE, ""
+        return Status.DISCARD, why if not feasible else ""
 
     def _record(
         self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome, t0: float

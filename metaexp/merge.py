@@ -68,7 +68,7 @@ def _run_best(ws: Workspace, tag: str) -> Source:
 
 
 def merge_sources(spec: Spec, ws: Workspace, sources: list[Source], into: str) -> MergeResult:
-    objective = Objective.from_spec(spec.objective, spec.direction)
+    objective = Objective.of(spec)
     ranked = sorted(
         sources, key=lambda s: objective.sign * (s.value if s.value is not None else -1e300), reverse=True
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from metaexp.spec import ObjectiveSpec
+from metaexp.objectives import Decision, MultiObjective
+from metaexp.spec import ObjectiveSpec, Spec
 
 
 class Comparison(StrEnum):
@@ -23,13 +24,38 @@ class Objective:
     min_delta: float = 0.0
     keep_ties: bool = False
 
+    multi: MultiObjective | None = None  # the whole-metrics decision of the spec's objective mode
+
     @classmethod
     def from_spec(cls, spec: ObjectiveSpec, direction: str) -> Objective:
         sign = 1.0 if direction == "maximize" else -1.0
         return cls(spec.primary, sign, spec.min_delta, spec.ties == "keep")
 
+    @classmethod
+    def of(cls, spec: Spec) -> Objective:
+        """The spec's objective: `value` is the decision value (the weighted score in weighted mode;
+        the primary otherwise), `decide` compares whole metric dicts in the spec's mode."""
+        base = cls.from_spec(spec.objective, spec.direction)
+        return cls(
+            base.primary,
+            base.sign,
+            base.min_delta,
+            base.keep_ties,
+            MultiObjective(spec.objective, spec.directions),
+        )
+
     def value(self, metrics: dict[str, float]) -> float | None:
+        if self.multi is not None and self.multi.spec.mode == "weighted":
+            return self.multi.scalar(metrics)
         return metrics.get(self.primary)
+
+    def decide(self, metrics: dict[str, float], incumbent: dict[str, float] | None) -> tuple[bool, bool, str]:
+        """(accepted, feasible, reason) for a candidate's metrics against the incumbent's."""
+        if self.multi is None:
+            value, base = metrics.get(self.primary), (incumbent or {}).get(self.primary)
+            return value is not None and self.accepts(value, base), True, ""
+        decision, reason = self.multi.decide(metrics, incumbent or None)
+        return self.multi.keeps(decision), decision is not Decision.INFEASIBLE, reason
 
     def gain(self, value: float, incumbent: float) -> float:
         """Improvement of `value` over `incumbent`: positive is better."""

@@ -417,6 +417,10 @@ class MultiObjective:
             return [self._direction[m] for m in self._compared]
         return ["maximize" if self.spec.mode == "weighted" else self._direction[self.spec.primary]]
 
+    def constraint_names(self) -> list[str]:
+        """The constraints, then the threshold bounds, as text: names for Optuna's constraint values."""
+        return [str(c) for c in self._constraints + self._gates]
+
     def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
         """One value per constraint, then per threshold bound; <= 0 feasible (create_trial(constraints=))."""
         return [c.violation(metrics) for c in self._constraints + self._gates]

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from metaexp.errors import SpecError
+from metaexp.objectives import ObjectiveModeSpec
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -75,10 +76,7 @@ class MetricSpec(_Strict):
         return value
 
 
-class ObjectiveSpec(_Strict):
-    primary: str
-    min_delta: float = Field(0.0, ge=0, description="an improvement must exceed this to count")
-    ties: Literal["discard", "keep"] = "discard"
+ObjectiveSpec = ObjectiveModeSpec  # every dual/multi-metric mode: see objectives.py
 
 
 class PricesSpec(_Strict):
@@ -238,17 +236,24 @@ class Spec(_Strict):
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _primary_is_a_metric(self) -> Spec:
-        if self.objective.primary not in self.metrics:
-            raise ValueError(
-                f"objective.primary {self.objective.primary!r} is not a metric "
-                f"(metrics: {', '.join(self.metrics)})"
-            )
+    def _objective_names_metrics(self) -> Spec:
+        errors = self.objective.validate_against(self.metrics)
+        if errors:
+            raise ValueError("; ".join(errors))
+        if self.objective.mode == "pareto" and self.strategy.is_population:
+            raise ValueError("objective.mode pareto runs as a single lineage for now (populations: coming)")
         return self
 
     @property
     def direction(self) -> str:
+        """The direction of the decision value: the weighted score is maximised; else the primary's."""
+        if self.objective.mode == "weighted":
+            return "maximize"
         return self.metrics[self.objective.primary].direction
+
+    @property
+    def directions(self) -> dict[str, str]:
+        return {name: metric.direction for name, metric in self.metrics.items()}
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -296,7 +301,10 @@ def format_validation_error(path: Path, exc: ValidationError, prefix: str = "") 
             lines.append(f"  {where}: required key is missing")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+            if not err["loc"]:  # a check across keys: its message names them
+                lines.append(f"  {prefix + ': ' if prefix else ''}{msg}")
+            else:
+                lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ def _error(project: Project, **overrides: object) -> str:
             {"metrics": {"loss": {"pattern": "loss: (\\S+"}}},
             "metrics.loss.pattern: not a valid regular expression",
         ),
-        ({"objective": {"primary": "acc"}}, "objective.primary 'acc' is not a metric (metrics: loss)"),
+        ({"objective": {"primary": "acc"}}, "objective.primary: 'acc' is not a metric (metrics: loss)"),
         ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
         ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params', 'perturb' or 'llm'"),
         ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
