@@ -42,7 +42,9 @@ def is_secret(name: str, extra: list[str]) -> bool:
     return name in extra or any(fnmatch.fnmatchcase(upper, p) for p in SECRET_PATTERNS)
 
 
-def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def harness_env(
+    spec: Spec, n: int, base: Mapping[str, str] | None = None, seed: int | None = None
+) -> dict[str, str]:
     """The parent environment less secrets (unless passed on purpose), plus METAEXP_*."""
     base = os.environ if base is None else base
     keep = set(spec.harness.pass_env)
@@ -50,7 +52,7 @@ def harness_env(spec: Spec, n: int, base: Mapping[str, str] | None = None) -> di
     env = {k: v for k, v in base.items() if k in keep or not is_secret(k, strip)}
     env.update(spec.harness.env)
     env["METAEXP_TIME_BUDGET"] = f"{spec.harness.time_budget_s:g}"
-    env["METAEXP_SEED"] = str(spec.seed)
+    env["METAEXP_SEED"] = str(spec.seed if seed is None else seed)
     env["METAEXP_EXPERIMENT"] = str(n)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the sandbox (and any shared file) clean
     return env
@@ -63,6 +65,7 @@ def evaluate(
     files: Mapping[str, bytes],
     log_path: Path,
     extra_env: Mapping[str, str] | None = None,
+    seed: int | None = None,
 ) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness."""
     box = base.sandbox(files)
@@ -70,7 +73,7 @@ def evaluate(
         run = supervise(
             spec.harness.argv,
             cwd=str(box),
-            env={**harness_env(spec, n), **(extra_env or {})},
+            env={**harness_env(spec, n, seed=seed), **(extra_env or {})},
             log_path=str(log_path),
             timeout_s=spec.harness.timeout_s,
             grace_s=spec.harness.grace_s,

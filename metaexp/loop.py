@@ -6,7 +6,8 @@ import difflib
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -24,6 +25,7 @@ from metaexp.operators import (
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
 from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.repeats import Measured, Repeater
 from metaexp.spec import Spec
 from metaexp.workspace import Workspace
 
@@ -143,6 +145,9 @@ class _Session:
             self.tally.add(rec)
         self.state = self._state_from(records)
         self.operator: Operator = plan.operator(records, dict(self.state.files), ws.out)
+        self.repeater = Repeater(self.spec, self.objective) if self.spec.noise.method != "none" else None
+        if self.repeater is not None:
+            self.repeater.restore(records)
         self.progress = Progress(self.spec, loop.out, self.tally)
         self._mark = time.monotonic()  # when recording the previous experiment began
 
@@ -204,34 +209,65 @@ class _Session:
                     n, commit, cand, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), t0
                 )
         self.progress.running(n, commit, cand.description)
+        files = {**self.state.files, **cand.files}
+        measured = None
         try:
-            assert self.ws.base_tree is not None
-            files = {**self.state.files, **cand.files}
-            outcome = evaluate(self.spec, self.ws.base_tree, n, files, self.ws.out / "logs" / f"{n}.log")
+            if self.repeater is None or n == 1:
+                outcome = self._run(n)(files, self.spec.seed, "")
+            else:
+                block = self.tally.counts.get("keep", 0) + self.tally.counts.get("explore", 0)
+                measured = self.repeater.measure(
+                    self._run(n), files, self.state.commit, self.state.files, block
+                )
+                outcome = measured.outcome
+                cand = replace(
+                    cand,
+                    extra={
+                        **cand.extra,
+                        "runs": measured.runs,
+                        "incumbent_runs": measured.incumbent_runs,
+                        "noise": measured.stats,
+                    },
+                )
         except Interrupted:
             raise KeyboardInterrupt from None
-        status, why = self._decide(n, outcome, rng)
+        status, why = self._decide(n, outcome, rng, measured)
         if why and not outcome.reason:
             outcome = Outcome(outcome.status, outcome.metrics, outcome.harness_s, why, outcome.log_tail)
         self._record(n, commit, cand, status, outcome, t0)
 
+    def _run(self, n: int) -> Callable[[Mapping[str, bytes], int, str], Outcome]:
+        """One harness run of experiment n on a seed; run i > 0 logs to logs/<n>.<label>.log."""
+        assert self.ws.base_tree is not None
+        base = self.ws.base_tree
+
+        def run(files: Mapping[str, bytes], seed: int, label: str) -> Outcome:
+            log = self.ws.out / "logs" / (f"{n}.log" if label in ("", "0") else f"{n}.{label}.log")
+            return evaluate(self.spec, base, n, files, log, seed=seed)
+
+        return run
+
     def _rejection(self, cand: Candidate) -> str:
         return self.plan.check_candidate(self.state.files, cand.files)
 
-    def _decide(self, n: int, outcome: Outcome, rng: object) -> tuple[Status, str]:
+    def _decide(
+        self, n: int, outcome: Outcome, rng: object, measured: Measured | None = None
+    ) -> tuple[Status, str]:
         """The status of a measured candidate, and why (e.g. the constraint it violates)."""
         if outcome.status is not None:
             return outcome.status, outcome.reason
         if n == 1:
             return Status.KEEP, ""
         accepted, feasible, why = self.objective.decide(outcome.metrics, dict(self.state.metrics))
+        if measured is not None:  # repeated runs: the sequential test decides, the objective gates
+            accepted, why = measured.better and feasible, why if not feasible else measured.reason
         if accepted:
             return Status.KEEP, ""
         s = self.spec.strategy
         every = s.explore_every is not None and n % s.explore_every == 0
         if feasible and (every or (s.explore_rate > 0 and rng.random() < s.explore_rate)):  # type: ignore[attr-defined]
             return Status.EXPLORE, ""
-        return Status.DISCARD, why if not feasible else ""
+        return Status.DISCARD, why if not feasible or measured is not None else ""
 
     def _record(
         self, n: int, commit: str | None, cand: Candidate, status: Status, outcome: Outcome, t0: float

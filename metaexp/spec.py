@@ -79,6 +79,21 @@ class MetricSpec(_Strict):
 ObjectiveSpec = ObjectiveModeSpec  # every dual/multi-metric mode: see objectives.py
 
 
+class SPRTSpec(_Strict):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    beta: float = Field(0.2, gt=0, lt=1)
+    delta: float = Field(0.01, gt=0, description="the smallest gain worth keeping, in the metric's units")
+    min_runs: int = Field(7, ge=2, description="warm-up; 7 holds the error rates (bench/noise.py)")
+    max_runs: int = Field(30, ge=2)
+
+
+class NoiseSpec(_Strict):
+    method: Literal["none", "batched", "sprt"] = "none"
+    seeds: Literal["paired"] = "paired"  # candidate and incumbent run on the same METAEXP_SEED values
+    repeats: int = Field(5, ge=1, description="batched: runs per candidate")
+    sprt: SPRTSpec = SPRTSpec()
+
+
 class PricesSpec(_Strict):
     input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
@@ -225,6 +240,7 @@ class Spec(_Strict):
     strategy: StrategySpec = StrategySpec(name="hill_climb")
     budget: BudgetSpec = BudgetSpec()
     ray: RaySpec = RaySpec()
+    noise: NoiseSpec = NoiseSpec()
     storage: str | None = None
     seed: int = 0
     # Where the spec file lives; relative paths in it resolve from here.
@@ -240,6 +256,8 @@ class Spec(_Strict):
         errors = self.objective.validate_against(self.metrics)
         if errors:
             raise ValueError("; ".join(errors))
+        if self.noise.method != "none" and (self.strategy.is_population or self.objective.mode == "pareto"):
+            raise ValueError("noise.method: repeats run in single-lineage, single-value runs for now")
         if self.objective.mode == "pareto" and self.strategy.is_population:
             raise ValueError("objective.mode pareto runs as a single lineage for now (populations: coming)")
         return self

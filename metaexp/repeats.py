@@ -1,0 +1,114 @@
+"""Repeated, paired evaluation of a noisy harness: SPRT or a fixed batch against the incumbent.
+
+The candidate and the incumbent run on the same METAEXP_SEED values; the
+incumbent's result per seed is cached (and rebuilt from the records on
+resume), so each seed costs it one evaluation at most once. Every accepted
+change starts a fresh block of seeds, so a lucky incumbent's own runs are
+never the yardstick (the winner's curse bench/noise.py measures).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metaexp.harness import Outcome
+from metaexp.noise import IncumbentCache, SeedSchedule, SPRTConfig, Verdict, batched, sprt
+from metaexp.objective import Objective
+from metaexp.records import ExperimentRecord
+from metaexp.spec import Spec
+
+Run = Callable[[Mapping[str, bytes], int, str], Outcome]  # (files, seed, log label) -> outcome
+
+
+@dataclass
+class Measured:
+    outcome: Outcome  # the candidate's mean metrics, or its first failing run
+    better: bool
+    reason: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    incumbent_runs: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Repeater:
+    def __init__(self, spec: Spec, objective: Objective) -> None:
+        self.spec, self.objective = spec, objective
+        self.method = spec.noise.method
+        self.cfg = SPRTConfig(**spec.noise.sprt.model_dump())
+        self.cache = IncumbentCache()
+
+    def restore(self, records: Iterable[ExperimentRecord]) -> None:
+        for rec in records:
+            for run in rec.extra.get("incumbent_runs", []):
+                self.cache.put(run["commit"], run["seed"], run["value"])
+
+    def measure(
+        self,
+        run: Run,
+        files: Mapping[str, bytes],
+        incumbent: str,
+        incumbent_files: Mapping[str, bytes],
+        block: int,
+    ) -> Measured:
+        schedule = SeedSchedule(self.spec.seed, block)
+        limit = self.cfg.max_runs if self.method == "sprt" else self.spec.noise.repeats
+        result = Measured(Outcome(None), False, "")
+        gains: list[float] = []
+        verdict: Verdict | None = None
+        for i in range(limit):
+            seed = schedule.seed(i)
+            out = run(files, seed, str(i))
+            result.runs.append({"seed": seed, "metrics": out.metrics, "harness_s": round(out.harness_s, 4)})
+            if out.status is not None:
+                result.outcome = _total(out, result.runs)
+                result.reason = out.reason
+                return result
+            base = self._incumbent(run, incumbent, incumbent_files, seed, i, result)
+            if base is None:
+                result.outcome, result.reason = (
+                    _mean(result.runs, out),
+                    f"the incumbent failed on seed {seed}",
+                )
+                return result
+            gains.append(self.objective.gain(self.objective.value(out.metrics) or 0.0, base))
+            verdict = sprt(gains, self.cfg) if self.method == "sprt" else None
+            if self.method == "batched" and i + 1 == limit:
+                verdict = batched(gains, limit)
+            if verdict is not None and verdict.decided:
+                break
+        assert verdict is not None
+        result.outcome = _mean(result.runs, out)
+        result.better = verdict.better
+        result.reason = f"{verdict.reason} (n={verdict.n}, mean gain {verdict.mean:.4g} ± {verdict.std:.4g})"
+        result.stats = {"n": verdict.n, "mean_gain": verdict.mean, "std_gain": verdict.std}
+        return result
+
+    def _incumbent(
+        self, run: Run, commit: str, files: Mapping[str, bytes], seed: int, i: int, result: Measured
+    ) -> float | None:
+        cached = self.cache.get(commit, seed)
+        if cached is not None:
+            return cached
+        out = run(files, seed, f"incumbent-{i}")
+        value = self.objective.value(out.metrics) if out.status is None else None
+        if value is None:
+            return None
+        self.cache.put(commit, seed, value)
+        result.incumbent_runs.append(
+            {"commit": commit, "seed": seed, "value": value, "harness_s": round(out.harness_s, 4)}
+        )
+        return value
+
+
+def _mean(runs: list[dict[str, Any]], last: Outcome) -> Outcome:
+    names = set().union(*(r["metrics"] for r in runs)) if runs else set()
+    metrics = {m: statistics.fmean(r["metrics"][m] for r in runs if m in r["metrics"]) for m in names}
+    return Outcome(None, metrics, sum(r["harness_s"] for r in runs), "", last.log_tail)
+
+
+def _total(failed: Outcome, runs: list[dict[str, Any]]) -> Outcome:
+    seconds = sum(r["harness_s"] for r in runs)
+    return Outcome(failed.status, failed.metrics, seconds, failed.reason, failed.log_tail)

@@ -1,0 +1,72 @@
+"""Noisy harnesses: paired seeds, SPRT or fixed batches, the incumbent evaluated once per seed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from conftest import Project
+
+from metaexp.records import Status
+
+NOISY = (
+    "import os, random\n"
+    "src = open('params.py').read()\n"
+    "vals = {l.split('=')[0].strip(): float(l.split('=')[1].split('#')[0]) for l in src.splitlines()\n"
+    "        if '=' in l and not l.startswith('#')}\n"
+    "true = (vals['X'] - 1.5) ** 2 + (vals['Y'] + 0.5) ** 2 + 0.1 * (vals['WIDTH'] - 12) ** 2\n"
+    "noise = random.Random(int(os.environ['METAEXP_SEED'])).gauss(0, 0.3)\n"
+    "print('loss:', true + noise)\n"
+)
+HARNESS = {"command": "python noisy.py", "immutable": ["evaluate.py", "noisy.py"]}
+
+
+def _incumbent_seeds_once(records: list) -> None:
+    seen: dict[str, set[int]] = defaultdict(set)
+    for rec in records:
+        for run in rec.extra.get("incumbent_runs", []):
+            assert run["seed"] not in seen[run["commit"]], "the incumbent ran twice on one seed"
+            seen[run["commit"]].add(run["seed"])
+
+
+def test_sprt_runs_paired_seeds_and_stops_early(project: Project) -> None:
+    project.write("noisy.py", NOISY)
+    noise = {"method": "sprt", "sprt": {"delta": 0.3, "min_runs": 3, "max_runs": 8}}
+    project.run(harness=HARNESS, noise=noise, budget={"max_experiments": 6})
+    records = project.assert_consistent()
+    evaluated = [r for r in records[1:] if r.status.harness_ran]
+    assert evaluated
+    for rec in evaluated:
+        runs = rec.extra["runs"]
+        assert 1 <= len(runs) <= 8
+        seeds = [r["seed"] for r in runs]
+        incumbent = {r["seed"] for r in rec.extra["incumbent_runs"]}
+        assert incumbent <= set(seeds)  # paired: the incumbent ran on the candidate's seeds
+        assert rec.value == pytest.approx(sum(r["metrics"]["loss"] for r in runs) / len(runs))
+        assert "n=" in rec.reason or rec.status is Status.KEEP
+        if rec.status is Status.KEEP:
+            assert rec.extra["noise"]["mean_gain"] > 0
+    assert any(len(r.extra["runs"]) < 8 for r in evaluated)  # some decided before max_runs
+    _incumbent_seeds_once(records)
+
+    project.run(harness=HARNESS, noise=noise, budget={"max_experiments": 9})  # resume: cache rebuilt
+    _incumbent_seeds_once(project.assert_consistent())
+
+
+def test_batched_runs_k_times_and_keeps_only_clear_gains(project: Project) -> None:
+    project.write("noisy.py", NOISY)
+    project.run(harness=HARNESS, noise={"method": "batched", "repeats": 3}, budget={"max_experiments": 5})
+    records = project.assert_consistent()
+    for rec in records[1:]:
+        if rec.status.harness_ran and not rec.status.failed:
+            assert len(rec.extra["runs"]) == 3
+            if rec.status is Status.KEEP:
+                assert rec.extra["noise"]["mean_gain"] > rec.extra["noise"]["std_gain"]
+
+
+def test_noise_in_a_population_is_refused_for_now(project: Project) -> None:
+    from metaexp.errors import SpecError
+    from metaexp.spec import load_spec
+
+    with pytest.raises(SpecError, match="repeats run in single-lineage"):
+        load_spec(project.spec(noise={"method": "sprt"}, strategy={"islands": 2}))
