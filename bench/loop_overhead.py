@@ -172,6 +172,7 @@ def instrument(prof: Profiler) -> None:
     from metaexp.operators.params import ParamsOperator
     from metaexp.operators.perturb import PerturbOperator
     from metaexp.progress import Progress
+    from metaexp.sandbox import BaseTree
     from metaexp.workspace import Workspace
 
     prof.wrap(loop._Session, "_experiment", "loop: other")  # the outermost frame: what nothing else claims
@@ -188,18 +189,18 @@ def instrument(prof: Profiler) -> None:
     prof.wrap(Ledger, "record", "ledger: jsonl write + tsv")
     prof.wrap(os, "fsync", "ledger: fsync")
     prof.wrap(Ledger, "_trial", "optuna: create_trial")
-    prof.wrap(Workspace, "sandbox", "sandbox: build", "sandbox")
-    prof.wrap(Workspace, "discard_sandbox", "sandbox: discard", "sandbox")
-    prof.wrap(Workspace, "restore_shared", "sandbox: restore_shared", "sandbox")
-    prof.wrap(harness, "supervise", "supervisor: fork/exec/reap", after=lambda run: _split_harness(prof, run))
+    prof.wrap(BaseTree, "sandbox", "sandbox: build", "sandbox")
+    prof.wrap(harness, "discard", "sandbox: discard", "sandbox")
+    prof.wrap(BaseTree, "restore_shared", "sandbox: restore_shared", "sandbox")
+    prof.wrap(harness, "supervise", "supervisor: request/reply", after=lambda run: _split_harness(prof, run))
     for op in (PerturbOperator, ParamsOperator):
         prof.wrap(op, "propose", "operator: propose")
         prof.wrap(op, "observe", "operator: observe")
 
     opened = Ledger.open
 
-    def open_and_time_study(self: Ledger) -> list[Any]:
-        records = opened(self)  # the ledger's study only; an operator's private study is not counted
+    def open_and_time_study(self: Ledger, *args: Any) -> list[Any]:
+        records = opened(self, *args)  # the ledger's study only; an operator's private study is not counted
         prof.wrap(self.study, "add_trial", "optuna: add_trial (journal)")
         return records
 
@@ -208,7 +209,7 @@ def instrument(prof: Profiler) -> None:
 
 def _split_harness(prof: Profiler, run: Any) -> None:
     """The harness's own seconds are not supervisor overhead."""
-    prof.totals["supervisor: fork/exec/reap"] -= run.seconds
+    prof.totals["supervisor: request/reply"] -= run.seconds
     prof.totals["harness"] += run.seconds
 
 
