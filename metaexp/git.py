@@ -96,7 +96,9 @@ class Git:
         Returns the merged tree, or None and the conflicting paths."""
         proc = subprocess.run(
             ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs],
-            cwd=self.cwd, capture_output=True, env=_git_env(),
+            cwd=self.cwd,
+            capture_output=True,
+            env=_git_env(),
         )
         lines = proc.stdout.decode(errors="replace").splitlines()
         if proc.returncode == 0 and lines:
@@ -191,8 +193,12 @@ class Git:
     def _ref_writer(self) -> subprocess.Popen[bytes]:
         if self._refs_proc is None or self._refs_proc.poll() is not None:
             self._refs_proc = subprocess.Popen(
-                ["git", "update-ref", "--stdin"], cwd=self.cwd, env=_git_env(),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                ["git", "update-ref", "--stdin"],
+                cwd=self.cwd,
+                env=_git_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         return self._refs_proc
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaexp.candidates import line_count
 from metaexp.operators import InvalidProposal, LineageState, Operator, RejectedProposal
 from metaexp.population import new_population, replay
 from metaexp.preflight import Plan
@@ -192,7 +193,7 @@ class Island:
         from metaexp.population import features_of
 
         probe = ExperimentRecord(
-            0, None, None, "", Status.DISCARD, "", metrics=metrics, extra={"lines": _lines(prop.tree)}
+            0, None, None, "", Status.DISCARD, "", metrics=metrics, extra={"lines": line_count(prop.tree)}
         )
         return features_of(probe, self.spec)
 
@@ -234,7 +235,3 @@ class Island:
 
         ranked = sorted(self.pop.members, key=lambda m: fitness(m, self.pop.signs), reverse=True)
         return [(m, self.files[m.commit]) for m in ranked[:count] if m.commit in self.files]
-
-
-def _lines(tree: Mapping[str, bytes]) -> int:
-    return sum(content.count(b"\n") for content in tree.values())

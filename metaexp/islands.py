@@ -8,7 +8,6 @@ island while another has work, so evaluation slots stay busy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import sys
@@ -16,11 +15,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from metaexp.candidates import compose, diff_lines, fingerprint, line_count
 from metaexp.errors import WorkspaceError
-from metaexp.git import Git
 from metaexp.harness import Outcome
 from metaexp.island import Proposal
 from metaexp.ledger import Ledger
@@ -29,7 +27,7 @@ from metaexp.objective import Objective
 from metaexp.population import individual, population_refs, replay
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
-from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.records import ExperimentRecord, Status, read_records, timestamp
 from metaexp.selection import HallOfFame
 from metaexp.spec import Spec
 from metaexp.workspace import Workspace
@@ -203,7 +201,7 @@ class _Driver:
 
     def _drop(self, slot: _Slot) -> None:
         if slot.proposal is not None and slot.proposal.tree and slot.stage != "propose":
-            self.evaluating.discard(_fingerprint(slot.proposal.tree))
+            self.evaluating.discard(fingerprint(slot.proposal.tree))
 
     def _in_flight(self) -> int:
         return len(self.pending) + len(self.ready)
@@ -269,16 +267,16 @@ class _Driver:
         reason = self.plan.check_candidate(prop.before, prop.changed)
         if reason:
             return self._record(slot, Status.REJECTED, Outcome(Status.REJECTED, reason=reason), commit)
-        fingerprint = _fingerprint(prop.tree)
-        twin = self.seen.get(fingerprint)
+        identity = fingerprint(prop.tree)
+        twin = self.seen.get(identity)
         if twin is not None:
             earlier = self.records[twin - 1]
             why = f"duplicate of #{twin} ({earlier.status}, {self.spec.objective.primary}={earlier.value})"
             return self._record(slot, Status.INVALID, Outcome(Status.INVALID, reason=why), commit)
-        if fingerprint in self.evaluating:
+        if identity in self.evaluating:
             why = "duplicate of an evaluation in flight"
             return self._record(slot, Status.INVALID, Outcome(Status.INVALID, reason=why), commit)
-        self.evaluating.add(fingerprint)
+        self.evaluating.add(identity)
         slot.stage = "ready"
         self.ready.append(slot)
         self._submit_ready()
@@ -334,8 +332,8 @@ class _Driver:
         is_best = status.accepted and value is not None and self.loop.objective.is_better(value, best_value)
         extra = dict(prop.extra)
         if prop.tree:
-            extra["lines"] = _lines(prop.tree)
-            extra["fingerprint"] = _fingerprint(prop.tree)
+            extra["lines"] = line_count(prop.tree)
+            extra["fingerprint"] = fingerprint(prop.tree)
         if slot.node:
             extra["node"] = slot.node
         extra["latency_s"] = round(time.monotonic() - slot.started, 4)  # proposal to decision
@@ -343,12 +341,12 @@ class _Driver:
             n=n,
             commit=commit,
             parent=prop.parent,
-            timestamp=_now(),
+            timestamp=timestamp(),
             status=status,
             description=prop.description,
             metrics=outcome.metrics,
             value=value,
-            diff_lines=_diff_lines(prop),
+            diff_lines=diff_lines(prop.before, prop.changed),
             wall_time_s=self._clock(),
             harness_s=round(outcome.harness_s, 4),
             operator=self.spec.operator.kind,
@@ -407,10 +405,10 @@ class _Driver:
         return moves
 
     def _remember(self, rec: ExperimentRecord) -> None:
-        fingerprint = rec.extra.get("fingerprint")
-        if fingerprint and rec.status.harness_ran:
-            self.seen.setdefault(fingerprint, rec.n)
-            self.evaluating.discard(fingerprint)
+        identity = rec.extra.get("fingerprint")
+        if identity and rec.status.harness_ran:
+            self.seen.setdefault(identity, rec.n)
+            self.evaluating.discard(identity)
         if rec.status.accepted and rec.value is not None and rec.commit:
             self.hof.update(individual(rec, self.spec))
 
@@ -443,7 +441,7 @@ class _Driver:
             n=1,
             commit=self.plan.start,
             parent=None,
-            timestamp=_now(),
+            timestamp=timestamp(),
             status=status,
             description="baseline",
             metrics=outcome.metrics,
@@ -457,7 +455,7 @@ class _Driver:
             log_tail=outcome.log_tail if status.failed else "",
             best=value is not None,
             island=0,
-            extra={"node": slot.node, "fingerprint": _fingerprint(prop.tree), "lines": _lines(prop.tree)},
+            extra={"node": slot.node, "fingerprint": fingerprint(prop.tree), "lines": line_count(prop.tree)},
         )
         self._write(rec, slot.log)
 
@@ -528,7 +526,7 @@ class _Driver:
                 source,
                 n=self.tally.total + 1,
                 parent=source.commit,
-                timestamp=_now(),
+                timestamp=timestamp(),
                 status=Status.MIGRATE,
                 description=f"migrant #{source.n} from island {k}",
                 wall_time_s=0.0,
@@ -581,53 +579,9 @@ class _Driver:
         tmp.replace(self.ws.out / "population.json")
 
 
-def compose(
-    git: Git, targets: list[str], ours: str, theirs: str
-) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]] | str:
-    """The target files of a three-way merge of two commits (relative to their merge base):
-    (every target file, the changed ones, their versions in `ours`), or why there is none."""
-    tree, conflicts = git.merge(ours, theirs)
-    if tree is None:
-        return f"merge conflict in {', '.join(conflicts) or 'the target'}"
-    merged_listing, our_listing = git.listing(tree), git.listing(ours)
-    merged = {p: git.blob(merged_listing[p].sha) for p in targets if p in merged_listing}
-    parent = {p: git.blob(our_listing[p].sha) for p in targets if p in our_listing}
-    changed = {p: c for p, c in merged.items() if parent.get(p) != c}
-    if not changed:
-        return "the merge changes nothing"
-    return merged, changed, {p: parent.get(p, b"") for p in changed}
-
-
 def _refuse_single_branch(ws: Workspace) -> None:
     if ws.git.resolve(ws.branch):
         raise WorkspaceError(
             f"branch autoexp/{ws.tag} exists (a single-lineage run with this tag); a population run needs "
             f"autoexp/{ws.tag}/island-<k>, and git cannot have both: use another tag"
         )
-
-
-def _lines(tree: dict[str, bytes]) -> int:
-    return sum(content.count(b"\n") for content in tree.values())
-
-
-def _fingerprint(tree: dict[str, bytes]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(tree):
-        normalised = b"\n".join(b" ".join(line.split()) for line in tree[path].splitlines() if line.strip())
-        digest.update(path.encode() + b"\0" + normalised + b"\0")
-    return digest.hexdigest()
-
-
-def _diff_lines(prop: Proposal) -> int:
-    import difflib
-
-    total = 0
-    for path, new in prop.changed.items():
-        old = prop.before.get(path, b"").decode(errors="replace").splitlines()
-        diff = difflib.unified_diff(old, new.decode(errors="replace").splitlines(), lineterm="", n=0)
-        total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
-    return total
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TextIO
 
+from metaexp.candidates import diff_lines
 from metaexp.harness import Interrupted, Outcome, evaluate
 from metaexp.ledger import Ledger, lineage_of
 from metaexp.objective import Objective
@@ -24,7 +23,7 @@ from metaexp.operators import (
 )
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
-from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.records import ExperimentRecord, Status, read_records, timestamp
 from metaexp.repeats import Measured, Repeater
 from metaexp.spec import Spec
 from metaexp.workspace import Workspace
@@ -279,12 +278,12 @@ class _Session:
             n=n,
             commit=commit,
             parent=cand.parent if n > 1 else None,
-            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            timestamp=timestamp(),
             status=status,
             description=cand.description,
             metrics=outcome.metrics,
             value=value,
-            diff_lines=_diff_lines(self.state.files, cand.files),
+            diff_lines=diff_lines(self.state.files, cand.files),
             wall_time_s=round(time.monotonic() - t0, 4),
             harness_s=round(outcome.harness_s, 4),
             operator=self.operator.name if n > 1 else "baseline",
@@ -312,17 +311,3 @@ class _Session:
 def _message(n: int, cand: Candidate) -> str:
     style = f" [{cand.style}]" if cand.style else ""
     return f"metaexp #{n}{style}: {cand.description}"[:200] + "\n"
-
-
-def _diff_lines(before: dict[str, bytes] | object, after: dict[str, bytes]) -> int:
-    total = 0
-    for path, new in after.items():
-        old = before.get(path, b"")  # type: ignore[attr-defined]
-        diff = difflib.unified_diff(
-            old.decode(errors="replace").splitlines(),
-            new.decode(errors="replace").splitlines(),
-            lineterm="",
-            n=0,
-        )
-        total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
-    return total

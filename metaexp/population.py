@@ -100,8 +100,9 @@ def sign_of(direction: str) -> float:
 
 def individual(rec: ExperimentRecord, spec: Spec, island: int | None = None) -> Individual:
     assert rec.commit is not None and rec.value is not None
-    return Individual(rec.commit, rec.n, (rec.value,), features_of(rec, spec),
-                      rec.island if island is None else island)
+    return Individual(
+        rec.commit, rec.n, (rec.value,), features_of(rec, spec), rec.island if island is None else island
+    )
 
 
 def features_of(rec: ExperimentRecord, spec: Spec) -> tuple[float, ...]:

@@ -46,8 +46,9 @@ class Plan:
             return "no change against its parent"
         return ""
 
-    def operator(self, history: list[ExperimentRecord], files: dict[str, bytes],
-                 out: Path | None = None) -> Operator:
+    def operator(
+        self, history: list[ExperimentRecord], files: dict[str, bytes], out: Path | None = None
+    ) -> Operator:
         ctx = Context(self.spec, self.root, self.styles, self.space, history, files, out)
         return make_operator(ctx)
 

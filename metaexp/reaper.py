@@ -85,7 +85,9 @@ class Supervisor:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "metaexp.reaper", str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
             )
         return self._proc
 
@@ -107,8 +109,15 @@ def supervise(
     global _SUPERVISOR
     if _SUPERVISOR is None or _SUPERVISOR._owner != os.getpid():
         _SUPERVISOR = Supervisor()
-    job = {"argv": argv, "cwd": cwd, "env": env, "log_path": log_path, "timeout_s": timeout_s,
-           "grace_s": grace_s, "memory_mb": memory_mb}
+    job = {
+        "argv": argv,
+        "cwd": cwd,
+        "env": env,
+        "log_path": log_path,
+        "timeout_s": timeout_s,
+        "grace_s": grace_s,
+        "memory_mb": memory_mb,
+    }
     return _SUPERVISOR.run(job)
 
 
@@ -169,8 +178,15 @@ def _run(job: dict, requests: _Lines) -> Supervised:
     start = time.monotonic()
     fd = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        proc = subprocess.Popen(job["argv"], cwd=job["cwd"], env=job["env"], stdin=subprocess.DEVNULL,
-                                stdout=fd, stderr=fd, start_new_session=True)
+        proc = subprocess.Popen(
+            job["argv"],
+            cwd=job["cwd"],
+            env=job["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+        )
     except OSError as exc:
         return Supervised(None, 0.0, error=f"cannot start {job['argv'][0]!r}: {exc.strerror or exc}")
     finally:
@@ -187,8 +203,13 @@ def _run(job: dict, requests: _Lines) -> Supervised:
     return Supervised(code, seconds, peak_rss_mb=peak, **flags)
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float, memory_mb: float | None,
-          flags: dict[str, bool], requests: _Lines) -> float:
+def _wait(
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    memory_mb: float | None,
+    flags: dict[str, bool],
+    requests: _Lines,
+) -> float:
     pidfd = os.pidfd_open(proc.pid)
     peak = 0.0
     try:

@@ -74,8 +74,10 @@ class BaseTree:
         changed = [p for p, sig in self._manifest.items() if _signature(self.root / p) != sig]
         if not changed:
             return []
-        with _locked(self.root.parent / f"{self.root.name}.lock"), \
-                tarfile.open(fileobj=io.BytesIO(self._tar)) as tar:
+        with (
+            _locked(self.root.parent / f"{self.root.name}.lock"),
+            tarfile.open(fileobj=io.BytesIO(self._tar)) as tar,
+        ):
             for path in changed:
                 dest = self.root / path
                 if dest.exists() or dest.is_symlink():

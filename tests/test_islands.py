@@ -150,8 +150,8 @@ def test_population_spec_refuses_a_bare_branch_of_the_same_tag(project: Project,
 
 
 def test_crossover_composes_two_independent_improvements(project: Project) -> None:
+    from metaexp.candidates import compose
     from metaexp.git import Git
-    from metaexp.islands import compose
 
     base = (project.root / "params.py").read_text()
     git(project.root, "checkout", "-qb", "a")

@@ -57,8 +57,11 @@ class Prices:
         cached_price = self.cached_input_per_mtok
         if cached_price is None:
             cached_price = self.input_per_mtok
-        return ((prompt - cached) * self.input_per_mtok + cached * cached_price
-                + completion * self.output_per_mtok) / 1e6
+        return (
+            (prompt - cached) * self.input_per_mtok
+            + cached * cached_price
+            + completion * self.output_per_mtok
+        ) / 1e6
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -89,8 +92,9 @@ class LLMClient:
         self._replay = _Recording(replay_path, replay_key) if replay_path else None
         self._client: Any = None
 
-    def complete(self, messages: list[dict[str, str]], *, state_key: str | None = None,
-                 purpose: str = "") -> Reply:
+    def complete(
+        self, messages: list[dict[str, str]], *, state_key: str | None = None, purpose: str = ""
+    ) -> Reply:
         """One chat completion. Raises LLMError when no reply can be had."""
         request = {"model": self.model, "messages": messages, "temperature": self.temperature}
         key = request_key(request)
@@ -144,19 +148,34 @@ class LLMClient:
             key = os.environ.get(self.api_key_env)
             if not key and self.base_url is None:
                 raise LLMError(f"operator.api_key_env: the variable {self.api_key_env} is not set")
-            self._client = OpenAI(base_url=self.base_url, api_key=key or "not-needed",
-                                  timeout=self.timeout_s, max_retries=self.max_retries)
+            self._client = OpenAI(
+                base_url=self.base_url,
+                api_key=key or "not-needed",
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
+            )
         return self._client
 
-    def _record(self, request: dict[str, Any], key: str, state_key: str | None, purpose: str,
-                reply: Reply | None, error: str | None) -> None:
+    def _record(
+        self,
+        request: dict[str, Any],
+        key: str,
+        state_key: str | None,
+        purpose: str,
+        reply: Reply | None,
+        error: str | None,
+    ) -> None:
         if self.record_path is None:
             return
         line = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "purpose": purpose,
-            "key": key, "state_key": state_key, "request": request,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "purpose": purpose,
+            "key": key,
+            "state_key": state_key,
+            "request": request,
             "response": None if reply is None else {"content": reply.content, "usage": asdict(reply.usage)},
-            "replayed": bool(reply and reply.replayed), "error": error,
+            "replayed": bool(reply and reply.replayed),
+            "error": error,
         }
         with self.record_path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")

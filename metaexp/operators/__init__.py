@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 class InvalidProposal(Exception):
     """The operator could not produce an applicable change; recorded as `invalid`."""
 
-    def __init__(self, reason: str, extra: dict[str, Any] | None = None,
-                 usage: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, reason: str, extra: dict[str, Any] | None = None, usage: dict[str, float] | None = None
+    ) -> None:
         super().__init__(reason)
         self.extra = extra or {}  # operator state to keep in the record
         self.usage = usage or {}  # what asking for it cost (LLM calls, tokens, cost_usd)
