@@ -22,7 +22,7 @@ from metaexp.errors import WorkspaceError
 from metaexp.harness import Outcome
 from metaexp.island import Proposal
 from metaexp.ledger import Ledger
-from metaexp.loop import RunResult, Tally, budget_stop
+from metaexp.loop import OnRecord, RunResult, Tally, budget_stop
 from metaexp.objective import Objective
 from metaexp.population import individual, population_refs, replay
 from metaexp.preflight import Plan, make_plan
@@ -49,11 +49,13 @@ class _Slot:
 
 
 class PopulationLoop:
-    def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
+    def __init__(self, spec: Spec, out: TextIO = sys.stderr, on_record: OnRecord | None = None) -> None:
         self.spec = spec
         self.objective = Objective.of(spec)
         self.out = out
         self.interrupts = 0
+        self.on_record = on_record  # as Loop's: after each record, a reason to stop or None
+        self.halt: str | None = None
 
     def run(self) -> RunResult:
         from metaexp.remote import connect, warm_workers
@@ -145,7 +147,7 @@ class _Driver:
                 reason = self._stop_reason()  # again each time: an invalid proposal frees its slot
                 if reason is None:
                     self._fill()
-                elif self.loop.interrupts:
+                elif self.loop.interrupts or self.loop.halt:
                     self.ready.clear()  # proposals not yet started: they are proposed again on resume
                 else:
                     self._submit_ready()  # counted against the budget already: they run
@@ -181,6 +183,8 @@ class _Driver:
     def _stop_reason(self) -> str | None:
         if self.loop.interrupts:
             return "stopped by Ctrl-C"
+        if self.loop.halt:
+            return self.loop.halt
         # every slot in flight may still become an evaluation: count them all against the budget
         return budget_stop(self.spec, self.loop.objective, self.tally, in_flight=self._in_flight())
 
@@ -386,6 +390,8 @@ class _Driver:
         self.tally.add(rec)
         self._remember(rec)
         self.progress.recorded(rec)
+        if self.loop.on_record is not None:
+            self.loop.halt = self.loop.on_record(rec, self.tally) or self.loop.halt
 
     def _moves(self, rec: ExperimentRecord) -> dict[str, str]:
         """Branches this record moves: the global best, and an island's best individual."""

@@ -82,6 +82,9 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
     return None
 
 
+OnRecord = Callable[[ExperimentRecord, Tally], str | None]  # see Loop: returns a reason to stop
+
+
 @dataclass(frozen=True)
 class RunResult:
     stop_reason: str
@@ -91,11 +94,13 @@ class RunResult:
 
 
 class Loop:
-    def __init__(self, spec: Spec, out: TextIO = sys.stderr) -> None:
+    def __init__(self, spec: Spec, out: TextIO = sys.stderr, on_record: OnRecord | None = None) -> None:
         self.spec = spec
         self.objective = Objective.of(spec)
         self.out = out
         self._interrupts = 0
+        self.on_record = on_record  # after each record: a reason to stop (an outer study's pruner), or None
+        self.halt: str | None = None
 
     def run(self) -> RunResult:
         ws = Workspace(self.spec.root, self.spec.tag)
@@ -184,6 +189,8 @@ class _Session:
     def _stop_reason(self) -> str | None:
         if self.loop._interrupts:
             return "stopped by Ctrl-C"
+        if self.loop.halt:
+            return self.loop.halt
         return budget_stop(self.spec, self.objective, self.tally)
 
     # --- one experiment
@@ -306,6 +313,8 @@ class _Session:
         if status.accepted and commit:
             self.state = LineageState(commit, {**self.state.files, **cand.files}, outcome.metrics, value)
         self.progress.recorded(rec)
+        if self.loop.on_record is not None:
+            self.loop.halt = self.loop.on_record(rec, self.tally) or self.loop.halt
 
 
 def _message(n: int, cand: Candidate) -> str:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from metaexp.errors import SpecError
+from metaexp.meta.spec import MetaSpec
 from metaexp.objectives import ObjectiveModeSpec
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -243,6 +244,7 @@ class Spec(_Strict):
     noise: NoiseSpec = NoiseSpec()
     storage: str | None = None
     seed: int = 0
+    meta: MetaSpec | None = Field(None, description="metaexp meta: the outer study over strategies")
     # Where the spec file lives; relative paths in it resolve from here.
     root: Path = Field(Path("."), exclude=True)
 
