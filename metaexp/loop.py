@@ -42,6 +42,7 @@ class Tally:
     counts: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
     max_call_cost_usd: float = 0.0  # the dearest single LLM call so far: the next one may cost as much
+    evaluations: int = 0  # harness runs: each repeat, incumbent run and hybrid tuning run counts
 
     def add(self, rec: ExperimentRecord) -> None:
         self.total += 1
@@ -53,6 +54,8 @@ class Tally:
         self.counts[str(rec.status)] = self.counts.get(str(rec.status), 0) + 1
         if rec.status.harness_ran:
             self.ran += 1
+            runs = len(rec.extra.get("runs", [])) + len(rec.extra.get("incumbent_runs", []))
+            self.evaluations += max(1, runs)
             self.invalid_streak = 0
             self.crash_streak = self.crash_streak + 1 if rec.status.failed else 0
         else:
@@ -68,6 +71,8 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
         return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
     if b.max_experiments is not None and t.ran + in_flight >= b.max_experiments:
         return f"max_experiments={b.max_experiments} reached"
+    if b.max_evaluations is not None and t.evaluations + in_flight >= b.max_evaluations:
+        return f"max_evaluations={b.max_evaluations} reached"
     if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
         return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
     if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
@@ -81,6 +86,8 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
         return f"target {b.target:g} reached"
     return None
 
+
+CONFIRM_BLOCK = 1_000_000  # seed blocks from here on: experiment n re-runs a winner on block + n
 
 OnRecord = Callable[[ExperimentRecord, Tally], str | None]  # see Loop: returns a reason to stop
 
@@ -127,6 +134,7 @@ class Loop:
             self.spec.storage,
             plan.space,
             self.objective.multi,
+            spec=self.spec,
         )
         records = ledger.open()
         try:
@@ -198,6 +206,7 @@ class _Session:
     def _experiment(self, n: int) -> None:
         t0 = self._mark  # recording the previous experiment counts too: the rows add up to the run's clock
         rng = experiment_rng(self.spec.seed, n)
+        tuned = None
         if n == 1:
             cand = Candidate(self.state.commit, {}, "baseline", "", self.operator.params_of(self.state.files))
             commit = self.state.commit
@@ -208,6 +217,8 @@ class _Session:
                 status = Status.REJECTED if isinstance(exc, RejectedProposal) else Status.INVALID
                 cand = Candidate(self.state.commit, {}, str(status), extra=exc.extra, usage=exc.usage)
                 return self._record(n, None, cand, status, Outcome(status, reason=str(exc)), t0)
+            tuned = self._tune(n, cand)  # hybrid: the tuned constants are what gets committed
+            cand = tuned[0] if tuned is not None else cand
             commit = self.ledger.commit(cand.parent, cand.files, _message(n, cand))
             reason = self._rejection(cand)
             if reason:
@@ -218,12 +229,14 @@ class _Session:
         files = {**self.state.files, **cand.files}
         measured = None
         try:
-            if self.repeater is None or n == 1:
+            if tuned is not None:
+                outcome = tuned[1]
+            elif self.repeater is None or n == 1:
                 outcome = self._run(n)(files, self.spec.seed, "")
             else:
                 block = self.tally.counts.get("keep", 0) + self.tally.counts.get("explore", 0)
                 measured = self.repeater.measure(
-                    self._run(n), files, self.state.commit, self.state.files, block
+                    self._run(n), files, self.state.commit, self.state.files, block, CONFIRM_BLOCK + n
                 )
                 outcome = measured.outcome
                 cand = replace(
@@ -233,6 +246,7 @@ class _Session:
                         "runs": measured.runs,
                         "incumbent_runs": measured.incumbent_runs,
                         "noise": measured.stats,
+                        **{k: v for k, v in measured.stats.items() if k == "confirmed"},
                     },
                 )
         except Interrupted:
@@ -240,7 +254,45 @@ class _Session:
         status, why = self._decide(n, outcome, rng, measured)
         if why and not outcome.reason:
             outcome = Outcome(outcome.status, outcome.metrics, outcome.harness_s, why, outcome.log_tail)
+        cascade = measured.cascade if measured is not None else outcome.cascade
+        if cascade:
+            cand = replace(cand, extra={**cand.extra, "cascade": cascade})
+        if self.spec.harness.validation is not None and self._new_best(status, outcome):
+            held_out = self._validate(n, files)
+            cand = replace(cand, extra={**cand.extra, "validation": held_out})
         self._record(n, commit, cand, status, outcome, t0)
+
+    def _new_best(self, status: Status, outcome: Outcome) -> bool:
+        value = self.objective.value(outcome.metrics) if not status.failed else None
+        best = self.tally.best.value if self.tally.best else None
+        return status.accepted and value is not None and self.objective.is_better(value, best)
+
+    def _validate(self, n: int, files: Mapping[str, bytes]) -> dict[str, object]:
+        """The held-out harness on a new best: its metrics, or why it gave none."""
+        from metaexp.harness import validate
+
+        assert self.ws.base_tree is not None
+        log = self.ws.out / "logs" / f"{n}.validation.log"
+        self.progress.note(f"#{n}: a new best; running the held-out validation harness")
+        try:
+            return validate(self.spec, self.ws.base_tree, n, files, log)
+        except Interrupted:
+            raise KeyboardInterrupt from None
+
+    def _tune(self, n: int, cand: Candidate) -> tuple[Candidate, Outcome] | None:
+        """A candidate that asks for tuning and may run, tuned through the same runs as repeats;
+        each run counts against budget.max_evaluations."""
+        if cand.tune is None or self._rejection(cand):
+            return None
+        from metaexp.tuning import tune
+
+        budget, cap = cand.tune.budget, self.spec.budget.max_evaluations
+        budget = budget if cap is None else max(1, min(budget, cap - self.tally.evaluations))
+        self.progress.running(n, cand.parent, f"tuning: {cand.description}")
+        try:
+            return tune(cand, self.state.files, self._run(n), self.objective, self.spec.seed, budget)
+        except Interrupted:
+            raise KeyboardInterrupt from None
 
     def _run(self, n: int) -> Callable[[Mapping[str, bytes], int, str], Outcome]:
         """One harness run of experiment n on a seed; run i > 0 logs to logs/<n>.<label>.log."""
@@ -249,7 +301,7 @@ class _Session:
 
         def run(files: Mapping[str, bytes], seed: int, label: str) -> Outcome:
             log = self.ws.out / "logs" / (f"{n}.log" if label in ("", "0") else f"{n}.{label}.log")
-            return evaluate(self.spec, base, n, files, log, seed=seed)
+            return evaluate(self.spec, base, n, files, log, seed=seed, cascade=label in ("", "0"))
 
         return run
 

@@ -36,6 +36,10 @@ class Plan:
     def check_candidate(self, parent: Mapping[str, bytes], changed: Mapping[str, bytes]) -> str:
         """Why a candidate may not run ("" if it may): the harness and non-target files are off limits."""
         spec = self.spec
+        frozen = sorted(p for p in changed if p in spec.frozen)
+        if frozen:
+            stage = spec.frozen[frozen[0]]
+            return f"changes file(s) frozen by the earlier pipeline stage {stage!r}: {', '.join(frozen)}"
         immutable = [p for p in changed if p in self.immutable or matches(p, spec.harness.immutable)]
         if immutable:
             return f"changes immutable harness file(s): {', '.join(sorted(immutable))}"

@@ -30,7 +30,8 @@ class Measured:
     reason: str
     runs: list[dict[str, Any]] = field(default_factory=list)
     incumbent_runs: list[dict[str, Any]] = field(default_factory=list)
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    cascade: list[dict[str, object]] = field(default_factory=list)
 
 
 class Repeater:
@@ -52,27 +53,78 @@ class Repeater:
         incumbent: str,
         incumbent_files: Mapping[str, bytes],
         block: int,
+        confirm_block: int | None = None,
     ) -> Measured:
-        schedule = SeedSchedule(self.spec.seed, block)
-        limit = self.cfg.max_runs if self.method == "sprt" else self.spec.noise.repeats
+        """Test the candidate against the incumbent on the seeds of `block`. With
+        `noise.reevaluate_elites`, a winner is tested again on the fresh seeds of
+        `confirm_block` and kept only if it wins there too (stats: `confirmed`)."""
         result = Measured(Outcome(None), False, "")
+        verdict = self._test(
+            run, files, incumbent, incumbent_files, SeedSchedule(self.spec.seed, block), result
+        )
+        if verdict is None:
+            return result
+        first = verdict
+        if verdict.better and self.spec.noise.reevaluate_elites and confirm_block is not None:
+            schedule = SeedSchedule(self.spec.seed, confirm_block)
+            verdict = self._test(run, files, incumbent, incumbent_files, schedule, result, confirm=True)
+            if verdict is None:
+                result.stats["confirmed"] = False
+                return result
+            result.stats["confirmed"] = verdict.better
+        result.outcome = _mean(result.runs, result.outcome)
+        result.better = verdict.better
+        result.reason = f"{verdict.reason} (n={verdict.n}, mean gain {verdict.mean:.4g} ± {verdict.std:.4g})"
+        if verdict is not first:
+            found = f"won on its first seeds (n={first.n}, mean gain {first.mean:.4g})"
+            held = "and held up on fresh seeds" if verdict.better else "but not on fresh seeds"
+            result.reason = f"{found} {held}: {result.reason}"
+        result.stats.update({"n": first.n, "mean_gain": first.mean, "std_gain": first.std})
+        if verdict is not first:
+            result.stats.update({"confirm_n": verdict.n, "confirm_mean_gain": verdict.mean})
+        return result
+
+    def _test(
+        self,
+        run: Run,
+        files: Mapping[str, bytes],
+        incumbent: str,
+        incumbent_files: Mapping[str, bytes],
+        schedule: SeedSchedule,
+        result: Measured,
+        confirm: bool = False,
+    ) -> Verdict | None:
+        """One sequential (or fixed-K) paired test; None when a run failed (`result` says why)."""
+        limit = self.cfg.max_runs if self.method == "sprt" else self.spec.noise.repeats
         gains: list[float] = []
         verdict: Verdict | None = None
+        prefix = "confirm-" if confirm else ""
+        offset = len(result.runs)
         for i in range(limit):
             seed = schedule.seed(i)
-            out = run(files, seed, str(i))
-            result.runs.append({"seed": seed, "metrics": out.metrics, "harness_s": round(out.harness_s, 4)})
+            out = run(files, seed, f"{prefix}{i}" if confirm else str(i))
+            entry: dict[str, Any] = {
+                "seed": seed,
+                "metrics": out.metrics,
+                "harness_s": round(out.harness_s, 4),
+            }
+            if confirm:
+                entry["confirm"] = True
+            result.runs.append(entry)
+            if offset == 0 and i == 0 and out.cascade:
+                result.cascade = out.cascade
             if out.status is not None:
                 result.outcome = _total(out, result.runs)
                 result.reason = out.reason
-                return result
-            base = self._incumbent(run, incumbent, incumbent_files, seed, i, result)
+                return None
+            base = self._incumbent(run, incumbent, incumbent_files, seed, f"{prefix}{i}", result)
             if base is None:
                 result.outcome, result.reason = (
                     _mean(result.runs, out),
                     f"the incumbent failed on seed {seed}",
                 )
-                return result
+                return None
+            result.outcome = out
             gains.append(self.objective.gain(self.objective.value(out.metrics) or 0.0, base))
             verdict = sprt(gains, self.cfg) if self.method == "sprt" else None
             if self.method == "batched" and i + 1 == limit:
@@ -80,14 +132,10 @@ class Repeater:
             if verdict is not None and verdict.decided:
                 break
         assert verdict is not None
-        result.outcome = _mean(result.runs, out)
-        result.better = verdict.better
-        result.reason = f"{verdict.reason} (n={verdict.n}, mean gain {verdict.mean:.4g} ± {verdict.std:.4g})"
-        result.stats = {"n": verdict.n, "mean_gain": verdict.mean, "std_gain": verdict.std}
-        return result
+        return verdict
 
     def _incumbent(
-        self, run: Run, commit: str, files: Mapping[str, bytes], seed: int, i: int, result: Measured
+        self, run: Run, commit: str, files: Mapping[str, bytes], seed: int, i: str, result: Measured
     ) -> float | None:
         cached = self.cache.get(commit, seed)
         if cached is not None:

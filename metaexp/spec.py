@@ -20,41 +20,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class HarnessSpec(_Strict):
-    command: str | list[str] = Field(
-        description="shlex string or argv list; runs in the candidate tree's root"
-    )
-    immutable: list[str] = Field(
-        default_factory=list, description="paths/globs hashed at start; a change refuses the candidate"
-    )
-    time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
-    timeout_s: float = Field(
-        60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started"
-    )
-    grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
-    memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
-    pass_env: list[str] = Field(
-        default_factory=list, description="variables passed although they look secret"
-    )
-    strip_env: list[str] = Field(default_factory=list, description="more variable names to remove")
-    env: dict[str, str] = Field(default_factory=dict, description="extra variables for the harness")
-
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
-        if not argv_of(value):
-            raise ValueError("must name a program, e.g. 'python evaluate.py'")
-        return value
-
-    @property
-    def argv(self) -> list[str]:
-        return argv_of(self.command)
-
-
-def argv_of(command: str | list[str]) -> list[str]:
-    return shlex.split(command) if isinstance(command, str) else list(command)
-
-
 class MetricSpec(_Strict):
     direction: Literal["minimize", "maximize"] = "minimize"
     pattern: str | None = Field(
@@ -77,6 +42,97 @@ class MetricSpec(_Strict):
         return value
 
 
+class _Command(_Strict):
+    command: str | list[str]
+    timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _names_a_program(cls, value: str | list[str]) -> str | list[str]:
+        if not argv_of(value):
+            raise ValueError("must name a program, e.g. 'python evaluate.py --quick'")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        return argv_of(self.command)
+
+
+class CascadeStageSpec(_Command):
+    """A cheap check before the full harness (OpenEvolve's cascade, seed 004's proxy metric).
+
+    Without `metric` the stage passes when its command exits 0; with it, the metric (read
+    like the run's metrics) must also be within `min`/`max`.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    metric: str | None = Field(None, description="printed as 'NAME: value' (or a declared metric's pattern)")
+    min: float | None = None
+    max: float | None = None
+    timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _threshold_needs_metric(self) -> CascadeStageSpec:
+        if (self.min is not None or self.max is not None) and not self.metric:
+            raise ValueError(f"cascade stage {self.name!r}: min/max need `metric`")
+        if self.metric and self.min is None and self.max is None:
+            raise ValueError(f"cascade stage {self.name!r}: a metric needs a threshold (min: or max:)")
+        return self
+
+
+class ValidationSpec(_Command):
+    """A held-out harness (against overfitting the eval): run on each new best, never decides."""
+
+    metrics: dict[str, MetricSpec] | list[str] = Field(min_length=1)
+
+    @property
+    def metric_specs(self) -> dict[str, MetricSpec]:
+        if isinstance(self.metrics, list):
+            return {name: MetricSpec() for name in self.metrics}
+        return dict(self.metrics)
+
+
+class HarnessSpec(_Strict):
+    command: str | list[str] = Field(
+        description="shlex string or argv list; runs in the candidate tree's root"
+    )
+    immutable: list[str] = Field(
+        default_factory=list, description="paths/globs hashed at start; a change refuses the candidate"
+    )
+    time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
+    timeout_s: float = Field(
+        60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started"
+    )
+    grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
+    memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
+    pass_env: list[str] = Field(
+        default_factory=list, description="variables passed although they look secret"
+    )
+    strip_env: list[str] = Field(default_factory=list, description="more variable names to remove")
+    env: dict[str, str] = Field(default_factory=dict, description="extra variables for the harness")
+    cascade: list[CascadeStageSpec] = Field(
+        default_factory=list, description="cheap stages run first; a candidate failing one skips the rest"
+    )
+    validation: ValidationSpec | None = Field(
+        None, description="a held-out harness run on every new best (its metrics go into the row)"
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if not argv_of(value):
+            raise ValueError("must name a program, e.g. 'python evaluate.py'")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        return argv_of(self.command)
+
+
+def argv_of(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
 ObjectiveSpec = ObjectiveModeSpec  # every dual/multi-metric mode: see objectives.py
 
 
@@ -93,6 +149,19 @@ class NoiseSpec(_Strict):
     seeds: Literal["paired"] = "paired"  # candidate and incumbent run on the same METAEXP_SEED values
     repeats: int = Field(5, ge=1, description="batched: runs per candidate")
     sprt: SPRTSpec = SPRTSpec()
+    reevaluate_elites: bool = Field(
+        False,
+        description="a change that wins is re-run on fresh seeds before it is kept; one that "
+        "does not hold up is recorded confirmed: false and dropped",
+    )
+
+    @model_validator(mode="after")
+    def _elites_need_repeats(self) -> NoiseSpec:
+        if self.reevaluate_elites and self.method == "none":
+            raise ValueError(
+                "noise.reevaluate_elites re-runs a winner's test: it needs method sprt or batched"
+            )
+        return self
 
 
 class PricesSpec(_Strict):
@@ -101,8 +170,28 @@ class PricesSpec(_Strict):
     cached_input_per_mtok: float | None = Field(None, ge=0, description="default: as input")
 
 
+class TuneSpec(_Strict):
+    """hybrid: how an LLM candidate's numeric constants are tuned before it is judged."""
+
+    sampler: Literal["tpe", "cmaes", "random", "gp"] = "cmaes"
+    budget: int = Field(8, ge=0, description="evaluations per candidate, its own values first; 0: none")
+
+
+class ScheduleSpec(_Strict):
+    """hybrid: the share of proposals from each arm, drawn per proposal."""
+
+    llm: float = Field(0.3, ge=0, description="an LLM edit (llm: null: a bold restart), then tuning")
+    params: float = Field(0.7, ge=0, description="one numeric step of Optuna over the constants")
+
+    @model_validator(mode="after")
+    def _some_share(self) -> ScheduleSpec:
+        if self.llm + self.params <= 0:
+            raise ValueError("schedule: llm and params shares must sum to more than 0")
+        return self
+
+
 class OperatorSpec(_Strict):
-    kind: Literal["params", "perturb", "llm"] = "perturb"
+    kind: Literal["params", "perturb", "llm", "hybrid"] = "perturb"
     space: str | None = Field(None, description="search space YAML; params: required")
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
     style: str | dict[str, float] = Field("conservative", description="a style name or {name: weight}")
@@ -124,6 +213,25 @@ class OperatorSpec(_Strict):
     replay: str | None = Field(None, description="llm: answer from this recording (llm.jsonl) instead")
     replay_key: Literal["request", "state"] = "request"
     replay_miss: Literal["error", "live"] = "error"
+    # --- hybrid
+    llm: OperatorSpec | None = Field(None, description="hybrid: the llm operator's settings; null: offline")
+    tune: TuneSpec = TuneSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hybrid_llm(cls, data: Any) -> Any:
+        """hybrid's `llm:` block is an llm operator; its key variable is the one the harness never sees."""
+        hybrid = isinstance(data, dict) and data.get("kind") == "hybrid"
+        if not hybrid or not isinstance(data.get("llm"), dict):
+            return data
+        if data["llm"].get("kind", "llm") != "llm":
+            raise ValueError("operator.llm holds the llm operator's settings: leave `kind` out of it")
+        llm = {**data["llm"], "kind": "llm"}
+        data = {**data, "llm": llm}
+        if "api_key_env" in llm:
+            data.setdefault("api_key_env", llm["api_key_env"])
+        return data
 
     @model_validator(mode="after")
     def _kind_needs(self) -> OperatorSpec:
@@ -131,6 +239,10 @@ class OperatorSpec(_Strict):
             raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
         if self.kind == "llm" and not self.model:
             raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini)")
+        if self.llm is not None and (self.kind != "hybrid" or self.llm.kind != "llm"):
+            raise ValueError("operator.llm is a block of llm settings for operator.kind hybrid only")
+        if self.llm is not None and self.llm.api_key_env != self.api_key_env:
+            raise ValueError("operator.api_key_env and operator.llm.api_key_env differ: set it once, in llm")
         weights = self.style.values() if isinstance(self.style, dict) else [1.0]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("a style mix needs non-negative weights that sum to more than 0")
@@ -228,6 +340,26 @@ class BudgetSpec(_Strict):
     max_invalid_streak: int | None = Field(10, ge=1)
     target: float | None = Field(None, description="stop once the best reaches this value")
     max_cost_usd: float | None = Field(None, gt=0, description="llm: stop before a call that would pass it")
+    max_evaluations: int | None = Field(
+        None, ge=1, description="harness runs in all, repeats and hybrid tuning runs included"
+    )
+
+
+class StageSpec(_Strict):
+    """One stage of a pipeline: its own target and objective, from the previous stage's best."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    target: list[str] = Field(min_length=1)
+    objective: ObjectiveSpec | None = None
+    budget: BudgetSpec | None = None
+    metrics: dict[str, MetricSpec] | None = None
+    harness: HarnessSpec | None = None
+    operator: OperatorSpec | None = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class Spec(_Strict):
@@ -245,6 +377,12 @@ class Spec(_Strict):
     storage: str | None = None
     seed: int = 0
     meta: MetaSpec | None = Field(None, description="metaexp meta: the outer study over strategies")
+    pipeline: list[StageSpec] | None = Field(
+        None, description="stages run in order, each from the previous stage's best, earlier targets frozen"
+    )
+    frozen: dict[str, str] = Field(
+        default_factory=dict, description="set by a pipeline: file -> the earlier stage that owns it"
+    )
     # Where the spec file lives; relative paths in it resolve from here.
     root: Path = Field(Path("."), exclude=True)
 
@@ -252,6 +390,21 @@ class Spec(_Strict):
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pipeline_defaults(cls, data: Any) -> Any:
+        """A pipeline needs no top-level target or objective: all stages' targets, the first's objective."""
+        stages = data.get("pipeline") if isinstance(data, dict) else None
+        if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages) or not stages:
+            return data
+        data = dict(data)
+        if "target" not in data:
+            targets = [st.get("target") for st in stages]
+            data["target"] = [t for ts in targets for t in ([ts] if isinstance(ts, str) else ts or [])]
+        if "objective" not in data and stages[0].get("objective") is not None:
+            data["objective"] = stages[0]["objective"]
+        return data
 
     @model_validator(mode="after")
     def _objective_names_metrics(self) -> Spec:
@@ -262,7 +415,31 @@ class Spec(_Strict):
             raise ValueError("noise.method: repeats run in single-lineage, single-value runs for now")
         if self.objective.mode == "pareto" and self.strategy.is_population:
             raise ValueError("objective.mode pareto runs as a single lineage for now (populations: coming)")
+        if self.pipeline:
+            self._check_pipeline(self.pipeline)
         return self
+
+    def _check_pipeline(self, stages: list[StageSpec]) -> None:
+        names = [stage.name for stage in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline: stage names must differ, got {names}")
+        owner: dict[str, str] = {}
+        for i, stage in enumerate(stages):
+            again = [t for t in stage.target if t in owner]
+            if again:
+                raise ValueError(
+                    f"pipeline.{i} ({stage.name}): target {again} belongs to stage {owner[again[0]]!r}, "
+                    "which is frozen by then"
+                )
+            try:
+                stage_spec(self, i, self.start)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or '(stage)'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+                raise ValueError(f"pipeline.{i} ({stage.name}): {problems}") from None
+            owner.update({t: stage.name for t in stage.target})
 
     @property
     def direction(self) -> str:
@@ -274,6 +451,25 @@ class Spec(_Strict):
     @property
     def directions(self) -> dict[str, str]:
         return {name: metric.direction for name, metric in self.metrics.items()}
+
+
+def stage_spec(spec: Spec, i: int, start: str) -> Spec:
+    """The run of pipeline stage i: tag <tag>-<name>, from `start`, earlier stages' targets frozen."""
+    assert spec.pipeline is not None
+    stage = spec.pipeline[i]
+    data = spec.model_dump(exclude={"pipeline", "frozen"})
+    data.update({"tag": f"{spec.tag}-{stage.name}", "start": start, "target": stage.target})
+    for key in ("objective", "budget", "metrics", "harness", "operator"):
+        override = getattr(stage, key)
+        if override is not None:
+            data[key] = (
+                override.model_dump()
+                if key != "metrics"
+                else {k: m.model_dump() for k, m in override.items()}
+            )
+    data["frozen"] = {t: earlier.name for earlier in spec.pipeline[:i] for t in earlier.target}
+    data["root"] = spec.root
+    return Spec.model_validate(data)
 
 
 def load_spec(path: str | Path) -> Spec:

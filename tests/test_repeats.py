@@ -70,3 +70,44 @@ def test_noise_in_a_population_is_refused_for_now(project: Project) -> None:
 
     with pytest.raises(SpecError, match="repeats run in single-lineage"):
         load_spec(project.spec(noise={"method": "sprt"}, strategy={"islands": 2}))
+
+
+LUCKY = NOISY.replace(
+    "print('loss:', true + noise)\n",
+    "seed = int(os.environ['METAEXP_SEED'])\n"
+    "lucky = 6.0 if seed < 10**9 and vals['WIDTH'] < 7 else 0.0  # a gain only the first seeds show\n"
+    "print('loss:', true + noise - lucky)\n",
+)
+
+
+def test_reevaluated_elites_that_do_not_hold_up_are_dropped(project: Project) -> None:
+    project.write("noisy.py", LUCKY)
+    noise = {
+        "method": "sprt",
+        "reevaluate_elites": True,
+        "sprt": {"delta": 0.3, "min_runs": 3, "max_runs": 8},
+    }
+    project.run(harness=HARNESS, noise=noise, budget={"max_experiments": 12})
+    records = project.assert_consistent()
+    confirmed = [r for r in records if "confirmed" in r.extra]
+    assert confirmed
+    for rec in confirmed:
+        fresh = [run for run in rec.extra["runs"] if run.get("confirm")]
+        assert fresh and all(run["seed"] >= 10**9 for run in fresh)
+        assert all(run["seed"] < 10**9 for run in rec.extra["runs"] if not run.get("confirm"))
+        assert (rec.status is Status.KEEP) == rec.extra["confirmed"]
+        if not rec.extra["confirmed"]:
+            assert "but not on fresh seeds" in rec.reason
+    dropped = [r for r in confirmed if not r.extra["confirmed"]]
+    assert dropped and all(r.params["WIDTH"] < 7 for r in dropped)
+    kept = [r for r in records[1:] if r.status is Status.KEEP]
+    assert all(r.extra.get("confirmed") is True for r in kept)
+    _incumbent_seeds_once(records)
+
+
+def test_reevaluate_elites_needs_repeats(project: Project) -> None:
+    from metaexp.errors import SpecError
+    from metaexp.spec import load_spec
+
+    with pytest.raises(SpecError, match="needs method sprt or batched"):
+        load_spec(project.spec(noise={"reevaluate_elites": True}))

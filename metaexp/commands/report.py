@@ -7,7 +7,14 @@ import json
 
 from metaexp.archive import plot_archive
 from metaexp.records import read_records
-from metaexp.report import format_population, format_summary, plot_progress, summarize
+from metaexp.report import (
+    format_population,
+    format_summary,
+    format_validation,
+    plot_progress,
+    plot_validation,
+    summarize,
+)
 from metaexp.spec import load_spec
 from metaexp.workspace import Workspace
 
@@ -22,6 +29,13 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     ws = Workspace(spec.root, spec.tag)
     records = read_records(ws.out / "experiments.jsonl")
+    from metaexp.meta.report import meta_dir, meta_report
+
+    if meta_dir(spec) is not None:  # `metaexp meta` ran for this spec: its outer study first
+        print(meta_report(spec, args.output))
+        if not records:
+            return 0
+        print()
     metric = spec.objective.primary
     summary = summarize(records, spec.direction, metric)
     print(format_summary(summary, metric))
@@ -41,4 +55,8 @@ def run(args: argparse.Namespace) -> int:
             title=f"metaexp {spec.tag}: {len(records)} experiments",
         )
         print(f"\nwrote {path}")
+        held_out = format_validation(records, metric)
+        if held_out:
+            print("\n" + held_out)
+            print(f"wrote {plot_validation(records, metric, ws.out / 'validation.png')}")
     return 0

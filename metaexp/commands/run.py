@@ -15,7 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    if spec.strategy.is_population:
+    if spec.pipeline:
+        from metaexp.pipeline import run_pipeline
+
+        result = run_pipeline(spec)
+    elif spec.strategy.is_population:
         from metaexp.islands import PopulationLoop
 
         result = PopulationLoop(spec).run()

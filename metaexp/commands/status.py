@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from metaexp.records import read_records
-from metaexp.spec import load_spec
+from metaexp.spec import Spec, load_spec
 from metaexp.workspace import Workspace
 
 
@@ -17,6 +17,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    if spec.pipeline:
+        from metaexp.pipeline import stages
+
+        for i, stage in enumerate(stages(spec)):
+            print(f"{'' if i == 0 else chr(10)}== stage {i + 1}: {stage.tag}")
+            _status(stage, args)
+        return 0
+    return _status(spec, args)
+
+
+def _status(spec: Spec, args: argparse.Namespace) -> int:
     ws = Workspace(spec.root, spec.tag)
     records = read_records(ws.out / "experiments.jsonl")
     if not records:
