@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     shutil.copytree(
         source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".metaexp")
     )
-    spec = yaml.safe_load((dest / "metaexp.yaml").read_text())
-    space = (spec.get("operator") or {}).get("space")
-    if space:  # make the project self-contained: its search space travels with it
+    for space in _spaces(dest):  # make the project self-contained: its search spaces travel with it
         target = dest / space
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(data_dir("search_spaces") / Path(space).name, target)
@@ -58,6 +56,18 @@ def run(args: argparse.Namespace) -> int:
         f"  cd {dest}\n  metaexp validate metaexp.yaml\n  metaexp run metaexp.yaml"
     )
     return 0
+
+
+def _spaces(dest: Path) -> set[str]:
+    """The operator.space of every spec in the example (the landscapes example has several)."""
+    spaces = set()
+    for path in dest.glob("*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and "harness" in data and isinstance(data.get("operator"), dict):
+            space = data["operator"].get("space")
+            if space and not (dest / space).exists():
+                spaces.add(str(space))
+    return spaces
 
 
 def _git(cwd: Path, *args: str) -> None:
