@@ -9,7 +9,18 @@ from collections.abc import Sequence
 from metaexp import __version__
 from metaexp.errors import MetaexpError
 
-COMMANDS = ("init", "validate", "schema", "run", "status", "show", "report", "merge", "judges")
+COMMANDS = (
+    "init",
+    "validate",
+    "schema",
+    "run",
+    "status",
+    "show",
+    "report",
+    "merge",
+    "judges",
+    "study",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
