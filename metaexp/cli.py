@@ -19,6 +19,7 @@ COMMANDS = (
     "report",
     "merge",
     "judges",
+    "meta",
     "study",
 )
 

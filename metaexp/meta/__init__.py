@@ -3,7 +3,7 @@
 spec.py      the spec's `meta:` block (outer objectives, pruner, repeats, parallel)
 space.py     the strategy space: Optuna distributions over dotted keys of the spec
 trial.py     one outer trial: the sampled inner spec(s), run with a pruning hook
-study.py     the outer study: ask, run (inline or as Ray tasks), tell, resume
+outer.py     the outer study: ask, run (inline or as Ray tasks), tell, resume
 report.py    `metaexp report` for a meta study
 
 Kept free of imports so that spec.py can import the `meta:` block cheaply.
