@@ -20,6 +20,7 @@ COMMANDS = (
     "merge",
     "judges",
     "meta",
+    "dashboard",
     "study",
 )
 

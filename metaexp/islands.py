@@ -74,6 +74,7 @@ class PopulationLoop:
                 self.spec.storage,
                 plan.space,
                 self.objective.multi,
+                spec=self.spec,
             )
             records = ledger.open(lambda recs: population_refs(self.spec, recs, self.spec.tag))
             connect(self.spec.ray)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from metaexp.objectives import MultiObjective
     from metaexp.space import Space
+    from metaexp.spec import Spec
     from metaexp.workspace import Workspace
 
 
@@ -68,6 +70,7 @@ class Ledger:
         storage: str | None,
         space: Space | None = None,
         multi: MultiObjective | None = None,
+        spec: Spec | None = None,
     ) -> None:
         self.ws = workspace
         self.metrics = metrics
@@ -75,6 +78,7 @@ class Ledger:
         self.storage_url = storage
         self.space = space or {}
         self.multi = multi  # the spec's objective mode: trial values (several for pareto), constraints
+        self.spec = spec  # shown with the study (a user attr and a dashboard note), so runs compare
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
@@ -179,11 +183,19 @@ class Ledger:
 
     # --- formats
 
+    def _held_out(self) -> list[str]:
+        """The validation harness's metrics: columns `val:<name>` after the run's own."""
+        held_out = self.spec.harness.validation if self.spec is not None else None
+        return list(held_out.metric_specs) if held_out is not None else []
+
     def _tsv_header(self) -> str:
-        return "\t".join(["commit", *self.metrics, "status", "description"]) + "\n"
+        held_out = [f"val:{m}" for m in self._held_out()]
+        return "\t".join(["commit", *self.metrics, *held_out, "status", "description"]) + "\n"
 
     def _tsv_row(self, rec: ExperimentRecord) -> str:
         values = [f"{rec.metrics[m]:.6f}" if m in rec.metrics else "" for m in self.metrics]
+        validated = rec.extra.get("validation", {}).get("metrics", {})
+        values += [f"{validated[m]:.6f}" if m in validated else "" for m in self._held_out()]
         text = " ".join(rec.description.split())  # no tabs or newlines inside a cell
         return "\t".join([(rec.commit or "-")[:7], *values, str(rec.status), text]) + "\n"
 
@@ -192,9 +204,17 @@ class Ledger:
         if self._study is None:
             directions = self.multi.directions() if self.multi is not None else [self.direction]
             self._study = open_study(self.storage_url, self.ws.root, self.ws.tag, directions)
-            if self.multi is not None and self.multi.spec.mode == "pareto":
-                self._study.set_metric_names(list(self.multi._compared))
+            describe_study(self._study, self._metric_names(), self.spec)
         return self._study
+
+    def _metric_names(self) -> list[str]:
+        """What the trial values are: every compared metric (pareto), the weighted score, or the primary."""
+        if self.multi is not None:
+            mode = self.multi.spec.mode
+            if mode == "pareto":
+                return list(self.multi._compared)
+            return ["weighted_score" if mode == "weighted" else self.multi.spec.primary]
+        return [self.spec.objective.primary if self.spec is not None else self.metrics[0]]
 
     def _trial(self, rec: ExperimentRecord) -> optuna.trial.FrozenTrial:
         from optuna.trial import TrialState, create_trial
@@ -209,7 +229,10 @@ class Ledger:
             "operator": rec.operator,
             "style": rec.style,
             "harness_s": round(rec.harness_s, 3),
+            "island": rec.island,
+            "cost_usd": float(rec.usage.get("cost_usd", 0.0)),
             **{f"metric:{k}": v for k, v in rec.metrics.items()},
+            **{f"validation:{k}": v for k, v in rec.extra.get("validation", {}).get("metrics", {}).items()},
         }
         if rec.reason:
             attrs["reason"] = rec.reason[:500]
@@ -247,6 +270,38 @@ def open_study(storage: str | None, root: Path, tag: str, direction: str | list[
     )
 
 
+def describe_study(study: optuna.Study, metric_names: list[str], spec: Spec | None) -> None:
+    """Metric names, and the spec as declared (presets resolved, defaults left out: what tells runs
+    apart) as the study's user attr `spec` and, when optuna-dashboard is installed, as its note.
+    Written only when missing or changed: a resumed run adds nothing to the storage, and a note
+    edited in the dashboard stays until the spec changes."""
+    if study.metric_names != metric_names:
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(metric_names)
+    if spec is None:
+        return
+    data = json.loads(spec.model_dump_json(exclude_unset=True))
+    if data.get("storage"):
+        data["storage"] = masked(data["storage"])  # the study is shown to whoever reads the storage
+    changed = study.user_attrs.get("spec") != data
+    if changed:
+        study.set_user_attr("spec", data)
+    try:
+        from optuna_dashboard import get_note, save_note
+    except ImportError:  # the ledger works without the dashboard
+        return
+    if changed or not get_note(study):
+        import yaml
+
+        spec_yaml = yaml.safe_dump(data, sort_keys=False)
+        save_note(study, f"## metaexp run `{spec.tag}`\n\n```yaml\n{spec_yaml}```\n")
+
+
 def make_storage(url: str | None, root: Path) -> Any:
     """None: the repository's journal file. A path: a journal file. Else any Optuna storage URL."""
     import optuna
@@ -258,6 +313,11 @@ def make_storage(url: str | None, root: Path) -> Any:
     path = path if path.is_absolute() else root / path
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def masked(url: str) -> str:
+    """A storage URL with its password replaced by ***, for printing and for the study's note."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def _crashpoint(name: str, n: int) -> None:
@@ -272,8 +332,10 @@ __all__ = [
     "LedgerError",
     "Lineage",
     "Status",
+    "describe_study",
     "lineage_of",
     "make_storage",
+    "masked",
     "open_study",
     "single_lineage_refs",
 ]

@@ -1,0 +1,219 @@
+"""metaexp dashboard: optuna-dashboard on a finished run's real journal, checked over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LANDSCAPE, ROOT, Project, git
+
+from metaexp.ledger import open_study
+from metaexp.records import ExperimentRecord
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def new_project(root: Path) -> Project:
+    """conftest's make_project, for a module-scoped run."""
+    root.mkdir()
+    for name in ("params.py", "evaluate.py"):
+        shutil.copy(LANDSCAPE / name, root / name)
+    shutil.copy(ROOT / "search_spaces" / "landscape.yaml", root / "space.yaml")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    return Project(root)
+
+
+def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+    """`metaexp dashboard ARGS --port 0`; returns the process, the base URL it printed and its output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metaexp", "dashboard", *args, "--host", "127.0.0.1", "--port", "0"],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    printed = ""
+    while "listening at" not in printed:  # a hang is caught by the test's timeout
+        line = proc.stdout.readline()
+        if not line:
+            break
+        printed += line
+    match = re.search(r"listening at (http://\S+/dashboard)", printed)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"the dashboard did not start:\n{printed}{proc.stdout.read()}")
+    return proc, match.group(1), printed
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.load(resp)
+
+
+@dataclass
+class Served:
+    project: Project
+    base: str  # http://127.0.0.1:PORT/dashboard
+    api: str  # http://127.0.0.1:PORT/api
+    printed: str
+    records: dict[str, list[ExperimentRecord]]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Two finished runs in one repository (one journal), and the dashboard on it."""
+    project = new_project(tmp_path_factory.mktemp("dash") / "repo")
+    project.run(budget={"max_experiments": 6})
+    project.run(tag="bold", operator={"style": "bold"}, budget={"max_experiments": 5})
+    project.spec()  # metaexp.yaml is the first run's spec again: the dashboard finds it in the cwd
+    records = {tag: project.records(tag) for tag in ("landscape", "bold")}
+    proc, base, printed = start_dashboard(project.root)
+    try:
+        yield Served(project, base, base.removesuffix("/dashboard") + "/api", printed, records)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def study_ids(served: Served) -> dict[str, int]:
+    return {s["study_name"]: s["study_id"] for s in get_json(f"{served.api}/studies")["study_summaries"]}
+
+
+def test_the_api_lists_each_runs_study_with_its_trials_attrs_and_note(served: Served) -> None:
+    ids = study_ids(served)
+    assert set(ids) == {"landscape", "bold"}
+    assert f"landscape: 6 trials  {served.base}/studies/{ids['landscape']}" in served.printed
+    assert "compare-studies?ids=" in served.printed
+    for tag, records in served.records.items():
+        study = get_json(f"{served.api}/studies/{ids[tag]}")
+        assert study["objective_names"] == ["loss"]
+        trials = study["trials"]
+        assert len(trials) == len(records)
+        for trial in trials:
+            attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+            rec = records[int(attrs["experiment"]) - 1]
+            assert attrs["commit"] == rec.commit and attrs["status"] == str(rec.status)
+            assert attrs["description"] == rec.description
+            assert (attrs["island"], attrs["cost_usd"]) == ("0", "0.0")
+            assert trial["values"] == [rec.value]
+        note = study["note"]["body"]
+        assert note.startswith(f"## metaexp run `{tag}`") and "max_experiments:" in note
+        spec = json.loads({a["key"]: a["value"] for a in study["user_attrs"]}["spec"])
+        assert spec["tag"] == tag and spec["strategy"]["name"] == "hill_climb"
+    bold = json.loads(
+        {a["key"]: a["value"] for a in get_json(f"{served.api}/studies/{ids['bold']}")["user_attrs"]}["spec"]
+    )
+    assert bold["operator"]["style"] == "bold"  # what tells the two runs apart
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed: CI must run the browser test (.ci/services installs it)")
+    pytest.skip("chromium is not installed: the browser test needs it (apt-get install chromium)")
+
+
+def rendered_text(url: str, profile: Path, wanted: list[str]) -> str:
+    """The page's text after its scripts ran in headless Chromium (a longer budget when slow)."""
+    text = ""
+    for budget_ms in (10_000, 30_000):
+        proc = subprocess.run(
+            [
+                chromium(),
+                "--headless",
+                "--no-sandbox",  # we may be root (CI containers)
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        body = re.sub(r"<(style|script)\b.*?</\1>", " ", proc.stdout, flags=re.S)
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+        if all(w in text for w in wanted):
+            break
+    return text
+
+
+def test_the_study_page_renders_the_trials_in_chromium(served: Served, tmp_path: Path) -> None:
+    study_id = study_ids(served)["landscape"]
+    records = served.records["landscape"]
+    wanted = [f"Trial {n}" for n in range(len(records))] + [records[0].commit or ""]
+    text = rendered_text(f"{served.base}/studies/{study_id}/trials", tmp_path / "profile", wanted)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, f"not on the rendered trials page: {missing}\n{text[:2000]}"
+    assert "landscape" in text and "baseline" in text
+
+
+def test_the_compare_page_shows_both_runs_in_chromium(served: Served, tmp_path: Path) -> None:
+    ids = study_ids(served)
+    url = f"{served.base}/compare-studies?ids={ids['landscape']},{ids['bold']}"
+    wanted = ["loss of landscape", "loss of bold"]  # the history plot's legend: both runs' trials drawn
+    text = rendered_text(url, tmp_path / "profile", wanted)
+    assert all(w in text for w in wanted), text[:2000]
+
+
+def test_ctrl_c_stops_the_dashboard_cleanly(served: Served) -> None:
+    proc, base, _ = start_dashboard(served.project.root, "metaexp.yaml")
+    get_json(base.removesuffix("/dashboard") + "/api/studies")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "dashboard stopped" in out and "Traceback" not in out
+
+
+def test_a_busy_port_and_a_missing_spec_are_clear_errors(served: Served, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = served.project.cli("dashboard", "--port", str(port), check=False)
+    assert proc.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in proc.stderr
+    empty = Project(tmp_path)
+    proc = empty.cli("dashboard", check=False)
+    assert proc.returncode == 1 and "no spec given and no metaexp.yaml in" in proc.stderr
+    proc = empty.cli("dashboard", "--storage", "nothing.journal", check=False)
+    assert proc.returncode == 1 and "no Optuna journal at" in proc.stderr
+
+
+def test_the_note_follows_the_spec_and_a_resume_adds_nothing(project: Project) -> None:
+    from optuna_dashboard import get_note
+
+    project.run(budget={"max_experiments": 3})
+
+    def note() -> tuple[int, str]:
+        study = open_study(None, project.root, "landscape", "minimize")
+        version = study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"]
+        return version, get_note(study)
+
+    version, text = note()
+    assert "max_experiments: 3" in text
+    project.run(budget={"max_experiments": 3})  # nothing to do: same spec
+    assert note() == (version, text)
+    project.run(budget={"max_experiments": 4})  # raised budget: the note says so
+    version2, text2 = note()
+    assert version2 == version + 1 and "max_experiments: 4" in text2
