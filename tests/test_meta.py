@@ -210,3 +210,24 @@ def test_parallel_outer_trials_run_as_ray_tasks(make_project, ray_session):
         assert harness_runs(project, tag) == 5
         assert t.value == ledger_best(project, tag)
     assert len({os.fspath(project.root / ".metaexp" / t.user_attrs["tags"][0]) for t in trials}) == 4
+
+
+def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray_session):
+    from metaexp.islands import PopulationLoop
+
+    strategy = {"islands": 2, "population": 2, "migration": {"every": 3}}
+    spec = load_spec(
+        project.spec(strategy=strategy, ray={"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}})
+    )
+    seen: list[int] = []
+
+    def hook(rec: Any, tally: Any) -> str | None:
+        seen.append(rec.n)
+        return "pruned by the outer study (test)" if tally.ran >= 3 else None
+
+    result = PopulationLoop(spec, out=io.StringIO(), on_record=hook).run()
+    assert result.stop_reason == "pruned by the outer study (test)"
+    records = project.assert_consistent()
+    assert seen == [r.n for r in records]  # called once per record, in order
+    assert 3 <= sum(r.status.harness_ran for r in records) <= 3 + 2  # what was in flight is recorded too
+    assert git(project.root, "rev-parse", "autoexp/landscape/best").strip()
