@@ -172,7 +172,8 @@ def run_study(
                 raise  # a bad spec or state: every other run would fail the same way
             except Exception as exc:  # a bug in one run: the others still run; this one resumes later
                 tail = "".join(buffer.getvalue().splitlines(True)[-5:])
-                print(f"{head} failed: {type(exc).__name__}: {exc}\n{tail}", file=stream, flush=True)
+                why = (str(exc).strip().splitlines() or [""])[-1]  # a Ray error's last line is the cause
+                print(f"{head} failed: {type(exc).__name__}: {why}\n{tail}", file=stream, flush=True)
                 summaries.append(_summary_of(run, root))
                 continue
             summary = _summary_of(run, root)
