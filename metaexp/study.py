@@ -152,8 +152,11 @@ def run_study(
 ) -> StudyResult:
     """Run (or resume) every planned run, then write study.json, study.txt and study.png."""
     from metaexp.git import Git
+    from metaexp.preflight import make_plan
 
     base, runs = plan_runs(spec_path, strategies, seeds, budget)
+    for run in {r.strategy: r for r in runs}.values():  # `metaexp validate`'s checks, before any run
+        make_plan(run.spec)
     root = Git(base.root).toplevel()
     out = Path(out_dir) if out_dir else root / ".metaexp" / f"{base.tag}-study"
     summaries = []

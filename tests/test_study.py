@@ -178,3 +178,9 @@ def test_bad_strategies_and_specs_are_clear_errors(tmp_path: Path) -> None:
     (demo.root / "open.yaml").write_text(yaml.safe_dump(spec))
     proc = study(demo, "open.yaml", "--strategies", "hill_climb", check=False)
     assert proc.returncode == 1 and "budget.target" in proc.stderr and "known optimum" in proc.stderr
+    spec = yaml.safe_load((demo.root / "deceptive.yaml").read_text())
+    spec["target"] = ["missing.py"]
+    (demo.root / "missing.yaml").write_text(yaml.safe_dump(spec))
+    proc = study(demo, "missing.yaml", "--strategies", "pbt", "--seeds", "1", check=False)
+    assert proc.returncode == 1 and "'missing.py' matches no file" in proc.stderr
+    assert "running" not in proc.stderr and not (demo.root / ".metaexp").exists()
