@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from metaexp.space import Space
     from metaexp.spec import Spec
     from metaexp.styles import StyleMix
+    from metaexp.tuning import TunePlan
 
 
 class InvalidProposal(Exception):
@@ -48,6 +49,7 @@ class Candidate:
     params: dict[str, Any] = field(default_factory=dict)  # the values it evaluates, by name
     extra: dict[str, Any] = field(default_factory=dict)  # operator state kept in the record
     usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd
+    tune: TunePlan | None = None  # hybrid: the loop tunes these constants before the decision
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,18 @@ def _llm(ctx: Context) -> Operator:
     return LLMOperator(ctx)
 
 
-REGISTRY: dict[str, Callable[[Context], Operator]] = {"params": _params, "perturb": _perturb, "llm": _llm}
+def _hybrid(ctx: Context) -> Operator:
+    from metaexp.operators.hybrid import HybridOperator
+
+    return HybridOperator(ctx)
+
+
+REGISTRY: dict[str, Callable[[Context], Operator]] = {
+    "params": _params,
+    "perturb": _perturb,
+    "llm": _llm,
+    "hybrid": _hybrid,
+}
 
 
 def make_operator(ctx: Context) -> Operator:

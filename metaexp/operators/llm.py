@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,13 @@ from metaexp.llm import LLMClient, LLMError, Reply, Usage
 from metaexp.llm.client import Prices
 from metaexp.operators import Candidate, Context, InvalidProposal, LineageState, RejectedProposal
 from metaexp.operators.edits import EditError, EditRejected, apply_reply
-from metaexp.operators.prompt import Brief, notes_messages, proposal_messages, retry_messages
+from metaexp.operators.prompt import (
+    Brief,
+    OptimiserState,
+    notes_messages,
+    proposal_messages,
+    retry_messages,
+)
 from metaexp.records import ExperimentRecord, Status
 
 
@@ -33,6 +39,7 @@ class LLMOperator:
         self.styles = ctx.styles
         self.out = ctx.out
         self.history: list[ExperimentRecord] = list(ctx.history)
+        self.optimiser: Callable[[LineageState], OptimiserState] | None = None  # set by the hybrid
         self.notes_path = self.out / "notes.md" if self.out else None
         self.client = self._client(ctx)
         self._since_notes = len(self.history) % (self.op.notes_every or 1) if self.op.notes_every else 0
@@ -59,6 +66,7 @@ class LLMOperator:
             style=style,
             edit_format=self.op.edit_format,
             incumbent=state.value,
+            optimiser=self.optimiser(state) if self.optimiser else None,
         )
         messages = proposal_messages(brief)
         state_key = self._state_key(state, style.name)

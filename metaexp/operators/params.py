@@ -21,6 +21,8 @@ from metaexp.records import ExperimentRecord
 if TYPE_CHECKING:
     import optuna
 
+    from metaexp.space import Param
+
 SAMPLERS = ("tpe", "cmaes", "random", "gp")
 
 
@@ -107,11 +109,7 @@ class ParamsOperator:
         return read_values(self.located, files)
 
     def _toward(self, name: str, current: Any, suggestion: Any, scale: float) -> Any:
-        param = self.space[name]
-        if param.type == "categorical" or scale >= 1.0 or not param.contains(current):
-            return suggestion
-        here, there = param.to_unit(current), param.to_unit(suggestion)
-        return param.from_unit(here + max(-scale, min(scale, there - here)))
+        return toward(self.space[name], current, suggestion, scale)
 
     def _replay(self, rec: ExperimentRecord) -> None:
         """Rebuild what observe() left in the private study for this record."""
@@ -145,6 +143,14 @@ class ParamsOperator:
                 system_attrs=system_attrs,
             )
         )
+
+
+def toward(param: Param, current: Any, suggestion: Any, scale: float) -> Any:
+    """At most `scale` of the range (in unit space) from `current` toward `suggestion`."""
+    if param.type == "categorical" or scale >= 1.0 or not param.contains(current):
+        return suggestion
+    here, there = param.to_unit(current), param.to_unit(suggestion)
+    return param.from_unit(here + max(-scale, min(scale, there - here)))
 
 
 def _fail() -> optuna.trial.TrialState:

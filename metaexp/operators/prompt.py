@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from metaexp.operators.edits import edit_format_instructions, evolve_regions
 from metaexp.records import ExperimentRecord
@@ -31,6 +32,31 @@ class Brief:
     style: Style
     edit_format: str
     incumbent: float | None
+    optimiser: OptimiserState | None = None  # the hybrid operator's numeric search, if any
+
+
+@dataclass(frozen=True)
+class TuningGain:
+    n: int
+    status: str
+    untuned: float | None
+    tuned: float | None
+    description: str
+
+
+@dataclass(frozen=True)
+class OptimiserState:
+    """What the numeric search learned about the current structure, for the hybrid's LLM."""
+
+    sampler: str
+    budget: int  # tuning evaluations per structural edit
+    trials: int  # evaluations of the current structure so far
+    best: Mapping[str, Any]  # the best constants so far
+    best_value: float | None
+    importances: Mapping[str, float]  # empty: too few trials (`min_trials`)
+    min_trials: int
+    at_bound: Mapping[str, str] = field(default_factory=dict)  # name -> "= 2.0, its upper bound"
+    edits: Sequence[TuningGain] = ()
 
 
 def proposal_messages(brief: Brief) -> list[dict[str, str]]:
@@ -49,6 +75,8 @@ def proposal_messages(brief: Brief) -> list[dict[str, str]]:
         parts.append(
             f"# The last try from this state crashed; the end of its log\n```\n{brief.crash_tail}\n```"
         )
+    if brief.optimiser is not None:
+        parts.append(optimiser_section(brief.optimiser, brief.metric))
     parts.append(f"# This turn's style: {brief.style.name}\n{brief.style.instruction.strip()}")
     parts.append(
         "# Reply format\nStart with one line `Hypothesis: <what you change and why, under 15 words>`.\n"
@@ -93,6 +121,45 @@ def history_table(records: Sequence[ExperimentRecord], metric: str) -> str:
         text = " ".join(text.split()).replace("|", "/")[:160]
         rows.append(f"| {rec.n} | {rec.status} | {_num(rec.value)} | {rec.style or '-'} | {text} |")
     return "\n".join(rows)
+
+
+def optimiser_section(state: OptimiserState, metric: str) -> str:
+    lines = [
+        "# What the numeric search learned (Optuna)",
+        f"After your edit, its numeric constants are tuned by {state.sampler} for up to {state.budget} "
+        "evaluations, starting from the values you write; the best tuned values are what is kept. The "
+        "constants are the module-level UPPER_CASE numbers and any module-level `NAME = number` you mark "
+        "with a trailing `# tune: LOW..HIGH` (or `# tune: LOW..HIGH log`), e.g. "
+        "`W_GAP = 0.5  # tune: -2..2`. Spend your edit on structure: the numbers will be tuned.",
+    ]
+    if state.best:
+        values = ", ".join(f"{k} = {_value(v)}" for k, v in state.best.items())
+        lines.append(
+            f"Best constants so far ({state.trials} evaluations of the current structure, "
+            f"{metric} {_num(state.best_value)}): {values}"
+        )
+    if state.importances:
+        ranked = sorted(state.importances.items(), key=lambda kv: -kv[1])
+        text = ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+        lines.append(f"Parameter importances (PED-ANOVA over {state.trials} trials): {text}")
+    else:
+        lines.append(f"Parameter importances: too few trials yet ({state.trials} of {state.min_trials}).")
+    if state.at_bound:
+        text = "; ".join(f"{k} {where}" for k, where in state.at_bound.items())
+        lines.append(f"At a bound of their range: {text}. Widen it with a `# tune:` marker, or change form.")
+    if state.edits:
+        lines.append("Tuning gains of your last structural edits:")
+        lines.append(f"| # | status | {metric} as written | tuned | description |\n|---|---|---|---|---|")
+        for e in state.edits:
+            text = " ".join(e.description.split()).replace("|", "/")[:100]
+            lines.append(f"| {e.n} | {e.status} | {_num(e.untuned)} | {_num(e.tuned)} | {text} |")
+    return "\n".join(lines)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _file_block(path: str, content: bytes) -> str:

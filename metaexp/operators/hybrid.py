@@ -1,0 +1,178 @@
+"""The hybrid operator: the LLM edits structure, Optuna tunes the constants, each sees the other.
+
+Each proposal is drawn from `operator.schedule`: a structural arm (an LLM edit, or with `llm: null`
+a bold restart of the constants) whose candidate the loop tunes for up to `tune.budget` evaluations
+before deciding (metaexp/tuning.py), or a numeric arm, one Optuna step over the constants of the
+incumbent's structure, learned from every evaluation of that structure (operators/trials.py). The
+LLM's prompt carries what the numeric search learned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from metaexp.errors import SpecError
+from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
+from metaexp.operators.params import make_sampler, toward
+from metaexp.operators.prompt import OptimiserState
+from metaexp.operators.trials import Trials
+from metaexp.operators.values import apply_values, read_values
+from metaexp.records import ExperimentRecord
+from metaexp.styles import StyleMix
+from metaexp.tuning import Knob, TunePlan, find_knobs
+
+RESTART_STYLE = "bold"  # llm: null: the structural arm is a restart this far from the incumbent
+
+
+class HybridOperator:
+    name = "hybrid"
+
+    def __init__(self, ctx: Context) -> None:
+        _refuse_unsupported(ctx)
+        self.op = ctx.spec.operator
+        self.space = ctx.space
+        self.styles = ctx.styles
+        self.restart = StyleMix(RESTART_STYLE, ctx.root).pick(random.Random(0))
+        self.trials = Trials(ctx.spec.direction)
+        for rec in ctx.history:
+            self.trials.add(rec)
+        try:
+            knobs = find_knobs(ctx.files, ctx.space, self.trials.seen)
+        except InvalidProposal as exc:
+            raise SpecError(f"operator.kind hybrid: {exc}") from None
+        if not knobs and self.op.llm is None:
+            raise SpecError(
+                "operator.kind hybrid with llm: null tunes numeric constants, and the target files "
+                f"({', '.join(ctx.files)}) have none: add UPPER_CASE constants, `# tune:` markers or a space"
+            )
+        make_sampler(self.op.sampler, 0)  # fail early on a sampler that cannot run here
+        make_sampler(self.op.tune.sampler, 0)
+        self.llm = self._llm_operator(ctx) if self.op.llm is not None else None
+
+    # --- the Operator protocol
+
+    def propose(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
+        schedule = self.op.schedule
+        structural = rng.random() < schedule.llm / (schedule.llm + schedule.params)
+        knobs = self._knobs(state.files)
+        if not knobs and self.llm is None:
+            raise InvalidProposal("no numeric constants to tune in the current state")
+        if structural or not knobs:
+            if self.llm is not None:
+                return self._tuned(self.llm.propose(state, n, rng), state, "llm", rng)
+            return self._tuned(self._restart(state, knobs, rng), state, "restart", rng)
+        return self._numeric(state, knobs, rng)
+
+    def observe(self, record: ExperimentRecord) -> None:
+        self.trials.add(record)
+        if self.llm is not None:
+            self.llm.observe(record)
+
+    def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
+        try:
+            return read_values(_located(self._knobs(files)), files)
+        except InvalidProposal:
+            return {}
+
+    # --- the arms
+
+    def _numeric(self, state: LineageState, knobs: dict[str, Knob], rng: random.Random) -> Candidate:
+        """One Optuna step over the knobs, from the evaluations of the incumbent's structure."""
+        style = self.styles.pick(rng)
+        study = self.trials.study(state.commit, knobs)
+        study.sampler = make_sampler(self.op.sampler, rng.randrange(2**31))
+        suggested = study.ask({name: knob.param.distribution() for name, knob in knobs.items()}).params
+        current = read_values(_located(knobs), state.files)
+        names = sorted(knobs)
+        count = len(names) if style.count is None else min(style.count, len(names))
+        changes: dict[str, Any] = {}
+        for name in rng.sample(names, len(names)):  # the first `count` names whose value would change
+            value = toward(knobs[name].param, current[name], suggested[name], style.scale)
+            if value != current[name]:
+                changes[name] = value
+            if len(changes) == count:
+                break
+        files, params, description = apply_values(_located(knobs), state.files, changes)
+        if not files:
+            raise InvalidProposal(
+                "the sampler's suggestion equals the current values", _extra("params", knobs)
+            )
+        return Candidate(state.commit, files, description, style.name, params, _extra("params", knobs))
+
+    def _restart(self, state: LineageState, knobs: dict[str, Knob], rng: random.Random) -> Candidate:
+        """llm: null: a bold jump of the constants, which the loop then tunes (a memetic restart)."""
+        names = sorted(n for n, k in knobs.items() if k.param.type != "categorical") or sorted(knobs)
+        count = len(names) if self.restart.count is None else min(self.restart.count, len(names))
+        current = read_values(_located(knobs), state.files)
+        changes = {}
+        for name in rng.sample(names, count):
+            param = knobs[name].param
+            if param.type == "categorical":
+                changes[name] = rng.choice(param.choices or [current[name]])
+            else:
+                here = param.to_unit(min(max(current[name], param.low), param.high))
+                changes[name] = param.from_unit(here + rng.gauss(0.0, self.restart.scale))
+        files, params, description = apply_values(_located(knobs), state.files, changes)
+        if not files:
+            raise InvalidProposal("the restart drew the current values", _extra("restart", knobs))
+        return Candidate(state.commit, files, f"restart: {description}", self.restart.name, params)
+
+    def _tuned(self, cand: Candidate, state: LineageState, arm: str, rng: random.Random) -> Candidate:
+        """The candidate with its knobs and a request to tune them (none when it has none)."""
+        files = {**state.files, **cand.files}
+        try:
+            knobs = self._knobs(files)
+        except InvalidProposal as exc:
+            raise InvalidProposal(str(exc), {**cand.extra, "arm": arm}, cand.usage) from None
+        extra = {**cand.extra, **_extra(arm, knobs)}
+        if not knobs or self.op.tune.budget < 1:
+            return replace(cand, extra=extra)
+        plan = TunePlan(knobs, self.op.tune.sampler, self.op.tune.budget, rng.randrange(2**31))
+        params = read_values(_located(knobs), files)
+        return replace(cand, params=params, extra=extra, tune=plan)
+
+    # --- helpers
+
+    def _knobs(self, files: Mapping[str, bytes]) -> dict[str, Knob]:
+        return find_knobs(files, self.space, self.trials.seen)
+
+    def optimiser_state(self, state: LineageState) -> OptimiserState:
+        knobs = self._knobs(state.files)
+        current = read_values(_located(knobs), state.files)
+        return self.trials.summary(state.commit, knobs, current, self.op.tune.sampler, self.op.tune.budget)
+
+    def _llm_operator(self, ctx: Context) -> Any:
+        from metaexp.operators.llm import LLMOperator
+
+        assert self.op.llm is not None
+        spec = ctx.spec.model_copy(update={"operator": self.op.llm})
+        llm = LLMOperator(replace(ctx, spec=spec, styles=StyleMix(self.op.llm.style, ctx.root)))
+        llm.optimiser = self.optimiser_state
+        return llm
+
+
+def _located(knobs: Mapping[str, Knob]) -> dict[str, str]:
+    return {name: knob.path for name, knob in knobs.items()}
+
+
+def _extra(arm: str, knobs: Mapping[str, Knob]) -> dict[str, Any]:
+    """What the record keeps: the arm, and the inferred bounds (so a resumed run infers the same)."""
+    inferred = {n: k.param.model_dump(exclude_none=True) for n, k in knobs.items() if k.source == "constant"}
+    return {"arm": arm, "inferred": inferred}
+
+
+def _refuse_unsupported(ctx: Context) -> None:
+    spec = ctx.spec
+    if spec.noise.method != "none":
+        raise SpecError("operator.kind hybrid: tuning under noise.method (repeats) is not supported yet")
+    if spec.strategy.is_population:
+        raise SpecError(
+            "operator.kind hybrid runs as a single lineage for now (tuning in populations: to come)"
+        )
+    if spec.objective.mode == "pareto":
+        raise SpecError(
+            "operator.kind hybrid needs one decision value: objective.mode pareto is not supported"
+        )
