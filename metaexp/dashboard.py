@@ -43,6 +43,8 @@ def resolve(spec_arg: str | None, storage_arg: str | None, cwd: Path) -> Target:
 def open_storage(target: Target) -> Any:
     """An Optuna storage object; a journal file that does not exist yet is an error, not a new file."""
     url = target.storage
+    if url and url.startswith("grpc://"):
+        return make_storage(url, target.root)
     if url and "://" in url:
         return open_rdb(url)
     path = Path(url) if url else Path(".metaexp") / "optuna.journal"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaexp.errors import LedgerError
+from metaexp.errors import LedgerError, SpecError
 from metaexp.git import Entry
 from metaexp.records import ExperimentRecord, Status, read_records
 
@@ -303,16 +303,38 @@ def describe_study(study: optuna.Study, metric_names: list[str], spec: Spec | No
 
 
 def make_storage(url: str | None, root: Path) -> Any:
-    """None: the repository's journal file. A path: a journal file. Else any Optuna storage URL."""
+    """None: the repository's journal file. A path: a journal file. grpc://HOST:PORT: Optuna's gRPC
+    storage proxy (docs/storage.md). Else any Optuna RDB URL."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    if url and url.startswith("grpc://"):
+        return grpc_proxy(url)
     if url and "://" in url:
         return url
     path = Path(url) if url else Path(".metaexp") / "optuna.journal"
     path = path if path.is_absolute() else root / path
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def grpc_proxy(url: str) -> Any:
+    """A client of `optuna.storages.run_grpc_proxy_server` at grpc://HOST:PORT (needs grpcio)."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import GrpcStorageProxy
+
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(f"storage: {url!r}: a gRPC storage proxy is given as grpc://HOST:PORT")
+    try:
+        import grpc  # noqa: F401  (optuna imports it lazily, and fails late without it)
+    except ImportError:
+        raise SpecError(f"storage: {url!r} needs grpcio: pip install 'metaexp[grpc]'") from None
+    with warnings.catch_warnings():  # experimental since Optuna 4.2
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return GrpcStorageProxy(host=host.strip("[]"), port=int(port))
 
 
 def masked(url: str) -> str:
@@ -333,6 +355,7 @@ __all__ = [
     "Lineage",
     "Status",
     "describe_study",
+    "grpc_proxy",
     "lineage_of",
     "make_storage",
     "masked",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Project
+from conftest import ROOT, Project
 
 from metaexp.ledger import masked, open_study
 from metaexp.records import ExperimentRecord, Status
@@ -43,7 +46,9 @@ def tag(pg_url: str) -> Iterator[str]:
     storage.engine.dispose()
 
 
-def assert_study_agrees(project: Project, pg_url: str, tag: str) -> list[ExperimentRecord]:
+def assert_study_agrees(
+    project: Project, pg_url: str, tag: str, shown: str | None = None
+) -> list[ExperimentRecord]:
     """One COMPLETE/FAIL trial per tried experiment, numbered like the records and told once."""
     records = project.records(tag)
     assert [r.n for r in records] == list(range(1, len(records) + 1))
@@ -58,7 +63,7 @@ def assert_study_agrees(project: Project, pg_url: str, tag: str) -> list[Experim
         assert (t.user_attrs["commit"], t.user_attrs["status"]) == (rec.commit, str(rec.status))
         assert t.value == (rec.value if not rec.status.failed else None)
     assert study.metric_names == ["loss"]
-    assert study.user_attrs["spec"]["storage"] == masked(pg_url)  # the password is not shown
+    assert study.user_attrs["spec"]["storage"] == (shown or masked(pg_url))  # the password is not shown
     return records
 
 
@@ -86,7 +91,7 @@ def test_several_processes_write_to_one_postgres_at_once(
     projects = {f"{tag}-{k}": make_project(k) for k in "abc"}
     procs = []
     for run_tag, project in projects.items():
-        spec = project.spec(tag=run_tag, storage=pg_url, budget={"max_experiments": 8}, seed=len(procs))
+        spec = project.spec(tag=run_tag, storage=pg_url, budget={"max_experiments": 6}, seed=len(procs))
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "metaexp", "run", str(spec)],
@@ -100,7 +105,7 @@ def test_several_processes_write_to_one_postgres_at_once(
     outputs = [proc.communicate(timeout=240)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(outputs)
     for run_tag, project in projects.items():
-        assert len(assert_study_agrees(project, pg_url, run_tag)) == 8
+        assert len(assert_study_agrees(project, pg_url, run_tag)) == 6
 
 
 def test_the_dashboard_serves_a_postgres_storage(project: Project, pg_url: str, tag: str) -> None:
@@ -119,3 +124,49 @@ def test_the_dashboard_serves_a_postgres_storage(project: Project, pg_url: str, 
     finally:
         proc.kill()
         proc.wait()
+
+
+def proxy_snippet() -> str:
+    """docs/storage.md's storage_proxy.py, exactly as the docs show it."""
+    docs = (ROOT / "docs" / "storage.md").read_text()
+    match = re.search(r"```python\n(# storage_proxy\.py.*?)```", docs, flags=re.S)
+    assert match, "docs/storage.md lost its storage_proxy.py snippet"
+    return match.group(1)
+
+
+def test_a_run_through_the_grpc_proxy_of_the_docs(project: Project, pg_url: str, tag: str) -> None:
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("grpcio is not installed: the dev extra installs it")
+        pytest.skip("grpcio is not installed (pip install 'metaexp[grpc]')")
+    (project.root.parent / "storage_proxy.py").write_text(proxy_snippet())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OPTUNA_STORAGE": pg_url, "PROXY_HOST": "127.0.0.1", "PROXY_PORT": str(port)}
+    proxy = subprocess.Popen(
+        [sys.executable, "storage_proxy.py"],
+        cwd=project.root.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proxy.poll() is None, "the proxy exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the proxy did not listen within 90 s"
+                time.sleep(0.2)
+        project.spec(tag=tag, storage=f"grpc://127.0.0.1:{port}", budget={"max_experiments": 4})
+        project.cli("run", "metaexp.yaml")
+    finally:
+        proxy.kill()
+        proxy.wait()
+    assert len(assert_study_agrees(project, pg_url, tag, shown=f"grpc://127.0.0.1:{port}")) == 4
