@@ -173,16 +173,22 @@ class Island:
         failed: Status | None,
         value: float | None,
         metrics: dict[str, float] | None = None,
+        better: bool | None = None,
     ) -> Status:
-        """What the measured child means for this island (the population changes on observe)."""
+        """What the measured child means for this island (the population changes on observe).
+
+        `better`: a noisy harness's paired test against the parent; False bars admission."""
+        from metaexp.population import fitness_values
+
         prop, rng = self._pending[generation]
         if failed is not None:
             return failed
         assert value is not None
         if prop.escape:
             return Status.ESCAPE
-        child = Individual(commit, 0, (value,), self._features(prop, metrics or {}), self.k)
-        if self.pop.consider(child):
+        values = fitness_values(metrics or {}, value, self.spec)
+        child = Individual(commit, 0, values, self._features(prop, metrics or {}), self.k)
+        if better is not False and self.pop.consider(child):
             return Status.KEEP
         s = self.spec.strategy
         if (s.explore_every and (generation + 2) % s.explore_every == 0) or rng.random() < s.explore_rate:

@@ -22,9 +22,10 @@ from metaexp.errors import WorkspaceError
 from metaexp.harness import Outcome
 from metaexp.island import Proposal
 from metaexp.ledger import Ledger
-from metaexp.loop import OnRecord, RunResult, Tally, budget_stop
+from metaexp.loop import CONFIRM_BLOCK, OnRecord, RunResult, Tally, budget_stop
+from metaexp.noise import IncumbentCache
 from metaexp.objective import Objective
-from metaexp.population import individual, population_refs, replay
+from metaexp.population import individual, population_refs, replay, signs_of
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
 from metaexp.records import ExperimentRecord, Status, read_records, timestamp
@@ -46,6 +47,7 @@ class _Slot:
     node: str = ""
     started: float = 0.0
     epoch: int = 0  # the island's incarnation that proposed it; work of a dead one is dropped
+    measured: dict[str, Any] | None = None  # a noisy harness's paired test (remote.measure)
 
 
 class PopulationLoop:
@@ -111,7 +113,12 @@ class _Driver:
         self.base_key = base.key
         self.base_ref = ray.put(base._tar)
         self.evaluate = remote_evaluate(self.spec.ray.eval_resources)
-        self.hof = HallOfFame((1.0 if self.spec.direction == "maximize" else -1.0,), k=10)
+        self.hof = HallOfFame(signs_of(self.spec), k=10)
+        self.noisy = self.spec.noise.method != "none"
+        self.cache = IncumbentCache()  # a parent's value per seed, for paired tests (noisy harnesses)
+        self.first_n: dict[str, int] = {}  # commit -> the experiment that first measured it
+        for rec in records:
+            self._learn(rec)
         self.seen: dict[str, int] = {}  # normalised target files -> the experiment that tried them
         self.evaluating: set[str] = set()  # ... and those being evaluated now
         for rec in records:
@@ -221,8 +228,9 @@ class _Driver:
             prop = slot.proposal
             assert prop is not None
             slot.stage = "evaluate"
+            noise = self._noise(prop) if self.noisy else None
             ref = self.evaluate.remote(
-                self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island
+                self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island, noise
             )
             self.pending[ref] = slot
             evaluating += 1
@@ -247,11 +255,12 @@ class _Driver:
                 Outcome(Status.CRASH, reason=f"the evaluation's worker died: {type(exc).__name__}"),
                 "",
                 "",
+                None,
             )
         if slot.stage == "propose":
             self._proposed(slot, value)
         elif slot.stage == "evaluate":
-            slot.outcome, slot.log, slot.node = value
+            slot.outcome, slot.log, slot.node, slot.measured = value
             self._evaluated(slot)
         else:
             self._concluded(slot, value)
@@ -288,17 +297,50 @@ class _Driver:
 
     def _evaluated(self, slot: _Slot) -> None:
         assert slot.outcome is not None and slot.proposal is not None
+        better = None
+        if slot.measured is not None:  # the parent's new runs: the next child of it need not repeat them
+            for run in slot.measured["incumbent_runs"]:
+                self.cache.put(run["commit"], run["seed"], run["value"])
+            better = slot.measured["better"]
         self._submit_ready()  # the slot is free: the next candidate starts before this one is recorded
-        value = self.loop.objective.value(slot.outcome.metrics) if slot.outcome.status is None else None
+        outcome = slot.outcome
+        value = self.loop.objective.value(outcome.metrics) if outcome.status is None else None
+        if outcome.status is None:
+            _accepted, feasible, why = self.loop.objective.decide(outcome.metrics, None)
+            if not feasible:  # a violated constraint: discarded at once, whatever the island thinks
+                slot.outcome = replace(outcome, reason=why)
+                return self._record(slot, Status.DISCARD, slot.outcome, slot.commit)
         slot.stage = "conclude"
         ref = self.islands[slot.island].conclude.remote(
-            slot.proposal.generation, slot.commit, slot.outcome.status, value, slot.outcome.metrics
+            slot.proposal.generation, slot.commit, outcome.status, value, outcome.metrics, better
         )
         self.pending[ref] = slot
 
     def _concluded(self, slot: _Slot, status: Status) -> None:
         assert slot.outcome is not None
-        self._record(slot, status, slot.outcome, slot.commit)
+        outcome = slot.outcome
+        if slot.measured is not None and not status.accepted and not outcome.reason:
+            outcome = replace(outcome, reason=slot.measured["reason"])
+        self._record(slot, status, outcome, slot.commit)
+
+    def _noise(self, prop: Proposal) -> dict[str, Any]:
+        """What a worker needs for the paired test of `prop` against its parent."""
+        parent_files = {**prop.tree, **prop.before}
+        cached = self.cache.values_for(prop.parent)
+        k = self.k
+        return {
+            "parent": prop.parent,
+            "parent_files": parent_files,
+            "cached": cached,
+            "block": self.first_n.get(prop.parent, 1),  # each parent is compared on seeds of its own
+            "confirm_block": CONFIRM_BLOCK + 1_000 + prop.generation * k + prop.island,
+        }
+
+    def _learn(self, rec: ExperimentRecord) -> None:
+        if rec.commit and rec.status.harness_ran:
+            self.first_n.setdefault(rec.commit, rec.n)
+        for run in rec.extra.get("incumbent_runs", []):
+            self.cache.put(run["commit"], run["seed"], run["value"])
 
     def _commit(self, parents: list[str], prop: Proposal) -> str:
         message = f"metaexp island-{prop.island} g{prop.generation}"
@@ -341,6 +383,17 @@ class _Driver:
             extra["fingerprint"] = fingerprint(prop.tree)
         if slot.node:
             extra["node"] = slot.node
+        if outcome.cascade:
+            extra["cascade"] = outcome.cascade
+        if slot.measured is not None:
+            m = slot.measured
+            extra.update(runs=m["runs"], incumbent_runs=m["incumbent_runs"], noise=m["stats"])
+            if m["cascade"]:
+                extra["cascade"] = m["cascade"]
+            if "confirmed" in m["stats"]:
+                extra["confirmed"] = m["stats"]["confirmed"]
+        if is_best and self.spec.harness.validation is not None and prop.tree:
+            extra["validation"] = self._validate(prop.tree, n)
         extra["latency_s"] = round(time.monotonic() - slot.started, 4)  # proposal to decision
         rec = ExperimentRecord(
             n=n,
@@ -376,6 +429,16 @@ class _Driver:
         if status.harness_ran and rec.island < self.k:
             self._maybe_migrate(prop.island)
 
+    def _validate(self, tree: dict[str, bytes], n: int) -> dict[str, object]:
+        """The held-out harness on a new best, as a Ray task on the evaluation resources."""
+        import ray
+
+        from metaexp.remote import remote_validate
+
+        self.progress.note(f"#{n}: a new best; running the held-out validation harness")
+        task = remote_validate(self.spec.ray.eval_resources)
+        return ray.get(task.remote(self.spec, self.base_key, self.base_ref, tree, n))
+
     def _clock(self) -> float:
         """Seconds since the previous row: with evaluations overlapping, rows still add up to the clock."""
         now = time.monotonic()
@@ -390,6 +453,7 @@ class _Driver:
         self.records.append(rec)
         self.tally.add(rec)
         self._remember(rec)
+        self._learn(rec)
         self.progress.recorded(rec)
         if self.loop.on_record is not None:
             self.loop.halt = self.loop.on_record(rec, self.tally) or self.loop.halt
@@ -434,7 +498,7 @@ class _Driver:
             params=self._baseline_params(),
         )
         slot = _Slot("evaluate", 0, prop, self.plan.start, started=time.monotonic())
-        outcome, slot.log, slot.node = ray.get(
+        outcome, slot.log, slot.node, _test = ray.get(
             self.evaluate.remote(self.spec, self.base_key, self.base_ref, prop.tree, 0, 0)
         )
         status = outcome.status or Status.KEEP

@@ -254,6 +254,10 @@ class IncumbentCache:
     def seeds(self, commit: str) -> list[int]:
         return sorted(self._values.get(commit, {}))
 
+    def values_for(self, commit: str) -> dict[int, float]:
+        """A copy of one commit's values by seed (to hand to a worker)."""
+        return dict(self._values.get(commit, {}))
+
     def to_dict(self) -> dict[str, dict[str, float]]:
         """JSON-ready: {commit: {str(seed): value}}."""
         return {commit: {str(s): v for s, v in sorted(vals.items())} for commit, vals in self._values.items()}

@@ -412,6 +412,10 @@ class MultiObjective:
             return None if value is None else [value]
         return None if _unusable(metrics, self._compared) else [float(metrics[m]) for m in self._compared]
 
+    def metric_names(self) -> list[str]:
+        """The metrics the mode compares, in order (pareto: the trial's values)."""
+        return list(self._compared)
+
     def directions(self) -> list[str]:
         if self.spec.mode == "pareto":
             return [self._direction[m] for m in self._compared]

@@ -91,17 +91,40 @@ def new_population(spec: Spec) -> Population:
     s = spec.strategy
     bins = [(f.low, f.high, f.bins) for f in s.features]
     archive = MapElites(bins) if s.selection == "map_elites" else None
-    return Population(s.population, s.selection, (sign_of(spec.direction),), archive=archive)
+    return Population(s.population, s.selection, signs_of(spec), archive=archive)
 
 
 def sign_of(direction: str) -> float:
     return 1.0 if direction == "maximize" else -1.0
 
 
+def signs_of(spec: Spec) -> tuple[float, ...]:
+    """One sign per fitness value: every compared metric for pareto, else the decision value's."""
+    if spec.objective.mode == "pareto":
+        return tuple(sign_of(spec.metrics[m].direction) for m in pareto_metrics(spec))
+    return (sign_of(spec.direction),)
+
+
+def pareto_metrics(spec: Spec) -> list[str]:
+    from metaexp.objective import Objective
+
+    multi = Objective.of(spec).multi
+    assert multi is not None
+    return multi.metric_names()
+
+
+def fitness_values(metrics: dict[str, float], value: float, spec: Spec) -> tuple[float, ...]:
+    """What an individual is selected on: (value,), or each compared metric for pareto (NSGA-II)."""
+    if spec.objective.mode == "pareto":
+        return tuple(float(metrics[m]) for m in pareto_metrics(spec))
+    return (value,)
+
+
 def individual(rec: ExperimentRecord, spec: Spec, island: int | None = None) -> Individual:
     assert rec.commit is not None and rec.value is not None
+    values = fitness_values(rec.metrics, rec.value, spec)
     return Individual(
-        rec.commit, rec.n, (rec.value,), features_of(rec, spec), rec.island if island is None else island
+        rec.commit, rec.n, values, features_of(rec, spec), rec.island if island is None else island
     )
 
 

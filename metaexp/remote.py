@@ -52,29 +52,110 @@ def check_resources(request: dict[str, Any], cluster: dict[str, float]) -> None:
 
 
 def evaluate_job(
-    spec: Spec, base_key: str, base_tar: bytes, files: dict[str, bytes], label: int, island: int
-) -> tuple[Outcome, str, str]:
-    """Runs in a Ray worker: unpack the base once per node, run the harness in a sandbox."""
+    spec: Spec,
+    base_key: str,
+    base_tar: bytes,
+    files: dict[str, bytes],
+    label: int,
+    island: int,
+    noise: dict[str, Any] | None = None,
+) -> tuple[Outcome, str, str, dict[str, Any] | None]:
+    """Runs in a Ray worker: unpack the base once per node, run the harness in a sandbox
+    (the cascade first). With `noise` (a noisy harness), the whole paired test against the
+    parent runs here: see `measure`. Returns the outcome, the log, the node, the test."""
     import ray
 
     from metaexp.harness import evaluate
+
+    base = _base(base_key, base_tar)
+    fd, log = tempfile.mkstemp(prefix="metaexp-log-", suffix=".log")
+    os.close(fd)
+    env = {"METAEXP_ISLAND": str(island)}
+    measured: dict[str, Any] | None = None
+    extra_logs: list[Path] = []
+    try:
+        if noise is None:
+            outcome = evaluate(spec, base, label, files, Path(log), extra_env=env, cascade=True)
+        else:
+            outcome, measured = measure(spec, base, label, files, Path(log), env, noise, extra_logs)
+        with open(log, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - LOG_RETURN_BYTES))
+            text = fh.read().decode(errors="replace")
+    finally:
+        for path in [Path(log), *extra_logs, *Path(log).parent.glob(Path(log).stem + ".*.log")]:
+            path.unlink(missing_ok=True)
+    return outcome, text, ray.get_runtime_context().get_node_id(), measured
+
+
+def measure(
+    spec: Spec,
+    base: Any,
+    label: int,
+    files: dict[str, bytes],
+    log: Path,
+    env: dict[str, str],
+    noise: dict[str, Any],
+    extra_logs: list[Path],
+) -> tuple[Outcome, dict[str, Any]]:
+    """The paired test of a child against its parent on a worker (metaexp.repeats).
+
+    noise: parent (commit), parent_files, cached ({seed: value} the driver knows for the
+    parent), block and confirm_block (seed blocks). The parent's new runs come back in
+    `incumbent_runs`, so the driver's cache grows and no seed costs the parent twice
+    (unless two children of one parent are measured at the same time)."""
+    from metaexp.harness import evaluate
+    from metaexp.objective import Objective
+    from metaexp.repeats import Repeater
+
+    repeater = Repeater(spec, Objective.of(spec))
+    for seed, value in noise["cached"].items():
+        repeater.cache.put(noise["parent"], int(seed), float(value))
+
+    def run(tree: Any, seed: int, name: str) -> Outcome:
+        first = name in ("", "0")
+        path = log if first else log.with_name(f"{log.stem}.{name}.log")
+        if not first:
+            extra_logs.append(path)
+        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
+
+    m = repeater.measure(
+        run, files, noise["parent"], noise["parent_files"], noise["block"], noise["confirm_block"]
+    )
+    test = {
+        "better": m.better,
+        "reason": m.reason,
+        "runs": m.runs,
+        "incumbent_runs": m.incumbent_runs,
+        "stats": m.stats,
+        "cascade": m.cascade,
+    }
+    return m.outcome, test
+
+
+def validate_job(
+    spec: Spec, base_key: str, base_tar: bytes, files: dict[str, bytes], n: int
+) -> dict[str, object]:
+    """Runs in a Ray worker: the held-out validation harness on one tree (harness.validate)."""
+    from metaexp.harness import validate
+
+    fd, log = tempfile.mkstemp(prefix="metaexp-validation-", suffix=".log")
+    os.close(fd)
+    try:
+        return validate(spec, _base(base_key, base_tar), n, files, Path(log))
+    finally:
+        os.unlink(log)
+
+
+def _base(base_key: str, base_tar: bytes) -> Any:
+    """This worker's unpacked base tree (once per node and key)."""
     from metaexp.sandbox import BaseTree
 
     base = _BASES.get(base_key)
     if base is None:
         root = Path(tempfile.gettempdir()) / "metaexp-bases" / base_key / "base"
         base = _BASES[base_key] = BaseTree(root, base_tar, base_key)
-    fd, log = tempfile.mkstemp(prefix="metaexp-log-", suffix=".log")
-    os.close(fd)
-    try:
-        outcome = evaluate(spec, base, label, files, Path(log), extra_env={"METAEXP_ISLAND": str(island)})
-        with open(log, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - LOG_RETURN_BYTES))
-            text = fh.read().decode(errors="replace")
-    finally:
-        os.unlink(log)
-    return outcome, text, ray.get_runtime_context().get_node_id()
+    return base
 
 
 def _warm() -> str:
@@ -101,6 +182,13 @@ def remote_evaluate(resources: dict[str, Any]) -> Any:
     import ray
 
     return ray.remote(max_retries=0, **resources)(evaluate_job)
+
+
+def remote_validate(resources: dict[str, Any]) -> Any:
+    """The held-out validation as a Ray remote function with the evaluation's resources."""
+    import ray
+
+    return ray.remote(max_retries=0, **resources)(validate_job)
 
 
 def island_actor(name: str) -> Any:

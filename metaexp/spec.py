@@ -411,10 +411,21 @@ class Spec(_Strict):
         errors = self.objective.validate_against(self.metrics)
         if errors:
             raise ValueError("; ".join(errors))
-        if self.noise.method != "none" and (self.strategy.is_population or self.objective.mode == "pareto"):
-            raise ValueError("noise.method: repeats run in single-lineage, single-value runs for now")
-        if self.objective.mode == "pareto" and self.strategy.is_population:
-            raise ValueError("objective.mode pareto runs as a single lineage for now (populations: coming)")
+        if self.noise.method != "none" and self.objective.mode == "pareto":
+            raise ValueError(
+                "noise.method: the sequential test compares one value per seed; objective.mode pareto has "
+                "several (use weighted or primary_secondary with noise)"
+            )
+        pareto_ok = ("nsga2", "map_elites")
+        if (
+            self.objective.mode == "pareto"
+            and self.strategy.is_population
+            and self.strategy.selection not in pareto_ok
+        ):
+            raise ValueError(
+                f"objective.mode pareto in a population selects with NSGA-II: set strategy.selection: nsga2 "
+                f"(got {self.strategy.selection})"
+            )
         if self.pipeline:
             self._check_pipeline(self.pipeline)
         return self

@@ -6,7 +6,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,10 @@ class Project:
         for t in trials:
             rec = records[t.user_attrs["experiment"] - 1]
             assert t.user_attrs["status"] == str(rec.status)
-            assert t.value == (rec.value if not rec.status.failed else None)
+            if len(study.directions) == 1:
+                assert t.value == (rec.value if not rec.status.failed else None)
+            else:  # pareto: one value per compared metric
+                assert (t.values is not None) == (not rec.status.failed and rec.value is not None)
         refs = git(
             self.root, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/metaexp/{tag}/tried"
         )
@@ -127,3 +130,20 @@ def make_project(tmp_path: Path) -> Callable[[str], Project]:
 @pytest.fixture
 def project(make_project: Callable[[str], Project]) -> Project:
     return make_project("repo")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray runtime for the whole test session (every module that needs Ray uses this)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=100 * 2**20,
+            configure_logging=False,
+        )
+    yield
+    ray.shutdown()

@@ -7,7 +7,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,21 +28,6 @@ POPULATION = {
     "crossover_rate": 0.2,
 }
 RAY = {"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}}
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=100 * 2**20,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
 
 
 def run_population(project: Project, **overrides: Any) -> RunResult:

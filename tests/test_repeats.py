@@ -64,14 +64,6 @@ def test_batched_runs_k_times_and_keeps_only_clear_gains(project: Project) -> No
                 assert rec.extra["noise"]["mean_gain"] > rec.extra["noise"]["std_gain"]
 
 
-def test_noise_in_a_population_is_refused_for_now(project: Project) -> None:
-    from metaexp.errors import SpecError
-    from metaexp.spec import load_spec
-
-    with pytest.raises(SpecError, match="repeats run in single-lineage"):
-        load_spec(project.spec(noise={"method": "sprt"}, strategy={"islands": 2}))
-
-
 LUCKY = NOISY.replace(
     "print('loss:', true + noise)\n",
     "seed = int(os.environ['METAEXP_SEED'])\n"

@@ -1,0 +1,119 @@
+"""Populations with noisy harnesses (paired tests on the workers), Pareto fronts and constraints."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from conftest import Project
+from test_islands import RAY, check_population, run_population
+from test_objective_modes import HARNESS as TWO_HARNESS
+from test_objective_modes import TWO, _two_metrics
+from test_repeats import HARNESS as NOISY_HARNESS
+from test_repeats import NOISY
+
+from metaexp.errors import SpecError
+from metaexp.ledger import open_study
+from metaexp.population import replay
+from metaexp.records import Status
+from metaexp.selection import dominates
+from metaexp.spec import load_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+ISLANDS = {"islands": 2, "population": 2}
+
+
+def test_a_noisy_population_tests_each_child_against_its_parent(project: Project) -> None:
+    project.write("noisy.py", NOISY)
+    noise = {
+        "method": "sprt",
+        "reevaluate_elites": True,
+        "sprt": {"delta": 0.3, "min_runs": 3, "max_runs": 6},
+    }
+    run_population(
+        project, harness=NOISY_HARNESS, noise=noise, strategy=ISLANDS, budget={"max_experiments": 8}
+    )
+    records = check_population(project)
+    tested = [r for r in records[1:] if r.status.harness_ran and not r.status.failed]
+    assert tested
+    twice = Counter()
+    for rec in tested:
+        runs = rec.extra["runs"]
+        assert 1 <= len(runs) <= 12
+        assert rec.value == pytest.approx(sum(r["metrics"]["loss"] for r in runs) / len(runs))
+        for run in rec.extra["incumbent_runs"]:
+            assert run["commit"] == rec.parent  # paired with its own parent
+            assert run["seed"] in {r["seed"] for r in runs}
+            twice[(run["commit"], run["seed"])] += 1
+        if rec.status is Status.KEEP:
+            assert rec.extra["noise"]["mean_gain"] > 0 and rec.extra["confirmed"] is True
+        elif "confirmed" in rec.extra:
+            assert rec.extra["confirmed"] is False or rec.status is not Status.KEEP
+    # the driver's cache: a parent runs a seed again only when two children were measured at once
+    assert max(twice.values(), default=1) <= RAY["max_concurrent_evals"]
+    run_population(  # resume: the cache is rebuilt from the records
+        project, harness=NOISY_HARNESS, noise=noise, strategy=ISLANDS, budget={"max_experiments": 10}
+    )
+    assert len(check_population(project)) >= 10
+
+
+def test_a_pareto_population_keeps_a_front_and_tells_optuna_every_metric(project: Project) -> None:
+    _two_metrics(project)
+    objective = {"mode": "pareto", "primary": "loss", "constraints": ["width <= 20"]}
+    strategy = {**ISLANDS, "population": 3, "selection": "nsga2"}
+    run_population(
+        project,
+        harness=TWO_HARNESS,
+        metrics=TWO,
+        objective=objective,
+        strategy=strategy,
+        operator={"kind": "perturb", "space": "space.yaml", "style": "bold"},
+        budget={"max_experiments": 16},
+    )
+    records = check_population(project)
+    spec = load_spec(project.root / "metaexp.yaml")
+    for rec in records:
+        if rec.status.harness_ran and rec.metrics.get("width", 0) > 20:
+            assert rec.status is Status.DISCARD and "width <= 20" in rec.reason
+    for pop in replay(spec, records, 2):
+        assert pop.members and all(len(m.values) == 2 and m.values[1] <= 20 for m in pop.members)
+    # the hall of fame is the Pareto front of every accepted individual: (loss down, width up)
+    hof = json.loads((project.root / ".metaexp" / "landscape" / "population.json").read_text())[
+        "hall_of_fame"
+    ]
+    assert hof["signs"] == [-1.0, 1.0]
+    front = [(-m["values"][0], m["values"][1]) for m in hof["members"]]
+    assert front and not any(dominates(a, b) for a in front for b in front)
+    accepted = {(-r.metrics["loss"], r.metrics["width"]) for r in records if r.status.accepted and r.metrics}
+    assert all(p in front or any(dominates(f, p) for f in front) for p in accepted)
+    study = open_study(None, project.root, "landscape", ["minimize", "maximize"])
+    assert study.metric_names == ["loss", "width"]
+    assert [t.values for t in study.best_trials]  # the dashboard's Pareto front is non-empty
+
+
+def test_pareto_in_a_population_needs_nsga2(project: Project) -> None:
+    _two_metrics(project)
+    with pytest.raises(SpecError, match=r"strategy\.selection: nsga2"):
+        load_spec(
+            project.spec(
+                harness=TWO_HARNESS,
+                metrics=TWO,
+                objective={"mode": "pareto", "primary": "loss"},
+                strategy={**ISLANDS, "selection": "tournament"},
+            )
+        )
+
+
+def test_noise_with_pareto_is_refused(project: Project) -> None:
+    _two_metrics(project)
+    with pytest.raises(SpecError, match="compares one value per seed"):
+        load_spec(
+            project.spec(
+                harness=TWO_HARNESS,
+                metrics=TWO,
+                objective={"mode": "pareto", "primary": "loss"},
+                noise={"method": "sprt"},
+            )
+        )
