@@ -221,3 +221,17 @@ def test_hybrid_spec_errors(project: Project) -> None:
     islands = project.spec(operator=hybrid(None), strategy={"islands": 2})
     with pytest.raises(SpecError, match="single lineage"):
         make_plan(load_spec(islands))
+
+
+def test_a_resumed_run_proposes_what_an_uninterrupted_one_does(make_project: Any) -> None:
+    op = hybrid(None, tune={"budget": 4})
+    whole, halves = make_project("whole"), make_project("halves")
+    whole.run(operator=op, budget={"max_experiments": None, "max_evaluations": 16})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 8})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 16})
+    a, b = whole.assert_consistent(), halves.assert_consistent()
+
+    def seen(records: list[ExperimentRecord]) -> list[Any]:
+        return [(r.description, r.value, [x["params"] for x in r.extra.get("runs", [])]) for r in records]
+
+    assert seen(a) == seen(b) and len(a) > 3

@@ -128,10 +128,10 @@ class HybridOperator:
         except InvalidProposal as exc:
             raise InvalidProposal(str(exc), {**cand.extra, "arm": arm}, cand.usage) from None
         extra = {**cand.extra, **_extra(arm, knobs)}
+        params = read_values(_located(knobs), files)  # as written: the numeric arm learns from them
         if not knobs or self.op.tune.budget < 1:
-            return replace(cand, extra=extra)
+            return replace(cand, params=params, extra=extra)
         plan = TunePlan(knobs, self.op.tune.sampler, self.op.tune.budget, rng.randrange(2**31))
-        params = read_values(_located(knobs), files)
         return replace(cand, params=params, extra=extra, tune=plan)
 
     # --- helpers
