@@ -57,6 +57,10 @@ def test_validation_runs_on_every_new_best_and_lands_in_the_row(project: Project
         "validation": {"command": "python heldout.py", "metrics": ["val_loss"]},
     }
     spec = project.spec(harness=harness, budget={"max_experiments": 10})
+    assert (
+        "validation on each new best: python heldout.py -> val_loss"
+        in project.cli("validate", str(spec)).stdout
+    )
     project.cli("run", str(spec))
     records = project.assert_consistent()
     bests = [r for r in records if r.best]

@@ -44,6 +44,11 @@ def _pipeline(project: Project, first: int = 6, second: int = 6):
 
 def test_stage_two_starts_from_stage_one_best_with_its_target_frozen(project: Project) -> None:
     path = _pipeline(project)
+    checked = project.cli("validate", str(path)).stdout
+    assert "pipeline stage 1 pipe-prep: target prep.py, objective maximize quality" in checked
+    assert (
+        "pipeline stage 2 pipe-train: target params.py, objective minimize loss; frozen: prep.py" in checked
+    )
     out = project.cli("run", str(path)).stderr
     assert "pipeline stage 1/2: prep" in out and "pipeline stage 2/2: train" in out
     one = project.assert_consistent("pipe-prep")

@@ -36,4 +36,29 @@ def run(args: argparse.Namespace) -> int:
         f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
         f"explore_every {spec.strategy.explore_every}"
     )
+    h = spec.harness
+    for stage in h.cascade:
+        gate = " ".join(
+            f"{stage.metric} {op} {bound:g}"
+            for op, bound in ((">=", stage.min), ("<=", stage.max))
+            if bound is not None
+        )
+        passes = f"exit 0, {gate}" if gate else "exit 0"
+        print(f"  cascade stage {stage.name}: {' '.join(stage.argv)} (passes on {passes})")
+    if h.validation is not None:
+        names = ", ".join(h.validation.metric_specs)
+        print(f"  validation on each new best: {' '.join(h.validation.argv)} -> {names}")
+    if spec.noise.method != "none":
+        confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""
+        print(f"  noise: {spec.noise.method} on paired seeds{confirm}")
+    if spec.pipeline:
+        from metaexp.pipeline import stages
+
+        for i, stage_spec in enumerate(stages(spec)):
+            frozen = f"; frozen: {', '.join(sorted(stage_spec.frozen))}" if stage_spec.frozen else ""
+            make_plan(stage_spec, start=plan.start)  # its files and operator resolve
+            print(
+                f"  pipeline stage {i + 1} {stage_spec.tag}: target {', '.join(stage_spec.target)}, "
+                f"objective {stage_spec.direction} {stage_spec.objective.primary}{frozen}"
+            )
     return 0
