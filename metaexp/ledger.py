@@ -188,12 +188,20 @@ class Ledger:
         held_out = self.spec.harness.validation if self.spec is not None else None
         return list(held_out.metric_specs) if held_out is not None else []
 
+    def _repeated(self) -> bool:
+        """A noisy harness: rows say how many runs the metrics are the mean of, and their spread."""
+        return self.spec is not None and self.spec.noise.method != "none"
+
     def _tsv_header(self) -> str:
         held_out = [f"val:{m}" for m in self._held_out()]
-        return "\t".join(["commit", *self.metrics, *held_out, "status", "description"]) + "\n"
+        spread = ["runs", f"std:{self.metrics[0]}"] if self._repeated() else []
+        return "\t".join(["commit", *self.metrics, *spread, *held_out, "status", "description"]) + "\n"
 
     def _tsv_row(self, rec: ExperimentRecord) -> str:
         values = [f"{rec.metrics[m]:.6f}" if m in rec.metrics else "" for m in self.metrics]
+        if self._repeated():
+            n, std = run_spread(rec, self.metrics[0])
+            values += [str(n) if n else "", f"{std:.6f}" if std is not None else ""]
         validated = rec.extra.get("validation", {}).get("metrics", {})
         values += [f"{validated[m]:.6f}" if m in validated else "" for m in self._held_out()]
         text = " ".join(rec.description.split())  # no tabs or newlines inside a cell
@@ -234,6 +242,10 @@ class Ledger:
             **{f"metric:{k}": v for k, v in rec.metrics.items()},
             **{f"validation:{k}": v for k, v in rec.extra.get("validation", {}).get("metrics", {}).items()},
         }
+        if "runs" in rec.extra:  # repeats: the values are means over n runs
+            n, std = run_spread(rec, self.metrics[0])
+            attrs.update({"runs": n, f"std:{self.metrics[0]}": std})
+            attrs.update({f"noise:{k}": v for k, v in rec.extra.get("noise", {}).items()})
         if rec.reason:
             attrs["reason"] = rec.reason[:500]
         attrs.update({f"llm_{k}": v for k, v in rec.usage.items()})
@@ -258,6 +270,14 @@ class Ledger:
             user_attrs=attrs,
             constraints=constraints,
         )
+
+
+def run_spread(rec: ExperimentRecord, metric: str) -> tuple[int, float | None]:
+    """How many runs a record's metrics average, and the sample std of `metric` over them."""
+    import statistics
+
+    values = [r["metrics"][metric] for r in rec.extra.get("runs", []) if metric in r.get("metrics", {})]
+    return len(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def open_study(storage: str | None, root: Path, tag: str, direction: str | list[str]) -> optuna.Study:

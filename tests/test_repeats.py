@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 
 import pytest
 from conftest import Project
 
+from metaexp.ledger import open_study
 from metaexp.records import Status
 
 NOISY = (
@@ -47,6 +49,18 @@ def test_sprt_runs_paired_seeds_and_stops_early(project: Project) -> None:
         if rec.status is Status.KEEP:
             assert rec.extra["noise"]["mean_gain"] > 0
     assert any(len(r.extra["runs"]) < 8 for r in evaluated)  # some decided before max_runs
+    rows = (project.root / ".metaexp" / "landscape" / "results.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:4] == ["commit", "loss", "runs", "std:loss"]
+    trials = {
+        t.user_attrs["experiment"]: t for t in open_study(None, project.root, "landscape", "minimize").trials
+    }
+    for rec in evaluated:
+        cells = rows[rec.n].split("\t")
+        losses = [r["metrics"]["loss"] for r in rec.extra["runs"]]
+        assert int(cells[2]) == len(losses) == trials[rec.n].user_attrs["runs"]
+        if len(losses) > 1:
+            assert float(cells[3]) == pytest.approx(statistics.stdev(losses), abs=1e-6)
+            assert trials[rec.n].user_attrs["noise:n"] == rec.extra["noise"]["n"]
     _incumbent_seeds_once(records)
 
     project.run(harness=HARNESS, noise=noise, budget={"max_experiments": 9})  # resume: cache rebuilt
