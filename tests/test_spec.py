@@ -40,7 +40,10 @@ def _error(project: Project, **overrides: object) -> str:
         ),
         ({"objective": {"primary": "acc"}}, "objective.primary: 'acc' is not a metric (metrics: loss)"),
         ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
-        ({"operator": {"kind": "magic"}}, "operator.kind: Input should be 'params', 'perturb' or 'llm'"),
+        (
+            {"operator": {"kind": "magic"}},
+            "operator.kind: Input should be 'params', 'perturb', 'llm' or 'hybrid'",
+        ),
         ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
         ({"operator": {"kind": "llm"}}, "operator.kind 'llm' needs operator.model"),
         (
