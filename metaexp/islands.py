@@ -22,13 +22,13 @@ from metaexp.errors import WorkspaceError
 from metaexp.harness import Outcome
 from metaexp.island import Proposal
 from metaexp.ledger import Ledger
-from metaexp.loop import CONFIRM_BLOCK, OnRecord, RunResult, Tally, budget_stop
-from metaexp.noise import IncumbentCache
+from metaexp.loop import OnRecord, RunResult, Tally, budget_stop
 from metaexp.objective import Objective
 from metaexp.population import individual, population_refs, replay, signs_of
 from metaexp.preflight import Plan, make_plan
 from metaexp.progress import Progress
 from metaexp.records import ExperimentRecord, Status, read_records, timestamp
+from metaexp.repeats import ParentTests
 from metaexp.selection import HallOfFame
 from metaexp.spec import Spec
 from metaexp.workspace import Workspace
@@ -114,9 +114,7 @@ class _Driver:
         self.base_ref = ray.put(base._tar)
         self.evaluate = remote_evaluate(self.spec.ray.eval_resources)
         self.hof = HallOfFame(signs_of(self.spec), k=10)
-        self.noisy = self.spec.noise.method != "none"
-        self.cache = IncumbentCache()  # a parent's value per seed, for paired tests (noisy harnesses)
-        self.first_n: dict[str, int] = {}  # commit -> the experiment that first measured it
+        self.parents = ParentTests(self.k) if self.spec.noise.method != "none" else None
         for rec in records:
             self._learn(rec)
         self.seen: dict[str, int] = {}  # normalised target files -> the experiment that tried them
@@ -228,7 +226,7 @@ class _Driver:
             prop = slot.proposal
             assert prop is not None
             slot.stage = "evaluate"
-            noise = self._noise(prop) if self.noisy else None
+            noise = self.parents.payload(prop) if self.parents is not None else None
             ref = self.evaluate.remote(
                 self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island, noise
             )
@@ -298,9 +296,8 @@ class _Driver:
     def _evaluated(self, slot: _Slot) -> None:
         assert slot.outcome is not None and slot.proposal is not None
         better = None
-        if slot.measured is not None:  # the parent's new runs: the next child of it need not repeat them
-            for run in slot.measured["incumbent_runs"]:
-                self.cache.put(run["commit"], run["seed"], run["value"])
+        if slot.measured is not None and self.parents is not None:
+            self.parents.absorb(slot.measured["incumbent_runs"])  # before the next child is submitted
             better = slot.measured["better"]
         self._submit_ready()  # the slot is free: the next candidate starts before this one is recorded
         outcome = slot.outcome
@@ -323,24 +320,9 @@ class _Driver:
             outcome = replace(outcome, reason=slot.measured["reason"])
         self._record(slot, status, outcome, slot.commit)
 
-    def _noise(self, prop: Proposal) -> dict[str, Any]:
-        """What a worker needs for the paired test of `prop` against its parent."""
-        parent_files = {**prop.tree, **prop.before}
-        cached = self.cache.values_for(prop.parent)
-        k = self.k
-        return {
-            "parent": prop.parent,
-            "parent_files": parent_files,
-            "cached": cached,
-            "block": self.first_n.get(prop.parent, 1),  # each parent is compared on seeds of its own
-            "confirm_block": CONFIRM_BLOCK + 1_000 + prop.generation * k + prop.island,
-        }
-
     def _learn(self, rec: ExperimentRecord) -> None:
-        if rec.commit and rec.status.harness_ran:
-            self.first_n.setdefault(rec.commit, rec.n)
-        for run in rec.extra.get("incumbent_runs", []):
-            self.cache.put(run["commit"], run["seed"], run["value"])
+        if self.parents is not None:
+            self.parents.learn(rec)
 
     def _commit(self, parents: list[str], prop: Proposal) -> str:
         message = f"metaexp island-{prop.island} g{prop.generation}"

@@ -12,6 +12,7 @@ from typing import TextIO
 from metaexp.candidates import diff_lines
 from metaexp.harness import Interrupted, Outcome, evaluate
 from metaexp.ledger import Ledger, lineage_of
+from metaexp.noise import CONFIRM_BLOCK
 from metaexp.objective import Objective
 from metaexp.operators import (
     Candidate,
@@ -86,8 +87,6 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
         return f"target {b.target:g} reached"
     return None
 
-
-CONFIRM_BLOCK = 1_000_000  # seed blocks from here on: experiment n re-runs a winner on block + n
 
 OnRecord = Callable[[ExperimentRecord, Tally], str | None]  # see Loop: returns a reason to stop
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from metaexp.errors import SpecError
 
-__all__ = ["IncumbentCache", "SPRTConfig", "SeedSchedule", "Verdict", "batched", "sprt"]
+__all__ = ["CONFIRM_BLOCK", "IncumbentCache", "SPRTConfig", "SeedSchedule", "Verdict", "batched", "sprt"]
 
 FUTILITY_MIN_RUNS = 3  # runs before the futility stop may end a candidate
 SEEDS_PER_BLOCK = 1000  # seed indices in one SeedSchedule block (>= any max_runs)
+CONFIRM_BLOCK = 1_000_000  # re-evaluation blocks start here (seeds >= 10**9): never used by the test itself
 _ZERO_VARIANCE = 1e-24  # s2 below this times scale**2 counts as no noise (float dust)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaexp.harness import Outcome
-from metaexp.noise import IncumbentCache, SeedSchedule, SPRTConfig, Verdict, batched, sprt
+from metaexp.noise import CONFIRM_BLOCK, IncumbentCache, SeedSchedule, SPRTConfig, Verdict, batched, sprt
 from metaexp.objective import Objective
 from metaexp.records import ExperimentRecord
 from metaexp.spec import Spec
@@ -149,6 +149,38 @@ class Repeater:
             {"commit": commit, "seed": seed, "value": value, "harness_s": round(out.harness_s, 4)}
         )
         return value
+
+
+class ParentTests:
+    """A population's side of noisy tests: each child is tested against its parent on a worker
+    (remote.measure). The driver keeps every parent's per-seed values (rebuilt from the
+    records on resume) and hands them to the next child's task; each parent is compared on
+    a seed block of its own (the experiment that first measured it), and each child's
+    re-evaluation on a block no other child uses."""
+
+    def __init__(self, islands: int) -> None:
+        self.islands = islands
+        self.cache = IncumbentCache()
+        self.first_n: dict[str, int] = {}  # commit -> the experiment that first measured it
+
+    def learn(self, rec: ExperimentRecord) -> None:
+        if rec.commit and rec.status.harness_ran:
+            self.first_n.setdefault(rec.commit, rec.n)
+        self.absorb(rec.extra.get("incumbent_runs", []))
+
+    def absorb(self, incumbent_runs: Iterable[Mapping[str, Any]]) -> None:
+        for run in incumbent_runs:
+            self.cache.put(run["commit"], run["seed"], run["value"])
+
+    def payload(self, prop: Any) -> dict[str, Any]:
+        """What a worker needs for the paired test of a proposal against its parent."""
+        return {
+            "parent": prop.parent,
+            "parent_files": {**prop.tree, **prop.before},
+            "cached": self.cache.values_for(prop.parent),
+            "block": self.first_n.get(prop.parent, 1),
+            "confirm_block": CONFIRM_BLOCK + 1_000 + prop.generation * self.islands + prop.island,
+        }
 
 
 def _mean(runs: list[dict[str, Any]], last: Outcome) -> Outcome:
