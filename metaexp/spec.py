@@ -43,14 +43,20 @@ class MetricSpec(_Strict):
 
 
 class _Command(_Strict):
-    command: str | list[str]
-    timeout_s: float = Field(60.0, gt=0)
+    """A program the supervisor runs in a candidate's sandbox: the harness, a cascade stage, a validation."""
+
+    command: str | list[str] = Field(
+        description="shlex string or argv list; runs in the candidate tree's root"
+    )
+    timeout_s: float = Field(
+        60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started"
+    )
 
     @field_validator("command")
     @classmethod
     def _names_a_program(cls, value: str | list[str]) -> str | list[str]:
         if not argv_of(value):
-            raise ValueError("must name a program, e.g. 'python evaluate.py --quick'")
+            raise ValueError("must name a program, e.g. 'python evaluate.py'")
         return value
 
     @property
@@ -92,17 +98,11 @@ class ValidationSpec(_Command):
         return dict(self.metrics)
 
 
-class HarnessSpec(_Strict):
-    command: str | list[str] = Field(
-        description="shlex string or argv list; runs in the candidate tree's root"
-    )
+class HarnessSpec(_Command):
     immutable: list[str] = Field(
         default_factory=list, description="paths/globs hashed at start; a change refuses the candidate"
     )
     time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
-    timeout_s: float = Field(
-        60.0, gt=0, description="then SIGTERM, grace, SIGKILL to every process it started"
-    )
     grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
     memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
     pass_env: list[str] = Field(
@@ -116,17 +116,6 @@ class HarnessSpec(_Strict):
     validation: ValidationSpec | None = Field(
         None, description="a held-out harness run on every new best (its metrics go into the row)"
     )
-
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
-        if not argv_of(value):
-            raise ValueError("must name a program, e.g. 'python evaluate.py'")
-        return value
-
-    @property
-    def argv(self) -> list[str]:
-        return argv_of(self.command)
 
 
 def argv_of(command: str | list[str]) -> list[str]:
