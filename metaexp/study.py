@@ -161,33 +161,40 @@ def run_study(
     out = Path(out_dir) if out_dir else root / ".metaexp" / f"{base.tag}-study"
     summaries = []
     for i, run in enumerate(runs, 1):
-        head = f"[{i}/{len(runs)}] {run.spec.tag}:"
-        summary = _summary_of(run, root)
-        if summary.stop:
-            print(f"{head} done earlier; {_outcome_text(summary)}", file=stream, flush=True)
-        else:
-            print(f"{head} running ({run.strategy}, seed {run.seed})", file=stream, flush=True)
-            t0 = time.monotonic()
-            buffer = io.StringIO()
-            try:
-                result = _execute(run.spec, stream if verbose else buffer)
-            except MetaexpError:
-                raise  # a bad spec or state: every other run would fail the same way
-            except Exception as exc:  # a bug in one run: the others still run; this one resumes later
-                tail = "".join(buffer.getvalue().splitlines(True)[-5:])
-                why = (str(exc).strip().splitlines() or [""])[-1]  # a Ray error's last line is the cause
-                print(f"{head} failed: {type(exc).__name__}: {why}\n{tail}", file=stream, flush=True)
-                summaries.append(_summary_of(run, root))
-                continue
-            summary = _summary_of(run, root)
-            print(f"{head} {_outcome_text(summary)} ({time.monotonic() - t0:.1f}s)", file=stream, flush=True)
-            if result.interrupted:
-                print("study interrupted: run it again to resume", file=stream, flush=True)
-                return StudyResult({}, summaries, interrupted=True)
+        summary, interrupted = _run_one(run, root, f"[{i}/{len(runs)}] {run.spec.tag}:", stream, verbose)
         summaries.append(summary)
+        if interrupted:
+            print("study interrupted: run it again to resume", file=stream, flush=True)
+            return StudyResult({}, summaries, interrupted=True)
     report = summarize(base, runs, summaries)
     write_outputs(report, summaries, out)
     return StudyResult(report, summaries, out=out)
+
+
+def _run_one(
+    run: PlannedRun, root: Path, head: str, stream: TextIO, verbose: bool
+) -> tuple[RunSummary, bool]:
+    """Run or resume one run unless its ledger shows it finished: its summary, and whether Ctrl-C
+    stopped it."""
+    summary = _summary_of(run, root)
+    if summary.stop:
+        print(f"{head} done earlier; {_outcome_text(summary)}", file=stream, flush=True)
+        return summary, False
+    print(f"{head} running ({run.strategy}, seed {run.seed})", file=stream, flush=True)
+    t0 = time.monotonic()
+    buffer = io.StringIO()
+    try:
+        result = _execute(run.spec, stream if verbose else buffer)
+    except MetaexpError:
+        raise  # a bad spec or state: every other run would fail the same way
+    except Exception as exc:  # a bug in one run: the others still run; this one resumes later
+        tail = "".join(buffer.getvalue().splitlines(True)[-5:])
+        why = (str(exc).strip().splitlines() or [""])[-1]  # a Ray error's last line is the cause
+        print(f"{head} failed: {type(exc).__name__}: {why}\n{tail}", file=stream, flush=True)
+        return _summary_of(run, root), False
+    summary = _summary_of(run, root)
+    print(f"{head} {_outcome_text(summary)} ({time.monotonic() - t0:.1f}s)", file=stream, flush=True)
+    return summary, result.interrupted
 
 
 def _execute(spec: Spec, out: TextIO) -> Any:
