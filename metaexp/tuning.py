@@ -229,6 +229,8 @@ def tune(
         tried.add(key)
         out = run({**files, **changed}, seed, str(len(runs)))
         value = objective.value(out.metrics) if out.status is None else None
+        if value is not None and not objective.decide(out.metrics, None)[1]:
+            value = None  # breaks a constraint or a gate: never the tuned best, a failure to the sampler
         if trial is None:
             _add(study, dists, point, value)
         else:

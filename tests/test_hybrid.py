@@ -235,3 +235,28 @@ def test_a_resumed_run_proposes_what_an_uninterrupted_one_does(make_project: Any
         return [(r.description, r.value, [x["params"] for x in r.extra.get("runs", [])]) for r in records]
 
     assert seen(a) == seen(b) and len(a) > 3
+
+
+def test_tuning_never_picks_a_run_that_breaks_a_constraint(project: Project) -> None:
+    from test_objective_modes import HARNESS as TWO_HARNESS
+    from test_objective_modes import TWO, _two_metrics
+
+    _two_metrics(project)
+    op = hybrid(None, space="space.yaml", schedule={"llm": 1.0, "params": 0.0}, tune={"budget": 6})
+    project.run(
+        operator=op,
+        harness=TWO_HARNESS,
+        metrics=TWO,
+        objective={"primary": "loss", "constraints": ["width <= 9"]},
+        budget={"max_experiments": None, "max_evaluations": 30},
+    )
+    records = project.assert_consistent()
+    tuned = [r for r in records if r.extra.get("tune")]
+    broken = [run for r in tuned for run in r.extra["runs"] if run["metrics"].get("width", 0) > 9]
+    assert broken and all(run["value"] is None for run in broken)  # tried, never a candidate's value
+    for rec in tuned:
+        best = rec.extra["tune"]["best_run"]
+        if best is not None:
+            assert rec.extra["runs"][best]["metrics"]["width"] <= 9
+        if rec.status.accepted:
+            assert rec.metrics["width"] <= 9
