@@ -121,8 +121,6 @@ def study_links(storage: Any, base: str, tag: str | None) -> list[str]:
 
 def serve(target: Target, host: str, port: int, out: TextIO = sys.stdout) -> int:
     """Serve until Ctrl-C (or SIGTERM); 0 then."""
-    import signal
-
     storage = open_storage(target)
     server = make_server(storage, host, port)
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
@@ -131,19 +129,42 @@ def serve(target: Target, host: str, port: int, out: TextIO = sys.stdout) -> int
     for line in study_links(storage, base, target.tag):
         print(line, file=out)
     print(f"listening at {base}  (Ctrl-C stops)", file=out, flush=True)
+    run_until_interrupted(server)
+    print("dashboard stopped", file=out, flush=True)
+    return 0
+
+
+def run_until_interrupted(server: WSGIServer) -> None:
+    """Requests are served on a thread of their own: wsgiref swallows a KeyboardInterrupt that lands
+    inside a request (its handler catches everything), so the main thread only waits for Ctrl-C."""
+    import signal
+    import threading
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    serving = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     previous = signal.signal(signal.SIGTERM, stop)
+    serving.start()
     try:
-        server.serve_forever()
+        while serving.is_alive():
+            serving.join(timeout=0.5)
     except KeyboardInterrupt:
-        print("dashboard stopped", file=out, flush=True)
+        threading.Thread(target=server.shutdown, daemon=True).start()  # waits for a request in flight
+        serving.join(timeout=5)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
-    return 0
 
 
-__all__ = ["Target", "make_server", "open_rdb", "open_storage", "resolve", "serve", "shown", "study_links"]
+__all__ = [
+    "Target",
+    "make_server",
+    "open_rdb",
+    "open_storage",
+    "resolve",
+    "run_until_interrupted",
+    "serve",
+    "shown",
+    "study_links",
+]

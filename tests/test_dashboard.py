@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,7 +124,9 @@ def test_the_api_lists_each_runs_study_with_its_trials_attrs_and_note(served: Se
     assert bold["operator"]["style"] == "bold"  # what tells the two runs apart
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
+    """The browser, asked for before the run fixture, so a skip costs nothing."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
@@ -131,13 +135,13 @@ def chromium() -> str:
     pytest.skip("chromium is not installed: the browser test needs it (apt-get install chromium)")
 
 
-def rendered_text(url: str, profile: Path, wanted: list[str]) -> str:
+def rendered_text(chromium: str, url: str, profile: Path, wanted: list[str]) -> str:
     """The page's text after its scripts ran in headless Chromium (a longer budget when slow)."""
     text = ""
     for budget_ms in (10_000, 30_000):
         proc = subprocess.run(
             [
-                chromium(),
+                chromium,
                 "--headless",
                 "--no-sandbox",  # we may be root (CI containers)
                 "--disable-gpu",
@@ -159,31 +163,49 @@ def rendered_text(url: str, profile: Path, wanted: list[str]) -> str:
     return text
 
 
-def test_the_study_page_renders_the_trials_in_chromium(served: Served, tmp_path: Path) -> None:
+def test_the_study_page_renders_the_trials_in_chromium(chromium: str, served: Served, tmp_path: Path) -> None:
     study_id = study_ids(served)["landscape"]
     records = served.records["landscape"]
     wanted = [f"Trial {n}" for n in range(len(records))] + [records[0].commit or ""]
-    text = rendered_text(f"{served.base}/studies/{study_id}/trials", tmp_path / "profile", wanted)
+    text = rendered_text(chromium, f"{served.base}/studies/{study_id}/trials", tmp_path / "profile", wanted)
     missing = [w for w in wanted if w not in text]
     assert not missing, f"not on the rendered trials page: {missing}\n{text[:2000]}"
     assert "landscape" in text and "baseline" in text
 
 
-def test_the_compare_page_shows_both_runs_in_chromium(served: Served, tmp_path: Path) -> None:
+def test_the_compare_page_shows_both_runs_in_chromium(chromium: str, served: Served, tmp_path: Path) -> None:
     ids = study_ids(served)
     url = f"{served.base}/compare-studies?ids={ids['landscape']},{ids['bold']}"
     wanted = ["loss of landscape", "loss of bold"]  # the history plot's legend: both runs' trials drawn
-    text = rendered_text(url, tmp_path / "profile", wanted)
+    text = rendered_text(chromium, url, tmp_path / "profile", wanted)
     assert all(w in text for w in wanted), text[:2000]
 
 
-def test_ctrl_c_stops_the_dashboard_cleanly(served: Served) -> None:
+def test_ctrl_c_stops_the_dashboard_cleanly_even_inside_a_request(served: Served) -> None:
     proc, base, _ = start_dashboard(served.project.root, "metaexp.yaml")
-    get_json(base.removesuffix("/dashboard") + "/api/studies")
+    api = base.removesuffix("/dashboard") + "/api/studies"
+    done = threading.Event()
+    answered: list[int] = []
+
+    def hammer() -> None:  # requests in flight when the signal lands
+        while not done.is_set():
+            with contextlib.suppress(OSError, ValueError):  # refused, reset or cut short by the stop
+                answered.append(len(get_json(api)["study_summaries"]))
+
+    clients = [threading.Thread(target=hammer, daemon=True) for _ in range(2)]
+    for client in clients:
+        client.start()
+    while len(answered) < 5 and proc.poll() is None:
+        done.wait(0.05)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        done.set()
+        proc.kill()
     assert proc.returncode == 0, out
-    assert "dashboard stopped" in out and "Traceback" not in out
+    assert out.rstrip().endswith("dashboard stopped") and "Traceback" not in out, out
+    assert set(answered) == {2}
 
 
 def test_a_busy_port_and_a_missing_spec_are_clear_errors(served: Served, tmp_path: Path) -> None:

@@ -67,11 +67,26 @@ def assert_study_agrees(
     return records
 
 
-def test_a_run_on_postgres_agrees_with_its_ledger(project: Project, pg_url: str, tag: str) -> None:
-    project.spec(tag=tag, storage=pg_url, budget={"max_experiments": 6})
+def test_a_run_on_postgres_agrees_with_its_ledger_and_the_dashboard_shows_it(
+    project: Project, pg_url: str, tag: str
+) -> None:
+    from test_dashboard import get_json, start_dashboard
+
+    project.spec(tag=tag, storage=pg_url, budget={"max_experiments": 5})
     project.cli("run", "metaexp.yaml")
     records = assert_study_agrees(project, pg_url, tag)
-    assert len(records) == 6 and not (project.root / ".metaexp" / "optuna.journal").exists()
+    assert len(records) == 5 and not (project.root / ".metaexp" / "optuna.journal").exists()
+    proc, base, printed = start_dashboard(project.root)
+    try:
+        assert pg_url.rsplit("@", 1)[1] in printed and pg_url.split("://")[1].split("@")[0] not in printed
+        studies = get_json(base.removesuffix("/dashboard") + "/api/studies")["study_summaries"]
+        ours = [s for s in studies if s["study_name"] == tag]
+        assert len(ours) == 1
+        study = get_json(base.removesuffix("/dashboard") + f"/api/studies/{ours[0]['study_id']}")
+        assert len(study["trials"]) == 5 and study["objective_names"] == ["loss"]
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_run_killed_after_its_jsonl_line_is_repaired_in_postgres(
@@ -106,24 +121,6 @@ def test_several_processes_write_to_one_postgres_at_once(
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(outputs)
     for run_tag, project in projects.items():
         assert len(assert_study_agrees(project, pg_url, run_tag)) == 6
-
-
-def test_the_dashboard_serves_a_postgres_storage(project: Project, pg_url: str, tag: str) -> None:
-    from test_dashboard import get_json, start_dashboard
-
-    project.spec(tag=tag, storage=pg_url, budget={"max_experiments": 3})
-    project.cli("run", "metaexp.yaml")
-    proc, base, printed = start_dashboard(project.root)
-    try:
-        assert pg_url.rsplit("@", 1)[1] in printed and pg_url.split("://")[1].split("@")[0] not in printed
-        studies = get_json(base.removesuffix("/dashboard") + "/api/studies")["study_summaries"]
-        ours = [s for s in studies if s["study_name"] == tag]
-        assert len(ours) == 1
-        study = get_json(base.removesuffix("/dashboard") + f"/api/studies/{ours[0]['study_id']}")
-        assert len(study["trials"]) == 3
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def proxy_snippet() -> str:
