@@ -239,3 +239,21 @@ def test_the_note_follows_the_spec_and_a_resume_adds_nothing(project: Project) -
     project.run(budget={"max_experiments": 4})  # raised budget: the note says so
     version2, text2 = note()
     assert version2 == version + 1 and "max_experiments: 4" in text2
+
+
+def test_a_weighted_study_names_its_value_the_weighted_score(project: Project) -> None:
+    project.write(
+        "two.py", "import params\nprint('width:', params.WIDTH)\nexec(open('evaluate.py').read())\n"
+    )
+    project.run(
+        harness={"command": "python two.py", "immutable": ["evaluate.py", "two.py"]},
+        metrics={
+            "loss": {"direction": "minimize"},
+            "width": {"direction": "maximize", "pattern": r"width:\s*(\S+)"},
+        },
+        budget={"max_experiments": 3},
+        objective={"mode": "weighted", "primary": "loss", "weights": {"loss": 1.0, "width": 0.5}},
+    )
+    study = open_study(None, project.root, "landscape", "maximize")
+    assert study.metric_names == ["weighted_score"]
+    assert study.user_attrs["spec"]["objective"]["weights"] == {"loss": 1.0, "width": 0.5}
