@@ -3,6 +3,7 @@ with its table, JSON and plot checked against the runs' own ledgers."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from metaexp.metrics import parse_metrics
 from metaexp.objective import Objective
 from metaexp.records import read_records
 from metaexp.spec import load_spec
-from metaexp.study import median_to_target, wilson
+from metaexp.study import format_table, median_to_target, run_study, wilson
 
 LANDSCAPES = ROOT / "harnesses" / "landscapes"
 NK_N = 14
@@ -110,8 +111,8 @@ def study(demo: Project, *args: str, check: bool = True) -> subprocess.Completed
     return demo.cli("study", *args, check=check)
 
 
-@pytest.mark.timeout(300)  # pbt's runs start Ray in the CLI's process
-def test_a_small_study_agrees_with_its_ledgers_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.timeout(300)
+def test_a_small_study_agrees_with_its_ledgers_and_resumes(tmp_path: Path, ray_session: None) -> None:
     demo = init_landscapes(tmp_path)
     spec = yaml.safe_load((demo.root / "deceptive.yaml").read_text())
     spec["budget"]["target"] = 8  # the trap's level: some short runs reach it, some do not
@@ -122,17 +123,17 @@ def test_a_small_study_agrees_with_its_ledgers_and_resumes(tmp_path: Path) -> No
     assert first.stderr.count("running (") == 2 and "0/2" in first.stdout  # 7 after 8 evaluations
     tags = ("deceptive-hill_climb-s0", "deceptive-hill_climb-s1")
     before = {tag: demo.records(tag) for tag in tags}
-    args = ("small.yaml", "--strategies", "hill_climb", "pbt", "--seeds", "2", "--out", "out")
-    proc = study(demo, *args, "--budget", "12")  # a larger budget: the runs resume, and pbt's start
-    assert proc.stderr.count("running (") == 4
-    assert "[2/4] deceptive-hill_climb-s1: reached the target at evaluation 11" in proc.stderr
+    progress = io.StringIO()  # in this process, on the session's Ray: pbt's population runs there
+    result = run_study(demo.root / "small.yaml", ["hill_climb", "pbt"], 2, 12, demo.root / "out", progress)
+    assert progress.getvalue().count("running (") == 4  # a larger budget: the runs resume; pbt's start
+    assert "[2/4] deceptive-hill_climb-s1: reached the target at evaluation 11" in progress.getvalue()
     for tag in tags:  # resumed, not started again
         assert demo.records(tag)[: len(before[tag])] == before[tag] and len(demo.records(tag)) > 8
 
     report = json.loads((demo.root / "out" / "study.json").read_text())
     assert report["target"] == 8 and report["budget"] == 12 and report["seeds"] == [0, 1]
     assert (demo.root / "out" / "study.png").read_bytes()[:4] == b"\x89PNG"
-    assert (demo.root / "out" / "study.txt").read_text().strip() in proc.stdout
+    assert (demo.root / "out" / "study.txt").read_text() == format_table(result.summary) + "\n"
     rows = {row["strategy"]: row for row in report["strategies"]}
     assert list(rows) == ["hill_climb", "pbt"]
     for run in report["runs"]:
@@ -155,13 +156,15 @@ def test_a_small_study_agrees_with_its_ledgers_and_resumes(tmp_path: Path) -> No
         successes = sum(run["reached"] for run in mine)
         assert (row["runs"], row["successes"], row["unfinished"]) == (2, successes, 0)
         assert row["ci95"] == pytest.approx(wilson(successes, 2), abs=1e-4)
-        line = next(line for line in proc.stdout.splitlines() if line.startswith(name))
+        line = next(line for line in format_table(report).splitlines() if line.startswith(name))
         assert f"{successes}/2" in line
     assert rows["hill_climb"]["median_evals_to_target"] == 11  # one of two reached it, at 11
 
-    again = study(demo, *args, "--budget", "12")  # everything is recorded: nothing runs
+    args = ("small.yaml", "--strategies", "hill_climb", "pbt", "--seeds", "2", "--budget", "12")
+    again = study(demo, *args, "--out", "out")  # through the CLI: everything is recorded, nothing runs
     assert again.stderr.count("done earlier") == 4 and "running (" not in again.stderr
     assert json.loads((demo.root / "out" / "study.json").read_text()) == report
+    assert format_table(report) in again.stdout
     for tag in by_tag:
         n = len(read_records(demo.root / ".metaexp" / tag / "experiments.jsonl"))
         assert n == len(demo.records(tag))
