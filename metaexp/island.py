@@ -42,6 +42,7 @@ class Proposal:
     reason: str = ""
     escape: bool = False
     other: str | None = None  # crossover: the second parent
+    tune: Any = None  # hybrid: the TunePlan the evaluation task runs before the decision
 
 
 class Island:
@@ -125,6 +126,7 @@ class Island:
             extra=cand.extra,
             usage=cand.usage,
             escape=escape,
+            tune=cand.tune,
         )
         self._pending[g] = (prop, rng)
         return prop

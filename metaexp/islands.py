@@ -227,8 +227,16 @@ class _Driver:
             assert prop is not None
             slot.stage = "evaluate"
             noise = self.parents.payload(prop) if self.parents is not None else None
+            tuning = self._tuning(prop) if prop.tune is not None else None
             ref = self.evaluate.remote(
-                self.spec, self.base_key, self.base_ref, prop.tree, prop.generation, prop.island, noise
+                self.spec,
+                self.base_key,
+                self.base_ref,
+                prop.tree,
+                prop.generation,
+                prop.island,
+                noise,
+                tuning,
             )
             self.pending[ref] = slot
             evaluating += 1
@@ -296,7 +304,9 @@ class _Driver:
     def _evaluated(self, slot: _Slot) -> None:
         assert slot.outcome is not None and slot.proposal is not None
         better = None
-        if slot.measured is not None and self.parents is not None:
+        if slot.measured is not None and "tuned" in slot.measured:
+            self._tuned(slot)
+        elif slot.measured is not None and self.parents is not None:
             self.parents.absorb(slot.measured["incumbent_runs"])  # before the next child is submitted
             better = slot.measured["better"]
         self._submit_ready()  # the slot is free: the next candidate starts before this one is recorded
@@ -317,8 +327,40 @@ class _Driver:
         assert slot.outcome is not None
         outcome = slot.outcome
         if slot.measured is not None and not status.accepted and not outcome.reason:
-            outcome = replace(outcome, reason=slot.measured["reason"])
+            outcome = replace(outcome, reason=slot.measured.get("reason", ""))
         self._record(slot, status, outcome, slot.commit)
+
+    def _tuning(self, prop: Proposal) -> dict[str, Any]:
+        """What a worker needs to tune a hybrid candidate (each run counts against max_evaluations)."""
+        from metaexp.operators import Candidate
+
+        budget, cap = prop.tune.budget, self.spec.budget.max_evaluations
+        budget = budget if cap is None else max(1, min(budget, cap - self.tally.evaluations))
+        cand = Candidate(
+            prop.parent, prop.changed, prop.description, prop.style, prop.params, prop.extra, tune=prop.tune
+        )
+        return {"candidate": cand, "parent_files": {**prop.tree, **prop.before}, "budget": budget}
+
+    def _tuned(self, slot: _Slot) -> None:
+        """The tuned constants are the candidate: its files, params and runs, and a commit of them."""
+        assert slot.measured is not None and slot.proposal is not None
+        prop, tuned = slot.proposal, slot.measured["tuned"]
+        self.evaluating.discard(fingerprint(prop.tree))
+        tree = {**prop.tree, **tuned["files"]}
+        changed = {p: tree[p] for p in {*prop.changed, *tuned["files"]}}
+        slot.proposal = replace(
+            prop,
+            tree=tree,
+            changed=changed,
+            before={p: prop.before.get(p, prop.tree.get(p, b"")) for p in changed},
+            params=tuned["params"],
+            extra=tuned["extra"],
+            description=tuned["description"],
+        )
+        self.evaluating.add(fingerprint(tree))
+        if changed != prop.changed:
+            parents = [prop.parent, prop.other] if prop.other else [prop.parent]
+            slot.commit = self._commit(parents, slot.proposal)
 
     def _learn(self, rec: ExperimentRecord) -> None:
         if self.parents is not None:
@@ -367,7 +409,7 @@ class _Driver:
             extra["node"] = slot.node
         if outcome.cascade:
             extra["cascade"] = outcome.cascade
-        if slot.measured is not None:
+        if slot.measured is not None and "runs" in slot.measured:
             m = slot.measured
             extra.update(runs=m["runs"], incumbent_runs=m["incumbent_runs"], noise=m["stats"])
             if m["cascade"]:
@@ -402,7 +444,8 @@ class _Driver:
             generation=prop.generation,
         )
         self._write(rec, slot.log)
-        self.islands[prop.island].observe.remote(rec)
+        tuned = prop.tree if prop.tune is not None else None  # the island must keep the tuned files
+        self.islands[prop.island].observe.remote(rec, tuned)
         if status.harness_ran:
             ran, kept = self.island_counts.get(prop.island, (0, 0))
             self.island_counts[prop.island] = (ran + 1, kept + (status is Status.KEEP))
@@ -539,7 +582,11 @@ class _Driver:
         op = self.spec.operator.model_copy(
             update={
                 key: value
-                for key, value in (("style", override.style), ("program", override.program))
+                for key, value in (
+                    ("style", override.style),
+                    ("program", override.program),
+                    ("schedule", override.schedule),
+                )
                 if value is not None
             }
         )

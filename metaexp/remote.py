@@ -59,6 +59,7 @@ def evaluate_job(
     label: int,
     island: int,
     noise: dict[str, Any] | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> tuple[Outcome, str, str, dict[str, Any] | None]:
     """Runs in a Ray worker: unpack the base once per node, run the harness in a sandbox
     (the cascade first). With `noise` (a noisy harness), the whole paired test against the
@@ -74,7 +75,9 @@ def evaluate_job(
     measured: dict[str, Any] | None = None
     extra_logs: list[Path] = []
     try:
-        if noise is None:
+        if tuning is not None:
+            outcome, measured = tune_job(spec, base, label, Path(log), env, tuning, extra_logs)
+        elif noise is None:
             outcome = evaluate(spec, base, label, files, Path(log), extra_env=env, cascade=True)
         else:
             outcome, measured = measure(spec, base, label, files, Path(log), env, noise, extra_logs)
@@ -131,6 +134,40 @@ def measure(
         "cascade": m.cascade,
     }
     return m.outcome, test
+
+
+def tune_job(
+    spec: Spec,
+    base: Any,
+    label: int,
+    log: Path,
+    env: dict[str, str],
+    tuning: dict[str, Any],
+    extra_logs: list[Path],
+) -> tuple[Outcome, dict[str, Any]]:
+    """A hybrid candidate's constants tuned on a worker (metaexp.tuning.tune): every tuning run
+    here, the best one's files, params and runs back to the driver, which commits those."""
+    from metaexp.harness import evaluate
+    from metaexp.objective import Objective
+    from metaexp.tuning import tune
+
+    def run(tree: Any, seed: int, name: str) -> Outcome:
+        first = name in ("", "0")
+        path = log if first else log.with_name(f"{log.stem}.{name}.log")
+        if not first:
+            extra_logs.append(path)
+        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
+
+    cand = tuning["candidate"]
+    tuned, outcome = tune(cand, tuning["parent_files"], run, Objective.of(spec), spec.seed, tuning["budget"])
+    return outcome, {
+        "tuned": {
+            "files": tuned.files,
+            "params": tuned.params,
+            "extra": tuned.extra,
+            "description": tuned.description,
+        }
+    }
 
 
 def validate_job(

@@ -273,6 +273,9 @@ class IslandSpec(_Strict):
     target: list[str] | None = None
     style: str | dict[str, float] | None = None
     program: str | None = None
+    schedule: ScheduleSpec | None = Field(
+        None, description="hybrid: this island's share of LLM and numeric steps"
+    )
 
 
 class StrategySpec(_Strict):

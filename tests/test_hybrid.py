@@ -218,9 +218,9 @@ def test_hybrid_spec_errors(project: Project) -> None:
     bad = project.spec(operator={"kind": "hybrid", "llm": {"kind": "params", "model": "m"}})
     with pytest.raises(SpecError, match="leave `kind` out"):
         load_spec(bad)
-    islands = project.spec(operator=hybrid(None), strategy={"islands": 2})
-    with pytest.raises(SpecError, match="single lineage"):
-        make_plan(load_spec(islands))
+    noisy = project.spec(operator=hybrid(None), noise={"method": "sprt"})
+    with pytest.raises(SpecError, match=r"tuning under noise\.method"):
+        make_plan(load_spec(noisy))
 
 
 def test_a_resumed_run_proposes_what_an_uninterrupted_one_does(make_project: Any) -> None:

@@ -117,3 +117,33 @@ def test_noise_with_pareto_is_refused(project: Project) -> None:
                 noise={"method": "sprt"},
             )
         )
+
+
+def test_a_hybrid_population_tunes_on_workers_with_a_schedule_per_island(project: Project) -> None:
+    from conftest import git
+
+    from metaexp.target import read_value
+
+    op = {"kind": "hybrid", "llm": None, "space": "space.yaml", "tune": {"sampler": "random", "budget": 4}}
+    islands = [{"schedule": {"llm": 1.0, "params": 0.0}}, {"schedule": {"llm": 0.0, "params": 1.0}}]
+    run_population(
+        project,
+        operator=op,
+        strategy={"islands": islands, "population": 2},
+        budget={"max_experiments": None, "max_evaluations": 24},
+    )
+    records = check_population(project)
+    proposed = [r for r in records[1:] if r.status.harness_ran]
+    restarts = [r for r in proposed if r.island == 0]
+    steps = [r for r in proposed if r.island == 1]
+    assert restarts and steps
+    assert all(r.extra["arm"] == "restart" and 1 <= len(r.extra["runs"]) <= 4 for r in restarts)
+    assert all(r.extra["arm"] == "params" and "runs" not in r.extra for r in steps)
+    for rec in restarts:  # the committed constants are the best tuning run's
+        best = rec.extra["tune"]["best_run"]
+        chosen = rec.extra["runs"][best or 0]
+        assert rec.params == chosen["params"] and rec.value == chosen["value"]
+        text = git(project.root, "show", f"{rec.commit}:params.py").encode()
+        assert {k: read_value("params.py", text, k) for k in ("X", "Y", "WIDTH")} == rec.params
+    used = sum(max(1, len(r.extra.get("runs", []))) for r in records if r.status.harness_ran)
+    assert 24 <= used <= 24 + 4 * RAY["max_concurrent_evals"]  # tuning in flight may finish past the cap

@@ -168,10 +168,6 @@ def _refuse_unsupported(ctx: Context) -> None:
     spec = ctx.spec
     if spec.noise.method != "none":
         raise SpecError("operator.kind hybrid: tuning under noise.method (repeats) is not supported yet")
-    if spec.strategy.is_population:
-        raise SpecError(
-            "operator.kind hybrid runs as a single lineage for now (tuning in populations: to come)"
-        )
     if spec.objective.mode == "pareto":
         raise SpecError(
             "operator.kind hybrid needs one decision value: objective.mode pareto is not supported"
