@@ -36,13 +36,6 @@ def run(args: argparse.Namespace) -> int:
         if not records:
             return 0
         print()
-    from metaexp.meta.report import meta_dir, meta_report
-
-    if meta_dir(spec) is not None:  # `metaexp meta` ran for this spec: its outer study first
-        print(meta_report(spec, args.output))
-        if not records:
-            return 0
-        print()
     metric = spec.objective.primary
     summary = summarize(records, spec.direction, metric)
     print(format_summary(summary, metric))
