@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,24 +180,6 @@ def test_a_multi_objective_outer_study_tells_every_objective(make_project):
         curve_best = ledger_best(project, t.user_attrs["tags"][0])
         assert t.values[0] == curve_best and t.values[1] >= curve_best  # the mean best-so-far is no better
     assert "Pareto front (best, auc)" in project.cli("report", "metaexp.yaml").stdout
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            object_store_memory=100 * 2**20,
-            configure_logging=False,
-        )
-    yield
-    if started:
-        ray.shutdown()
 
 
 def test_parallel_outer_trials_run_as_ray_tasks(make_project, ray_session):
