@@ -217,6 +217,8 @@ class _Driver:
         return len(self.pending) + len(self.ready)
 
     def _submit_ready(self) -> None:
+        if self.loop.interrupts or self.loop.halt:
+            return  # stopping: nothing new starts; proposals waiting are proposed again on resume
         evaluating = sum(1 for s in self.pending.values() if s.stage == "evaluate")
         while self.ready and evaluating < self.spec.ray.max_concurrent_evals:
             slot = self.ready.popleft()

@@ -211,5 +211,6 @@ def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray
     assert result.stop_reason == "pruned by the outer study (test)"
     records = project.assert_consistent()
     assert seen == [r.n for r in records]  # called once per record, in order
-    assert 3 <= sum(r.status.harness_ran for r in records) <= 3 + 2  # what was in flight is recorded too
+    # what was in flight is recorded too: up to 2 evaluations, and up to 2 evaluated ones concluding
+    assert 3 <= sum(r.status.harness_ran for r in records) <= 3 + 2 + 2
     assert git(project.root, "rev-parse", "autoexp/landscape/best").strip()
