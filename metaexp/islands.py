@@ -446,8 +446,8 @@ class _Driver:
             generation=prop.generation,
         )
         self._write(rec, slot.log)
-        tuned = prop.tree if prop.tune is not None else None  # the island must keep the tuned files
-        self.islands[prop.island].observe.remote(rec, tuned)
+        # the driver's tree is the child's: a crossover's is composed here, a hybrid's tuned here
+        self.islands[prop.island].observe.remote(rec, prop.tree or None)
         if status.harness_ran:
             ran, kept = self.island_counts.get(prop.island, (0, 0))
             self.island_counts[prop.island] = (ran + 1, kept + (status is Status.KEEP))

@@ -147,3 +147,19 @@ def test_a_hybrid_population_tunes_on_workers_with_a_schedule_per_island(project
         assert {k: read_value("params.py", text, k) for k in ("X", "Y", "WIDTH")} == rec.params
     used = sum(max(1, len(r.extra.get("runs", []))) for r in records if r.status.harness_ran)
     assert 24 <= used <= 24 + 4 * RAY["max_concurrent_evals"]  # tuning in flight may finish past the cap
+
+
+def test_a_kept_crossover_child_can_be_a_parent_later(project: Project) -> None:
+    """The island gets the composed tree from the driver (it only proposed the two parents)."""
+    spaced = "X = 3.0\n\n# (apart, so that git merges a change to each)\n\n\nY = -2.0\n\n#\n\n\nWIDTH = 7\n"
+    project.write("params.py", spaced)
+    strategy = {"islands": 1, "population": 4, "crossover_rate": 0.6}
+    result = run_population(
+        project, strategy=strategy, operator={"style": "conservative"}, budget={"max_experiments": 24}
+    )
+    assert not result.aborted, result.stop_reason
+    records = check_population(project)
+    kept = {r.commit for r in records if r.style == "crossover" and r.status.accepted}
+    assert kept, "no crossover child was kept"
+    assert any(r.parent in kept for r in records)  # a kept child was chosen as a parent afterwards
+    assert not any(r.status is Status.CRASH for r in records)
