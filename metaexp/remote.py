@@ -73,20 +73,19 @@ def evaluate_job(
     os.close(fd)
     env = {"METAEXP_ISLAND": str(island)}
     measured: dict[str, Any] | None = None
-    extra_logs: list[Path] = []
     try:
         if tuning is not None:
-            outcome, measured = tune_job(spec, base, label, Path(log), env, tuning, extra_logs)
+            outcome, measured = tune_job(spec, base, label, Path(log), env, tuning)
         elif noise is None:
             outcome = evaluate(spec, base, label, files, Path(log), extra_env=env, cascade=True)
         else:
-            outcome, measured = measure(spec, base, label, files, Path(log), env, noise, extra_logs)
+            outcome, measured = measure(spec, base, label, files, Path(log), env, noise)
         with open(log, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - LOG_RETURN_BYTES))
             text = fh.read().decode(errors="replace")
     finally:
-        for path in [Path(log), *extra_logs, *Path(log).parent.glob(Path(log).stem + ".*.log")]:
+        for path in [Path(log), *Path(log).parent.glob(Path(log).stem + ".*.log")]:  # runs, stages
             path.unlink(missing_ok=True)
     return outcome, text, ray.get_runtime_context().get_node_id(), measured
 
@@ -99,7 +98,6 @@ def measure(
     log: Path,
     env: dict[str, str],
     noise: dict[str, Any],
-    extra_logs: list[Path],
 ) -> tuple[Outcome, dict[str, Any]]:
     """The paired test of a child against its parent on a worker (metaexp.repeats).
 
@@ -107,7 +105,6 @@ def measure(
     parent), block and confirm_block (seed blocks). The parent's new runs come back in
     `incumbent_runs`, so the driver's cache grows and no seed costs the parent twice
     (unless two children of one parent are measured at the same time)."""
-    from metaexp.harness import evaluate
     from metaexp.objective import Objective
     from metaexp.repeats import Repeater
 
@@ -115,13 +112,7 @@ def measure(
     for seed, value in noise["cached"].items():
         repeater.cache.put(noise["parent"], int(seed), float(value))
 
-    def run(tree: Any, seed: int, name: str) -> Outcome:
-        first = name in ("", "0")
-        path = log if first else log.with_name(f"{log.stem}.{name}.log")
-        if not first:
-            extra_logs.append(path)
-        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
-
+    run = _runner(spec, base, label, log, env)
     m = repeater.measure(
         run, files, noise["parent"], noise["parent_files"], noise["block"], noise["confirm_block"]
     )
@@ -136,6 +127,19 @@ def measure(
     return m.outcome, test
 
 
+def _runner(spec: Spec, base: Any, label: int, log: Path, env: dict[str, str]) -> Any:
+    """One harness run of a task's candidate per (tree, seed, name): the first (cascade first)
+    logs to `log`, run `name` to `<log>.<name>.log` (evaluate_job deletes them all)."""
+    from metaexp.harness import evaluate
+
+    def run(tree: Any, seed: int, name: str) -> Outcome:
+        first = name in ("", "0")
+        path = log if first else log.with_name(f"{log.stem}.{name}.log")
+        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
+
+    return run
+
+
 def tune_job(
     spec: Spec,
     base: Any,
@@ -143,21 +147,13 @@ def tune_job(
     log: Path,
     env: dict[str, str],
     tuning: dict[str, Any],
-    extra_logs: list[Path],
 ) -> tuple[Outcome, dict[str, Any]]:
     """A hybrid candidate's constants tuned on a worker (metaexp.tuning.tune): every tuning run
     here, the best one's files, params and runs back to the driver, which commits those."""
-    from metaexp.harness import evaluate
     from metaexp.objective import Objective
     from metaexp.tuning import tune
 
-    def run(tree: Any, seed: int, name: str) -> Outcome:
-        first = name in ("", "0")
-        path = log if first else log.with_name(f"{log.stem}.{name}.log")
-        if not first:
-            extra_logs.append(path)
-        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
-
+    run = _runner(spec, base, label, log, env)
     cand = tuning["candidate"]
     tuned, outcome = tune(cand, tuning["parent_files"], run, Objective.of(spec), spec.seed, tuning["budget"])
     return outcome, {
