@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,7 +18,10 @@ from conftest import Project
 
 pytest.importorskip("ray")
 
-ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60 clusters use token auth on every node
+# Ray 2.60 clusters use token auth: every node and driver needs the mode and the same token (a fresh
+# machine has no ~/.ray/auth_token, and `ray start --head` does not create one).
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+ENV = {**os.environ, **TOKEN}
 
 
 def _free_port() -> int:
@@ -106,7 +110,7 @@ def test_evaluations_land_on_the_node_that_has_the_resource(
         },
         budget={"max_experiments": 6},
     )
-    run = project.cli("run", "metaexp.yaml", env={"RAY_AUTH_MODE": "token"})
+    run = project.cli("run", "metaexp.yaml", env=TOKEN)
     assert "max_experiments=6 reached" in run.stderr
     records = project.assert_consistent()
     evaluated = [r for r in records if r.status.harness_ran]
@@ -123,6 +127,6 @@ def test_a_request_no_node_can_meet_is_an_error(project: Project, cluster: tuple
         ray={"address": address, "eval_resources": {"num_gpus": 1}},
         budget={"max_experiments": 4},
     )
-    run = project.cli("run", "metaexp.yaml", env={"RAY_AUTH_MODE": "token"}, check=False)
+    run = project.cli("run", "metaexp.yaml", env=TOKEN, check=False)
     assert run.returncode == 1
     assert "ray.eval_resources: no node can give {'GPU': 1}" in run.stderr
