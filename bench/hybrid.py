@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT / "harnesses" / "binpack"))
 
 from stand_in import BINPACK_IDEAS, Idea, StandIn, add_term, serve  # noqa: E402
 
-from metaexp.loop import Loop  # noqa: E402
-from metaexp.records import read_records  # noqa: E402
+from metaexp.record.records import read_records  # noqa: E402
+from metaexp.run.loop import Loop  # noqa: E402
 from metaexp.spec import load_spec  # noqa: E402
 
 OPERATORS = ("params", "perturb", "llm", "hybrid")

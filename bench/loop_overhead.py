@@ -166,14 +166,15 @@ def _minor_faults() -> int:
 
 
 def instrument(prof: Profiler) -> None:
-    from metaexp import harness, loop
-    from metaexp.git import Git
-    from metaexp.ledger import Ledger
+    from metaexp.evaluate import harness
+    from metaexp.evaluate.sandbox import BaseTree
     from metaexp.operators.params import ParamsOperator
     from metaexp.operators.perturb import PerturbOperator
-    from metaexp.progress import Progress
-    from metaexp.sandbox import BaseTree
-    from metaexp.workspace import Workspace
+    from metaexp.record.git import Git
+    from metaexp.record.ledger import Ledger
+    from metaexp.record.workspace import Workspace
+    from metaexp.run import loop
+    from metaexp.run.progress import Progress
 
     prof.wrap(loop._Session, "_experiment", "loop: other")  # the outermost frame: what nothing else claims
     prof.wrap(loop, "_diff_lines", "loop: diff_lines")
@@ -220,7 +221,7 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
     """One loop run; with `heap`, under tracemalloc (which slows it: its timings are not used)."""
     import optuna  # noqa: F401  imported before tracemalloc starts: the heap peak is the loop's own
 
-    from metaexp.loop import Loop
+    from metaexp.run.loop import Loop
     from metaexp.spec import load_spec
 
     prof = Profiler()

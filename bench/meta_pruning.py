@@ -73,9 +73,9 @@ def make_repo(root: Path, landscape: str, budget: int) -> None:
 
 
 def study(root: Path, pruner: str, seed: int, trials: int) -> dict:
-    from metaexp.ledger import open_study
     from metaexp.meta.outer import plan_meta, run_meta
     from metaexp.meta.spec import MetaSpec
+    from metaexp.record.ledger import open_study
     from metaexp.spec import load_spec
 
     path = root / "metaexp.yaml"
@@ -101,10 +101,10 @@ def study(root: Path, pruner: str, seed: int, trials: int) -> dict:
 
 def reevaluate(root: Path, params: dict, label: str, seeds: list[int]) -> list[float]:
     """The strategy's best after the budget on fresh inner seeds."""
-    from metaexp.loop import Loop
     from metaexp.meta.space import sampled_spec
     from metaexp.meta.trial import best_so_far
-    from metaexp.records import read_records
+    from metaexp.record.records import read_records
+    from metaexp.run.loop import Loop
     from metaexp.spec import load_spec
 
     base = load_spec(root / "metaexp.yaml")

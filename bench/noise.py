@@ -42,8 +42,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metaexp.noise import IncumbentCache, SeedSchedule, SPRTConfig, Verdict, batched, sprt
-from metaexp.objective import Objective
+from metaexp.decide.objectives import Objective
+from metaexp.evaluate.noise import IncumbentCache, SeedSchedule, SPRTConfig, Verdict, batched, sprt
 
 DELTA = 0.01  # smallest gain worth keeping, in loss units
 SIGMA = DELTA  # sd of one paired gain: noise comparable to the effect

@@ -64,8 +64,8 @@ def make_repo(root: Path, slots: int, per_slot: int) -> Path:
 
 def measure(spec_path: Path, slots: int) -> dict[str, float]:
     """Run the population; time each record as the ledger writes it."""
-    from metaexp import ledger as ledger_module
-    from metaexp.islands import PopulationLoop
+    from metaexp.record import ledger as ledger_module
+    from metaexp.run.islands import PopulationLoop
     from metaexp.spec import load_spec
 
     stamps: list[tuple[float, object]] = []

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from metaexp.ledger import open_study
-from metaexp.loop import Loop, RunResult
-from metaexp.records import ExperimentRecord, Status, read_records
+from metaexp.record.ledger import open_study
+from metaexp.record.records import ExperimentRecord, Status, read_records
+from metaexp.run.loop import Loop, RunResult
 from metaexp.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent

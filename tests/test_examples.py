@@ -10,7 +10,7 @@ import yaml
 from conftest import Project
 
 from metaexp.commands.init import examples
-from metaexp.records import Status
+from metaexp.record.records import Status
 
 
 @pytest.mark.parametrize("name", examples())

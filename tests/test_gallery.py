@@ -12,7 +12,7 @@ import yaml
 from conftest import Project, git
 from fake_openai import FakeOpenAI
 
-from metaexp.records import Status
+from metaexp.record.records import Status
 
 GALLERY = {  # example: (primary, the other metric, the primary's direction)
     "regex": ("f1", "match_ms", "maximize"),

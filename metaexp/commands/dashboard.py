@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metaexp.dashboard import resolve, serve
+from metaexp.report.dashboard import resolve, serve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

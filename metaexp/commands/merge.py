@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from metaexp.merge import describe, merge_sources, sources_for
+from metaexp.record.workspace import Workspace
+from metaexp.run.merge import describe, merge_sources, sources_for
 from metaexp.spec import load_spec
-from metaexp.workspace import Workspace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from metaexp.archive import plot_archive
-from metaexp.records import read_records
+from metaexp.record.records import read_records
+from metaexp.record.workspace import Workspace
 from metaexp.report import (
     format_population,
     format_summary,
@@ -15,8 +15,8 @@ from metaexp.report import (
     plot_validation,
     summarize,
 )
+from metaexp.report.archive import plot_archive
 from metaexp.spec import load_spec
-from metaexp.workspace import Workspace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from metaexp.loop import Loop
+from metaexp.run.loop import Loop
 from metaexp.spec import load_spec
 
 
@@ -16,11 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if spec.pipeline:
-        from metaexp.pipeline import run_pipeline
+        from metaexp.run.pipeline import run_pipeline
 
         result = run_pipeline(spec)
     elif spec.strategy.is_population:
-        from metaexp.islands import PopulationLoop
+        from metaexp.run.islands import PopulationLoop
 
         result = PopulationLoop(spec).run()
     else:

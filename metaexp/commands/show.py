@@ -6,9 +6,9 @@ import argparse
 import json
 
 from metaexp.errors import MetaexpError
-from metaexp.records import read_records
+from metaexp.record.records import read_records
+from metaexp.record.workspace import Workspace
 from metaexp.spec import load_spec
-from metaexp.workspace import Workspace
 
 LOG_LINES = 30
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from metaexp.records import read_records
+from metaexp.record.records import read_records
+from metaexp.record.workspace import Workspace
 from metaexp.spec import Spec, load_spec
-from metaexp.workspace import Workspace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if spec.pipeline:
-        from metaexp.pipeline import stages
+        from metaexp.run.pipeline import stages
 
         for i, stage in enumerate(stages(spec)):
             print(f"{'' if i == 0 else chr(10)}== stage {i + 1}: {stage.tag}")

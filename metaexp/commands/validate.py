@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from metaexp.preflight import make_plan
+from metaexp.run.plan import make_plan
 from metaexp.spec import load_spec
 
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""
         print(f"  noise: {spec.noise.method} on paired seeds{confirm}")
     if spec.pipeline:
-        from metaexp.pipeline import stages
+        from metaexp.run.pipeline import stages
 
         for i, stage_spec in enumerate(stages(spec)):
             frozen = f"; frozen: {', '.join(sorted(stage_spec.frozen))}" if stage_spec.frozen else ""

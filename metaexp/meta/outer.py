@@ -24,9 +24,9 @@ from metaexp.errors import MetaexpError, SpecError
 from metaexp.meta.space import distributions, load_strategy_space, sampled_spec, space_as_data
 from metaexp.meta.spec import MetaSpec
 from metaexp.meta.trial import InnerRun, TrialJob, make_pruner, objective_values, run_trial
-from metaexp.space import Space
+from metaexp.record.workspace import Workspace
 from metaexp.spec import Spec, format_validation_error
-from metaexp.workspace import Workspace
+from metaexp.spec.space import Space
 
 if TYPE_CHECKING:
     import optuna
@@ -199,7 +199,7 @@ class _Outer:
     def _run_parallel(self, jobs: Iterator[tuple[Any, TrialJob | None]]) -> bool:
         import ray
 
-        from metaexp.remote import connect
+        from metaexp.run.cluster import connect
 
         connect(self.plan.spec.ray)
         # The task only drives an inner run: its harness runs (or Ray evaluations) take the CPUs.
@@ -253,7 +253,7 @@ class _Outer:
         return False
 
     def _reached(self) -> Any:
-        from metaexp.objective import Objective
+        from metaexp.decide.objectives import Objective
 
         objective = Objective.of(self.plan.spec)
         target = self.meta.target if self.meta.target is not None else self.plan.spec.budget.target
@@ -291,7 +291,7 @@ class _Outer:
 def _create_study(plan: MetaPlan, root: Path) -> optuna.Study:
     import optuna
 
-    from metaexp.ledger import make_storage
+    from metaexp.record.ledger import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     meta = plan.meta

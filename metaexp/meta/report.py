@@ -9,9 +9,9 @@ from typing import Any
 
 from metaexp.meta.outer import meta_tag
 from metaexp.meta.trial import best_so_far
-from metaexp.records import read_records
+from metaexp.record.records import read_records
+from metaexp.record.workspace import Workspace
 from metaexp.spec import Spec
-from metaexp.workspace import Workspace
 
 
 def meta_dir(spec: Spec) -> Path | None:
@@ -24,7 +24,7 @@ def meta_report(spec: Spec, output: str | Path | None = None) -> str:
     """The report's text; writes the comparison plot of the inner runs' best-so-far curves."""
     import optuna
 
-    from metaexp.ledger import make_storage
+    from metaexp.record.ledger import make_storage
 
     out = Workspace(spec.root, meta_tag(spec)).out
     config = json.loads((out / "meta.json").read_text())

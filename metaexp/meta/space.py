@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from metaexp.errors import SpecError
-from metaexp.space import Param, Space, load_space
 from metaexp.spec import Spec, format_validation_error
+from metaexp.spec.space import Param, Space, load_space
 
 # Keys the outer study sets itself, or that would move the inner run elsewhere.
 RESERVED = ("tag", "meta", "storage", "pipeline", "frozen", "root", "seed")

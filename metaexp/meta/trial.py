@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from metaexp.records import ExperimentRecord, read_records
+from metaexp.record.records import ExperimentRecord, read_records
 
 if TYPE_CHECKING:
     import optuna
 
-    from metaexp.loop import Tally
+    from metaexp.run.loop import Tally
     from metaexp.spec import Spec
 
 PRUNED = "pruned by the outer study"
@@ -67,8 +67,8 @@ def run_trial(job: TrialJob, study: optuna.Study | None = None) -> list[InnerRun
     """Run the repeats of one outer trial; stops early when its pruner says so."""
     import optuna
 
-    from metaexp.islands import PopulationLoop
-    from metaexp.loop import Loop
+    from metaexp.run.islands import PopulationLoop
+    from metaexp.run.loop import Loop
 
     if study is None:
         study = open_outer(job)
@@ -107,8 +107,8 @@ class _Reporter:
 def open_outer(job: TrialJob) -> optuna.Study:
     import optuna
 
-    from metaexp.ledger import make_storage
     from metaexp.meta.spec import PrunerSpec
+    from metaexp.record.ledger import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = make_pruner(PrunerSpec(**job.pruner), job.specs[0].budget.max_experiments or 1, len(job.specs))
@@ -139,7 +139,7 @@ def make_pruner(spec: Any, budget: int, repeats: int) -> optuna.pruners.BasePrun
 
 
 def inner_run(spec: Spec, stop_reason: str) -> InnerRun:
-    from metaexp.workspace import Workspace
+    from metaexp.record.workspace import Workspace
 
     records = read_records(Workspace(spec.root, spec.tag).out / "experiments.jsonl")
     return InnerRun(

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from metaexp.records import ExperimentRecord
-    from metaexp.space import Space
+    from metaexp.operators.styles import StyleMix
+    from metaexp.operators.tuning import TunePlan
+    from metaexp.record.records import ExperimentRecord
     from metaexp.spec import Spec
-    from metaexp.styles import StyleMix
-    from metaexp.tuning import TunePlan
+    from metaexp.spec.space import Space
 
 
 class InvalidProposal(Exception):

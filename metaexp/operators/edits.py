@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from metaexp.workspace import matches
+from metaexp.record.workspace import matches
 
 EDIT_FORMATS = ("diff", "rewrite")
 MAX_DESCRIPTION = 200  # characters kept of the model's hypothesis line

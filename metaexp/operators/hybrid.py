@@ -18,11 +18,11 @@ from metaexp.errors import SpecError
 from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
 from metaexp.operators.params import make_sampler, toward
 from metaexp.operators.prompt import OptimiserState
+from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
+from metaexp.operators.tuning import Knob, TunePlan, find_knobs
 from metaexp.operators.values import apply_values, read_values
-from metaexp.records import ExperimentRecord
-from metaexp.styles import StyleMix
-from metaexp.tuning import Knob, TunePlan, find_knobs
+from metaexp.record.records import ExperimentRecord
 
 RESTART_STYLE = "bold"  # llm: null: the structural arm is a restart this far from the incumbent
 

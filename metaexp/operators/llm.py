@@ -26,7 +26,7 @@ from metaexp.operators.prompt import (
     proposal_messages,
     retry_messages,
 )
-from metaexp.records import ExperimentRecord, Status
+from metaexp.record.records import ExperimentRecord, Status
 
 
 class LLMOperator:

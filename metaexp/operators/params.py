@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from metaexp.errors import SpecError
 from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
 from metaexp.operators.values import apply_values, locate_names, read_values
-from metaexp.records import ExperimentRecord
+from metaexp.record.records import ExperimentRecord
 
 if TYPE_CHECKING:
     import optuna
 
-    from metaexp.space import Param
+    from metaexp.spec.space import Param
 
 SAMPLERS = ("tpe", "cmaes", "random", "gp")
 

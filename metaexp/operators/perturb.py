@@ -9,10 +9,10 @@ from typing import Any
 
 from metaexp.errors import SpecError
 from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
+from metaexp.operators.target import numeric_constants
 from metaexp.operators.values import apply_values, locate_names, read_values
-from metaexp.records import ExperimentRecord
-from metaexp.space import Param
-from metaexp.target import numeric_constants
+from metaexp.record.records import ExperimentRecord
+from metaexp.spec.space import Param
 
 MAX_TRIES = 8  # draws before a proposal that changes nothing is called invalid
 
@@ -60,7 +60,7 @@ class PerturbOperator:
         return read_values(self.located, files)
 
     def _step(self, name: str, state: LineageState, scale: float, rng: random.Random) -> float | int:
-        from metaexp.target import read_value
+        from metaexp.operators.target import read_value
 
         path = self.located[name]
         value = read_value(path, state.files[path], name)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaexp.operators.edits import edit_format_instructions, evolve_regions
-from metaexp.records import ExperimentRecord
-from metaexp.styles import Style
+from metaexp.operators.styles import Style
+from metaexp.record.records import ExperimentRecord
 
 SYSTEM = (
     "You are an autonomous research agent in an experiment loop. Each turn you propose ONE change "

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from metaexp.operators.prompt import OptimiserState, TuningGain
-from metaexp.records import ExperimentRecord
-from metaexp.space import Param
+from metaexp.record.records import ExperimentRecord
+from metaexp.spec.space import Param
 
 if TYPE_CHECKING:
     import optuna
 
-    from metaexp.tuning import Knob
+    from metaexp.operators.tuning import Knob
 
 MIN_TRIALS = 10  # evaluations of a structure before its importances are shown
 EDITS_SHOWN = 5  # structural edits in the prompt's tuning-gain table

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from metaexp.errors import SpecError
-from metaexp.space import Space
-from metaexp.target import has_value, literal_text, read_value, write_value
+from metaexp.operators.target import has_value, literal_text, read_value, write_value
+from metaexp.spec.space import Space
 
 
 def locate_names(space: Space, files: Mapping[str, bytes], where: str) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Deciding what a measured candidate means: objectives, the one decision, populations, selection."""

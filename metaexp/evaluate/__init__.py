@@ -1,0 +1,1 @@
+"""Evaluating a candidate: sandbox, harness under its supervisor, metrics, repeats, cascade."""

@@ -1,0 +1,339 @@
+"""Run a harness so that nothing it starts outlives it.
+
+One long-lived supervisor process per driver (a small `python -m
+metaexp.evaluate.supervisor`, started once, in its own session) makes itself a child
+subreaper (prctl) and runs each harness it is asked to, in a new session.
+Every process a harness starts, even one that calls setsid() or double-forks,
+stays a descendant of the supervisor or is re-parented to it, so at the end
+(normal exit, timeout, memory limit or abort) the supervisor finds them all
+in /proc and kills them: SIGTERM, a grace period, then SIGKILL, until none is
+left. If the driver dies, the supervisor is told by the kernel (PDEATHSIG)
+and by the end of its request pipe, and cleans up the same way.
+
+Requests and replies are JSON lines on the supervisor's stdin and stdout; a
+line `abort` while a harness runs stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+POLL_S = 0.2  # memory checks; exit and abort are noticed at once through select
+
+
+@dataclass(frozen=True)
+class Supervised:
+    returncode: int | None  # negative: killed by that signal; None: could not start
+    seconds: float  # from the harness's start to its exit or kill
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    aborted: bool = False
+    peak_rss_mb: float = 0.0
+    error: str = ""  # why it could not start
+
+
+class _Abort(Exception):
+    pass
+
+
+class Supervisor:
+    """The driver's handle on its supervisor process."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
+
+    def run(self, job: dict[str, object]) -> Supervised:
+        """Run one harness. A KeyboardInterrupt meanwhile aborts it (the reply says so)."""
+        proc = self._ensure()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        proc.stdin.flush()
+        while True:
+            try:
+                line = proc.stdout.readline()
+            except KeyboardInterrupt:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(b"abort\n")
+                    proc.stdin.flush()
+                continue
+            if not line:
+                self.close()
+                return Supervised(None, 0.0, error="the harness supervisor died; see the log")
+            return Supervised(**json.loads(line))
+
+    def close(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()  # type: ignore[union-attr]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10)
+            self._proc = None
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "metaexp.evaluate.supervisor", str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+        return self._proc
+
+
+_SUPERVISOR: Supervisor | None = None
+
+
+def supervise(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: dict[str, str],
+    log_path: str,
+    timeout_s: float,
+    grace_s: float,
+    memory_mb: float | None = None,
+) -> Supervised:
+    """Run `argv` with its output in `log_path`, under this process's supervisor."""
+    global _SUPERVISOR
+    if _SUPERVISOR is None or _SUPERVISOR._owner != os.getpid():
+        _SUPERVISOR = Supervisor()
+    job = {
+        "argv": argv,
+        "cwd": cwd,
+        "env": env,
+        "log_path": log_path,
+        "timeout_s": timeout_s,
+        "grace_s": grace_s,
+        "memory_mb": memory_mb,
+    }
+    return _SUPERVISOR.run(job)
+
+
+# --- the supervisor process
+
+
+class _Lines:
+    """Lines from a raw fd, so select() and reading never disagree about buffered data."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf, self.eof = fd, b"", False
+
+    def pending(self) -> bool:
+        return b"\n" in self.buf or self.eof
+
+    def fill(self) -> None:
+        chunk = os.read(self.fd, 65536)
+        self.eof = self.eof or not chunk
+        self.buf += chunk
+
+    def next(self) -> bytes | None:
+        while not self.pending():
+            self.fill()
+        if b"\n" not in self.buf:
+            return None
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+
+def serve(parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the driver died: clean up and go
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+    def abort(_signum: int, _frame: object) -> None:
+        raise _Abort
+
+    signal.signal(signal.SIGTERM, abort)
+    if os.getppid() != parent:
+        return
+    requests = _Lines(sys.stdin.fileno())
+    try:
+        while (line := requests.next()) is not None:
+            if line.strip() in (b"", b"abort"):
+                continue  # an abort that arrived after its harness had ended
+            result = _run(json.loads(line), requests)
+            os.write(sys.stdout.fileno(), json.dumps(asdict(result)).encode() + b"\n")
+            if result.aborted and requests.eof:
+                break
+    except _Abort:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        kill_descendants(1.0)
+
+
+def _run(job: dict, requests: _Lines) -> Supervised:
+    start = time.monotonic()
+    fd = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        proc = subprocess.Popen(
+            job["argv"],
+            cwd=job["cwd"],
+            env=job["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return Supervised(None, 0.0, error=f"cannot start {job['argv'][0]!r}: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    flags: dict[str, bool] = {}
+    peak = 0.0
+    try:
+        peak = _wait(proc, start + job["timeout_s"], job["memory_mb"], flags, requests)
+    except _Abort:
+        flags["aborted"] = True
+    seconds = time.monotonic() - start
+    kill_descendants(job["grace_s"])
+    code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    return Supervised(code, seconds, peak_rss_mb=peak, **flags)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    memory_mb: float | None,
+    flags: dict[str, bool],
+    requests: _Lines,
+) -> float:
+    pidfd = os.pidfd_open(proc.pid)
+    peak = 0.0
+    try:
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                flags["timed_out"] = True
+                return peak
+            if requests.pending():
+                raise _Abort  # "abort", or the driver went away
+            wait_s = min(left, POLL_S) if memory_mb else left
+            ready, _, _ = select.select([pidfd, requests.fd], [], [], wait_s)
+            if requests.fd in ready:
+                requests.fill()
+            if memory_mb and not ready:
+                rss = sum(rss_mb(pid) for pid in descendants(os.getpid()))
+                peak = max(peak, rss)
+                if rss > memory_mb:
+                    flags["memory_exceeded"] = True
+                    return peak
+    finally:
+        os.close(pidfd)
+    return peak
+
+
+def kill_descendants(grace_s: float) -> None:
+    """SIGTERM everything below this process, wait up to grace_s, SIGKILL the rest, reap all."""
+    _signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _reap() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    while _reap():
+        _signal_all(signal.SIGKILL)
+        time.sleep(0.005)
+
+
+def _signal_all(sig: int) -> None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _reap() -> bool:
+    """Reap exited children; True while any descendant is still alive."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    return any(not _is_zombie(pid) for pid in descendants(os.getpid())) or _has_children()
+
+
+def _has_children() -> bool:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return pid == 0  # children exist but none has exited yet
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root`, walking /proc/<pid>/task/<tid>/children."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except FileNotFoundError:
+                if pid == root:  # a kernel without CONFIG_PROC_CHILDREN
+                    return _descendants_by_scan(root)
+                kids = []
+            except OSError:
+                kids = []
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def _descendants_by_scan(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            ppid = _ppid(int(name))
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()  # fields after "pid (comm)"; comm may hold spaces
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
+def rss_mb(pid: int) -> float:
+    fields = _stat_fields(pid)
+    return int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20 if fields else 0.0
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

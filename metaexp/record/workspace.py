@@ -1,0 +1,141 @@
+"""Where a run works: its outputs, lock, worktree and frozen base (see sandbox.py).
+
+The user's checkout is never touched: the run's branch lives in its own git
+worktree, and harnesses run in sandboxes over a read-only copy of the start
+commit's shared files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from metaexp.errors import LockError, WorkspaceError
+from metaexp.evaluate.sandbox import BaseTree, base_tar
+from metaexp.record.git import Entry, Git
+
+_LOCKS: list[int] = []  # lock fds, closed in forked children so a harness never holds them
+
+
+def _close_locks_in_child() -> None:
+    for fd in _LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LOCKS.clear()  # the numbers may be reused in this child: never close them twice
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
+def matches(path: str, patterns: Iterable[str]) -> bool:
+    """fnmatch-style globs on repo-relative POSIX paths ('*' also crosses '/')."""
+    return any(path == p or fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+class Workspace:
+    def __init__(self, spec_root: Path, tag: str) -> None:
+        self.git = Git(spec_root)
+        self.root = self.git.toplevel()
+        self.git = Git(self.root)
+        self.tag = tag
+        self.out = self.root / ".metaexp" / tag
+        self.branch = f"refs/heads/autoexp/{tag}"
+        self.refs_prefix = f"refs/metaexp/{tag}"
+        self.worktree = self.out / "worktree"
+        self.base = self.out / "base"
+        self._lock_fd: int | None = None
+        self.base_tree: BaseTree | None = None
+
+    # --- outputs and lock
+
+    def open(self) -> None:
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+        self._exclude_outputs()
+        self._lock()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            _LOCKS.remove(self._lock_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _exclude_outputs(self) -> None:
+        exclude = self.git.common_dir() / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text() if exclude.exists() else ""
+        if ".metaexp/" not in text.split("\n"):
+            with exclude.open("a") as fh:
+                fh.write(("" if text.endswith("\n") or not text else "\n") + ".metaexp/\n")
+
+    def _lock(self) -> None:
+        path = self.out / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockError(
+                f"another metaexp run with tag {self.tag!r} is running (pid {holder}); "
+                "wait for it, stop it, or use another tag"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        _LOCKS.append(fd)
+
+    # --- branch and worktree
+
+    def ensure_worktree(self, start: str) -> None:
+        """The run's worktree on autoexp/<tag>; created from `start` the first time."""
+        if (self.worktree / ".git").exists():
+            return
+        self.git.run("worktree", "prune")
+        if self.git.resolve(self.branch):
+            self.git.run(
+                "worktree", "add", "--quiet", str(self.worktree), self.branch.removeprefix("refs/heads/")
+            )
+        else:
+            self.git.run(
+                "worktree",
+                "add",
+                "--quiet",
+                "-b",
+                self.branch.removeprefix("refs/heads/"),
+                str(self.worktree),
+                start,
+            )
+
+    def sync_worktree(self) -> None:
+        """After the branch moved (update-ref), make the worktree's files match it."""
+        if (self.worktree / ".git").exists():
+            Git(self.worktree).run("reset", "--hard", "--quiet")
+
+    # --- the frozen base
+
+    def prepare_base(self, start: str, listing: Mapping[str, Entry], targets: list[str]) -> BaseTree:
+        """The start commit without its target files, as tar bytes and a read-only tree here."""
+        shared = {
+            p: e for p, e in listing.items() if e.mode not in ("40000", "160000") and not matches(p, targets)
+        }
+        blobs = json.dumps({p: e.sha for p, e in sorted(shared.items())}).encode()
+        key = hashlib.sha256(blobs).hexdigest()[:16]
+        tar = self.out / "base.tar"
+        if not (tar.exists() and (self.out / "base.key").read_text() == key):
+            data = base_tar({p: (e.mode, self.git.blob(e.sha)) for p, e in shared.items()})
+            tar.write_bytes(data)
+            (self.out / "base.key").write_text(key)
+        self.base_tree = BaseTree(self.base, tar.read_bytes(), key)
+        return self.base_tree
+
+    def check_start(self, start: str) -> str:
+        sha = self.git.resolve(start)
+        if sha is None:
+            raise WorkspaceError(f"start: {start!r} is not a commit, branch or tag in {self.root}")
+        return sha

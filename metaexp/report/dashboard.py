@@ -1,0 +1,170 @@
+"""optuna-dashboard on a run's Optuna storage: every run's study side by side, with its spec as a note."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from metaexp.errors import MetaexpError
+from metaexp.record.ledger import make_storage, masked
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to show: a storage (URL or journal path, None for the default journal) and its repository."""
+
+    storage: str | None
+    root: Path
+    tag: str | None  # the spec's run, pointed to first; None when only a storage was given
+
+
+def resolve(spec_arg: str | None, storage_arg: str | None, cwd: Path) -> Target:
+    """The spec's storage, `--storage` instead of it, or ./metaexp.yaml when neither was given."""
+    from metaexp.spec import load_spec
+
+    spec_path = Path(spec_arg) if spec_arg else cwd / "metaexp.yaml"
+    if spec_arg is None and not spec_path.exists():
+        if storage_arg is None:
+            raise MetaexpError(
+                f"no spec given and no metaexp.yaml in {cwd}: "
+                "run `metaexp dashboard PATH/TO/SPEC.yaml`, or `metaexp dashboard --storage URL_OR_JOURNAL`"
+            )
+        return Target(storage_arg, cwd, None)
+    spec = load_spec(spec_path)
+    return Target(storage_arg if storage_arg is not None else spec.storage, spec.root, spec.tag)
+
+
+def open_storage(target: Target) -> Any:
+    """An Optuna storage object; a journal file that does not exist yet is an error, not a new file."""
+    url = target.storage
+    if url and url.startswith("grpc://"):
+        return make_storage(url, target.root)
+    if url and "://" in url:
+        return open_rdb(url)
+    path = Path(url) if url else Path(".metaexp") / "optuna.journal"
+    path = path if path.is_absolute() else target.root / path
+    if not path.is_file():
+        hint = "start a run first (metaexp run SPEC)" if target.tag else "give an existing journal file"
+        raise MetaexpError(f"no Optuna journal at {path}: {hint}")
+    return make_storage(url, target.root)
+
+
+def open_rdb(url: str) -> Any:
+    """An RDB storage as optuna-dashboard opens one (no schema changes), reached once to fail early."""
+    from optuna.storages import RDBStorage
+
+    try:
+        storage = RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+        storage.get_all_studies()
+    except ModuleNotFoundError as exc:  # the database driver, e.g. psycopg2
+        raise MetaexpError(
+            f"{masked(url)}: {exc.name} is not installed (PostgreSQL: pip install 'metaexp[postgres]')"
+        ) from None
+    except Exception as exc:  # sqlalchemy's errors: unreachable server, bad credentials, no tables
+        cause = exc.__cause__ or exc  # Optuna wraps the driver's error in a generic one
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise MetaexpError(f"cannot open the Optuna storage {masked(url)}: {first}") from None
+    return storage
+
+
+def shown(url: str | None, root: Path) -> str:
+    """The storage as printed: a URL's password masked; the default journal's path."""
+    if url and "://" in url:
+        return masked(url)
+    return str(root / (url or ".metaexp/optuna.journal"))
+
+
+def make_server(storage: Any, host: str, port: int) -> WSGIServer:
+    """A single-threaded WSGI server (optuna-dashboard's own default) that logs no request lines."""
+    from wsgiref.simple_server import WSGIRequestHandler
+    from wsgiref.simple_server import make_server as wsgi_server
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise MetaexpError(
+            "optuna-dashboard is not installed: pip install 'optuna-dashboard>=0.21'"
+        ) from None
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    try:
+        return wsgi_server(host, port, optuna_dashboard.wsgi(storage), handler_class=Quiet)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise MetaexpError(f"port {port} on {host} is in use: choose another with --port") from None
+        raise MetaexpError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def study_links(storage: Any, base: str, tag: str | None) -> list[str]:
+    """One line per study (trials, link); the spec's own run first; a compare link for several."""
+    studies = sorted(storage.get_all_studies(), key=lambda s: (s.study_name != tag, s.study_name))
+    lines = []
+    for s in studies:
+        n = storage.get_n_trials(s._study_id)
+        lines.append(f"  {s.study_name}: {n} trials  {base}/studies/{s._study_id}")
+    if len(studies) > 1:
+        ids = ",".join(str(s._study_id) for s in studies)
+        lines.append(f"  compare: {base}/compare-studies?ids={ids}")
+    if tag is not None and not any(s.study_name == tag for s in studies):
+        lines.insert(0, f"  {tag}: no study yet (metaexp run SPEC records one)")
+    return lines
+
+
+def serve(target: Target, host: str, port: int, out: TextIO = sys.stdout) -> int:
+    """Serve until Ctrl-C (or SIGTERM); 0 then."""
+    storage = open_storage(target)
+    server = make_server(storage, host, port)
+    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    base = f"http://{shown_host}:{server.server_port}/dashboard"
+    print(f"optuna-dashboard on {shown(target.storage, target.root)}", file=out)
+    for line in study_links(storage, base, target.tag):
+        print(line, file=out)
+    print(f"listening at {base}  (Ctrl-C stops)", file=out, flush=True)
+    run_until_interrupted(server)
+    print("dashboard stopped", file=out, flush=True)
+    return 0
+
+
+def run_until_interrupted(server: WSGIServer) -> None:
+    """Requests are served on a thread of their own: wsgiref swallows a KeyboardInterrupt that lands
+    inside a request (its handler catches everything), so the main thread only waits for Ctrl-C."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    serving = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    previous = signal.signal(signal.SIGTERM, stop)
+    serving.start()
+    try:
+        while serving.is_alive():
+            serving.join(timeout=0.5)
+    except KeyboardInterrupt:
+        threading.Thread(target=server.shutdown, daemon=True).start()  # waits for a request in flight
+        serving.join(timeout=5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+
+
+__all__ = [
+    "Target",
+    "make_server",
+    "open_rdb",
+    "open_storage",
+    "resolve",
+    "run_until_interrupted",
+    "serve",
+    "shown",
+    "study_links",
+]

@@ -1,0 +1,177 @@
+"""The harness runner: limits, secrets, shared files, failures recorded as data."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from conftest import Project
+
+from metaexp.record.records import Status
+
+EVIL = """\
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+out = os.environ["PIDS"]
+for i in range(3):
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if i == 1:
+            os.setsid()                  # a new session: out of the harness's process group
+        if i == 2:
+            os.setsid()
+            if os.fork() > 0:            # double fork: the grandchild is orphaned
+                os._exit(0)
+        with open(os.path.join(out, f"{os.getpid()}.pid"), "w") as fh:
+            fh.write("x")
+        while True:
+            time.sleep(1)
+print("forked", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_hanging_forking_term_ignoring_harness_is_killed_with_no_process_left(
+    project: Project, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    project.write("evil.py", EVIL)
+    t0 = time.monotonic()
+    project.run(
+        harness={
+            "command": "python evil.py",
+            "timeout_s": 2,
+            "grace_s": 0.5,
+            "env": {"PIDS": str(pids)},
+            "immutable": ["evil.py"],
+        },
+        budget={"max_experiments": 1},
+    )
+    assert time.monotonic() - t0 < 15
+    rec = project.records()[0]
+    assert rec.status is Status.TIMEOUT and "timeout_s=2" in rec.reason
+    assert "forked" in rec.log_tail
+    started = [int(p.stem) for p in pids.iterdir()]
+    assert len(started) == 3
+    alive = [pid for pid in started if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+    assert alive == []
+
+
+def test_harness_sees_no_secrets_unless_passed(project: Project, monkeypatch: object) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")  # type: ignore[attr-defined]
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")  # type: ignore[attr-defined]
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")  # type: ignore[attr-defined]
+    monkeypatch.setenv("KEEP_ME_API_KEY", "allowed")  # type: ignore[attr-defined]
+    monkeypatch.setenv("MY_CUSTOM", "listed")  # type: ignore[attr-defined]
+    project.write("envdump.py", "import os\nfor k in sorted(os.environ): print('ENV', k)\nprint('loss: 1')\n")
+    project.run(
+        harness={
+            "command": "python envdump.py",
+            "immutable": ["envdump.py"],
+            "pass_env": ["KEEP_ME_API_KEY"],
+            "strip_env": ["MY_CUSTOM"],
+        },
+        budget={"max_experiments": 1},
+    )
+    log = (project.root / ".metaexp/landscape/logs/1.log").read_text()
+    names = {line.split()[1] for line in log.splitlines() if line.startswith("ENV ")}
+    assert not any(n.endswith("_API_KEY") and n != "KEEP_ME_API_KEY" for n in names)
+    assert {"GITHUB_TOKEN", "DB_PASSWORD", "MY_CUSTOM", "OPENAI_API_KEY"}.isdisjoint(names)
+    assert {"KEEP_ME_API_KEY", "METAEXP_TIME_BUDGET", "METAEXP_SEED", "METAEXP_EXPERIMENT"} <= names
+
+
+def test_harness_writing_to_a_shared_file_does_not_change_it(project: Project) -> None:
+    project.write("data.txt", "precious\n")
+    project.write("vandal.py", "open('data.txt', 'w').write('vandalised')\nprint('loss: 1')\n")
+    project.run(
+        harness={"command": "python vandal.py", "immutable": ["vandal.py"]}, budget={"max_experiments": 2}
+    )
+    base = project.root / ".metaexp/landscape/base/data.txt"
+    assert base.read_text() == "precious\n"
+    rec = project.records()[0]
+    if os.geteuid() == 0:  # root can write through the read-only link: caught and restored
+        assert rec.status is Status.CRASH and "data.txt" in rec.reason
+    else:  # everyone else is stopped by the read-only base
+        assert rec.status is Status.CRASH and "Permission" in rec.log_tail
+    assert (project.root / "data.txt").read_text() == "precious\n"
+
+
+def test_failures_are_rows_not_errors(project: Project) -> None:
+    script = (
+        "import os, sys\nn = int(os.environ['METAEXP_EXPERIMENT'])\n"
+        "if n == 2: sys.exit(3)\nif n == 3: print('loss: nan')\nif n == 4: print('no metric here')\n"
+        "if n == 1 or n > 4: print('loss:', 10 - n)\n"
+    )
+    project.write("flaky.py", script)
+    project.run(
+        harness={"command": "python flaky.py", "immutable": ["flaky.py"]},
+        budget={"max_experiments": 6, "abort_on_consecutive_crashes": 5},
+    )
+    records = project.assert_consistent()
+    assert [r.status for r in records[:4]] == [Status.KEEP, Status.CRASH, Status.CRASH, Status.CRASH]
+    assert "exit code 3" in records[1].reason
+    assert "is nan" in records[2].reason
+    assert "not found" in records[3].reason
+    assert records[4].status is Status.KEEP  # crash streak reset
+
+
+def test_consecutive_crashes_abort(project: Project) -> None:
+    project.write(
+        "crashy.py", "import os\nprint('loss: 1' if os.environ['METAEXP_EXPERIMENT'] == '1' else 'x')\n"
+    )
+    result = project.run(
+        harness={"command": "python crashy.py", "immutable": ["crashy.py"]},
+        budget={"max_experiments": 20, "abort_on_consecutive_crashes": 3},
+    )
+    assert result.aborted and "3 crashes/timeouts in a row" in result.stop_reason
+    assert len(project.records()) == 4
+
+
+def test_broken_baseline_stops_with_a_message(project: Project) -> None:
+    project.write("broken.py", "raise SystemExit('cannot load data')\n")
+    result = project.run(harness={"command": "python broken.py", "immutable": ["broken.py"]})
+    assert result.aborted and "baseline" in result.stop_reason
+    rec = project.records()[0]
+    assert rec.status is Status.CRASH and "cannot load data" in rec.log_tail
+
+
+def test_memory_limit_kills_the_harness(project: Project) -> None:
+    project.write("hog.py", "import time\nx = bytearray(600 * 2**20)\ntime.sleep(10)\nprint('loss: 1')\n")
+    project.run(
+        harness={"command": "python hog.py", "immutable": ["hog.py"], "memory_mb": 200},
+        budget={"max_experiments": 1},
+    )
+    rec = project.records()[0]
+    assert rec.status is Status.CRASH and "memory_mb=200" in rec.reason and rec.harness_s < 5
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_the_operators_key_variable_is_stripped_whatever_its_name(
+    project: Project, monkeypatch: object
+) -> None:
+    monkeypatch.setenv("MY_LLM_CREDENTIAL", "s3cret")  # type: ignore[attr-defined]
+    project.write(
+        "envdump.py", "import os\nprint('HAS', 'MY_LLM_CREDENTIAL' in os.environ)\nprint('loss: 1')\n"
+    )
+    project.run(
+        harness={"command": "python envdump.py", "immutable": ["envdump.py"]},
+        operator={
+            "kind": "llm",
+            "model": "m",
+            "api_key_env": "MY_LLM_CREDENTIAL",
+            "style": "bold",
+            "space": None,
+        },
+        budget={"max_experiments": 1},
+    )
+    assert "HAS False" in (project.root / ".metaexp/landscape/logs/1.log").read_text()

@@ -1,0 +1,100 @@
+"""Helpers several test packages share: population runs, a two-metric harness, a noisy harness."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from conftest import Project, git
+
+from metaexp.decide.population import population_refs
+from metaexp.run.islands import PopulationLoop
+from metaexp.run.loop import RunResult
+from metaexp.spec import load_spec
+
+POPULATION = {
+    "islands": 2,
+    "population": 2,
+    "migration": {"every": 3, "count": 1},
+    "escape": {"patience": 3, "action": "bold_mutation"},
+    "crossover_rate": 0.2,
+}
+RAY = {"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}}
+
+
+def run_population(project: Project, **overrides: Any) -> RunResult:
+    settings = {"strategy": POPULATION, "ray": RAY, **overrides}
+    return PopulationLoop(load_spec(project.spec(**settings)), out=io.StringIO()).run()
+
+
+def check_population(project: Project) -> list[Any]:
+    records = project.assert_consistent()
+    spec = load_spec(project.root / "metaexp.yaml")
+    for ref, sha in population_refs(spec, records, "landscape").items():
+        assert git(project.root, "rev-parse", ref).strip() == sha, ref
+    assert not git(project.root, "branch", "--list", "autoexp/landscape").strip()  # no bare branch
+    return records
+
+
+# --- two metrics: loss (the landscape's) and width (params.WIDTH, maximised)
+
+TWO = {"loss": {"direction": "minimize"}, "width": {"direction": "maximize", "pattern": r"width:\s*(\S+)"}}
+TWO_HARNESS = {"command": "python two.py", "immutable": ["evaluate.py", "two.py"]}
+
+
+def two_metrics(project: Project) -> None:
+    project.write(
+        "two.py", "import params\nprint('width:', params.WIDTH)\nexec(open('evaluate.py').read())\n"
+    )
+
+
+# --- a noisy harness: the landscape's loss plus Gaussian noise seeded by METAEXP_SEED
+
+NOISY = (
+    "import os, random\n"
+    "src = open('params.py').read()\n"
+    "vals = {l.split('=')[0].strip(): float(l.split('=')[1].split('#')[0]) for l in src.splitlines()\n"
+    "        if '=' in l and not l.startswith('#')}\n"
+    "true = (vals['X'] - 1.5) ** 2 + (vals['Y'] + 0.5) ** 2 + 0.1 * (vals['WIDTH'] - 12) ** 2\n"
+    "noise = random.Random(int(os.environ['METAEXP_SEED'])).gauss(0, 0.3)\n"
+    "print('loss:', true + noise)\n"
+)
+NOISY_HARNESS = {"command": "python noisy.py", "immutable": ["evaluate.py", "noisy.py"]}
+
+
+# --- the dashboard as a user starts it
+
+
+def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+    """`metaexp dashboard ARGS --port 0`; returns the process, the base URL it printed and its output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metaexp", "dashboard", *args, "--host", "127.0.0.1", "--port", "0"],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    printed = ""
+    while "listening at" not in printed:  # a hang is caught by the test's timeout
+        line = proc.stdout.readline()
+        if not line:
+            break
+        printed += line
+    match = re.search(r"listening at (http://\S+/dashboard)", printed)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"the dashboard did not start:\n{printed}{proc.stdout.read()}")
+    return proc, match.group(1), printed
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.load(resp)

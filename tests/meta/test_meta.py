@@ -1,0 +1,216 @@
+"""Meta studies: an outer Optuna study over strategies, each trial a real inner run of the landscape."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT, Project, git
+
+from metaexp.errors import SpecError
+from metaexp.meta.outer import plan_meta, run_meta
+from metaexp.meta.space import load_strategy_space
+from metaexp.record.ledger import open_study
+from metaexp.spec import load_spec
+
+SPACE = {
+    "strategy.explore_rate": {"type": "float", "low": 0.0, "high": 0.3},
+    "operator.style": {"type": "categorical", "choices": ["conservative", "bold"]},
+}
+# The landscape plus a penalty the outer study chooses: a deterministic weak strategy to prune.
+PENALISED = (
+    (ROOT / "harnesses" / "landscape" / "evaluate.py")
+    .read_text()
+    .replace('    print("---")\n', '    loss += float(os.environ.get("PENALTY", "0"))\n    print("---")\n')
+)
+
+
+def meta_project(
+    make_project: Callable[[str], Project], space: dict[str, Any], budget: int = 6, **meta: Any
+) -> tuple[Project, Path]:
+    project = make_project("repo")
+    (project.root / "strategy.yaml").write_text(yaml.safe_dump(space))
+    path = project.spec(budget={"max_experiments": budget}, meta={"space": "strategy.yaml", **meta})
+    return project, path
+
+
+def run(path: Path, resume: bool = False, **overrides: Any) -> str:
+    out = io.StringIO()
+    run_meta(plan_meta(load_spec(path), path, **overrides), resume=resume, out=out)
+    return out.getvalue()
+
+
+def outer(project: Project, tag: str = "landscape-meta") -> list[optuna.trial.FrozenTrial]:
+    return open_study(None, project.root, tag, "minimize").get_trials()
+
+
+def harness_runs(project: Project, tag: str) -> int:
+    return sum(r.status.harness_ran for r in project.records(tag))
+
+
+def ledger_best(project: Project, tag: str) -> float:
+    return [r.value for r in project.records(tag) if r.best][-1]
+
+
+def test_outer_trials_are_inner_runs_whose_best_is_the_value(make_project):
+    project, path = meta_project(make_project, SPACE, trials=4, pruner="none", sampler="random")
+    text = run(path)
+    trials = outer(project)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4, text
+    for t in trials:
+        tag = f"landscape-meta-t{t.number}"
+        assert t.user_attrs["tags"] == [tag]
+        project.assert_consistent(tag)  # its own branch, ledger and inner Optuna study
+        assert harness_runs(project, tag) == 6 == t.user_attrs["experiments"]
+        assert t.value == ledger_best(project, tag)
+    report = project.cli("report", "metaexp.yaml").stdout
+    assert "meta study landscape-meta: 4 outer trials, 24 inner experiments" in report
+    assert "parameter importances for best" in report
+    best = min(trials, key=lambda t: t.value)
+    assert f"best strategy: trial {best.number} (best {best.value:.6g}" in report
+    assert (project.root / ".metaexp" / "landscape-meta" / "meta.png").stat().st_size > 10_000
+
+
+def test_the_pruner_stops_weak_inner_runs_and_keeps_their_branch(make_project):
+    space = {"harness.env.PENALTY": {"type": "categorical", "choices": ["0", "50"]}}
+    pruner = {"kind": "median", "startup_trials": 1, "warmup_steps": 2}
+    project, path = meta_project(make_project, space, trials=5, pruner=pruner, sampler="random", seed=6)
+    project.write("evaluate.py", PENALISED)
+    text = run(path)
+    trials = outer(project)
+    states = [(t.params["harness.env.PENALTY"], t.state.name) for t in trials]
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, (states, text)
+    for t in pruned:
+        assert t.params["harness.env.PENALTY"] == "50"  # only the penalised strategy is ever pruned
+        tag = t.user_attrs["tags"][0]
+        records = project.assert_consistent(tag)
+        assert 1 < harness_runs(project, tag) < 6  # stopped early, what it ran is recorded
+        assert t.user_attrs["stop"][0].startswith("pruned by the outer study")
+        accepted = [r.commit for r in records if r.status.accepted]
+        assert git(project.root, "rev-parse", f"autoexp/{tag}").strip() == accepted[-1]  # the branch stays
+        assert t.intermediate_values  # the best-so-far, reported per inner experiment
+    assert all(t.state.name == "COMPLETE" for t in trials if t.params["harness.env.PENALTY"] == "0")
+
+
+def test_resume_after_a_kill_reaches_the_trial_count_without_duplicate_tags(make_project):
+    project, _ = meta_project(make_project, SPACE, trials=3, budget=5, pruner="none")
+    killed = project.cli("meta", "metaexp.yaml", env={"METAEXP_CRASHPOINT": "after-jsonl:3"}, check=False)
+    assert killed.returncode == -9, killed.stderr  # killed inside trial 0's inner run, after its 3rd record
+    assert [t.state.name for t in outer(project)] == ["RUNNING"]
+    again = project.cli("meta", "metaexp.yaml", check=False)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    project.cli("meta", "metaexp.yaml", "--resume")
+    trials = outer(project)
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    tags = sorted(
+        p.name for p in (project.root / ".metaexp").iterdir() if p.name.startswith("landscape-meta-")
+    )
+    assert tags == ["landscape-meta-t0", "landscape-meta-t1", "landscape-meta-t2"]
+    for t in trials:
+        project.assert_consistent(t.user_attrs["tags"][0])  # the resumed inner run counted nothing twice
+        assert harness_runs(project, t.user_attrs["tags"][0]) == 5
+    assert trials[0].value == ledger_best(project, "landscape-meta-t0")
+    project.cli("meta", "metaexp.yaml", "--resume", "--trials", "4")  # more trials: asked, not redone
+    assert [t.state.name for t in outer(project)] == ["COMPLETE"] * 4
+
+
+def test_repeats_run_each_strategy_on_several_seeds_and_average(make_project):
+    project, path = meta_project(make_project, SPACE, trials=2, budget=4, repeats=2, pruner="none")
+    run(path)
+    for t in outer(project):
+        tags = [f"landscape-meta-t{t.number}-r0", f"landscape-meta-t{t.number}-r1"]
+        assert t.user_attrs["tags"] == tags
+        assert [project.records(tag)[0].seed for tag in tags] == [0, 1]
+        assert t.value == pytest.approx(sum(ledger_best(project, tag) for tag in tags) / 2)
+
+
+def test_a_bad_dotted_key_is_a_clear_error(make_project):
+    project, _ = meta_project(make_project, {"strategy.explore_rat": {"type": "float", "low": 0, "high": 1}})
+    proc = project.cli("meta", "metaexp.yaml", check=False)
+    assert proc.returncode == 1
+    assert "strategy.explore_rat: 'strategy.explore_rat' is not a key of the spec" in proc.stderr
+    bad = project.root / "bad.yaml"
+    bad.write_text("strategy.explore_rate.low: {type: float, low: 0, high: 1}\n")
+    with pytest.raises(SpecError, match=r"strategy\.explore_rate is a value, not a section"):
+        load_strategy_space(str(bad), project.root)
+    bad.write_text(
+        "operator.style.bold: {type: float, low: 0, high: 1}\n"
+        "metrics.loss.direction: {type: categorical, choices: [minimize]}\n"
+    )
+    load_strategy_space(str(bad), project.root)  # a style mix's weight and a metric's field resolve
+    assert not (project.root / ".metaexp" / "landscape-meta").exists()  # refused before any trial
+
+
+def test_the_shipped_strategy_space_resolves_against_the_landscape_spec(project):
+    path, space = load_strategy_space("search_spaces/strategy.yaml", project.root)
+    assert path.name == "strategy.yaml" and "strategy.explore_rate" in space
+
+
+def test_a_sampled_spec_the_schema_refuses_is_a_failed_trial(make_project):
+    space = {"strategy.tournament_size": {"type": "int", "low": -3, "high": 0}}
+    project, path = meta_project(make_project, space, trials=2)
+    text = run(path)
+    trials = outer(project)
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert (
+        "strategy.tournament_size: Input should be greater than or equal to 1"
+        in trials[0].user_attrs["error"]
+    )
+    assert "FAIL the sampled strategy (strategy.tournament_size=" in text
+
+
+def test_multi_objective_with_a_pruner_is_refused_at_validate_time(make_project):
+    project, _ = meta_project(make_project, SPACE, objectives=["best", "wall_s"], pruner="median")
+    proc = project.cli("validate", "metaexp.yaml", check=False)
+    assert proc.returncode == 1
+    assert "Optuna cannot prune multi-objective studies" in proc.stderr
+
+
+def test_a_multi_objective_outer_study_tells_every_objective(make_project):
+    project, path = meta_project(make_project, SPACE, trials=2, budget=4, objectives=["best", "auc"])
+    run(path)
+    for t in outer(project):
+        curve_best = ledger_best(project, t.user_attrs["tags"][0])
+        assert t.values[0] == curve_best and t.values[1] >= curve_best  # the mean best-so-far is no better
+    assert "Pareto front (best, auc)" in project.cli("report", "metaexp.yaml").stdout
+
+
+def test_parallel_outer_trials_run_as_ray_tasks(make_project, ray_session):
+    project, path = meta_project(make_project, SPACE, trials=4, budget=5, pruner="none", parallel=2)
+    text = run(path)
+    trials = outer(project)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4, text
+    for t in trials:
+        tag = t.user_attrs["tags"][0]
+        assert harness_runs(project, tag) == 5
+        assert t.value == ledger_best(project, tag)
+    assert len({os.fspath(project.root / ".metaexp" / t.user_attrs["tags"][0]) for t in trials}) == 4
+
+
+def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray_session):
+    from metaexp.run.islands import PopulationLoop
+
+    strategy = {"islands": 2, "population": 2, "migration": {"every": 3}}
+    spec = load_spec(
+        project.spec(strategy=strategy, ray={"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}})
+    )
+    seen: list[int] = []
+
+    def hook(rec: Any, tally: Any) -> str | None:
+        seen.append(rec.n)
+        return "pruned by the outer study (test)" if tally.ran >= 3 else None
+
+    result = PopulationLoop(spec, out=io.StringIO(), on_record=hook).run()
+    assert result.stop_reason == "pruned by the outer study (test)"
+    records = project.assert_consistent()
+    assert seen == [r.n for r in records]  # called once per record, in order
+    # what was in flight is recorded too: up to 2 evaluations, and up to 2 evaluated ones concluding
+    assert 3 <= sum(r.status.harness_ran for r in records) <= 3 + 2 + 2
+    assert git(project.root, "rev-parse", "autoexp/landscape/best").strip()

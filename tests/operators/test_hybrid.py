@@ -1,0 +1,261 @@
+"""The hybrid operator: LLM edits tuned by Optuna before the decision, and the optimiser's state in
+the prompt; through the whole loop with real git, harness subprocesses and the openai client."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Project, git
+from fake_openai import FakeOpenAI
+
+from metaexp.errors import SpecError
+from metaexp.operators import InvalidProposal
+from metaexp.operators.target import read_value
+from metaexp.operators.tuning import find_knobs
+from metaexp.record.records import ExperimentRecord, Status
+from metaexp.run.loop import Loop
+from metaexp.run.plan import make_plan
+from metaexp.spec import load_spec
+
+BINPACK = ROOT / "harnesses" / "binpack"
+
+
+def diff(old: str, new: str, hypothesis: str = "an edit") -> str:
+    return f"Hypothesis: {hypothesis}\nparams.py\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+
+def widen(request: dict[str, Any]) -> str:
+    """A scripted model: one more WIDTH, whatever the file says (always applies)."""
+    prompt = request["messages"][-1]["content"]
+    line = re.search(r"^WIDTH = (\d+)(.*)$", prompt, re.M)
+    assert line is not None
+    return diff(line.group(0), f"WIDTH = {int(line.group(1)) + 1}{line.group(2)}", "one more WIDTH")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def hybrid(server: FakeOpenAI | None, **extra: Any) -> dict[str, Any]:
+    llm = None
+    if server is not None:
+        llm = {"model": "fake", "base_url": server.base_url, "timeout_s": 2, "max_retries": 0}
+        llm["notes_every"] = None
+    return {"kind": "hybrid", "llm": llm, "space": None, "tune": {"sampler": "cmaes", "budget": 6}, **extra}
+
+
+def evaluations(records: list[ExperimentRecord]) -> int:
+    return sum(max(1, len(r.extra.get("runs", []))) for r in records if r.status.harness_ran)
+
+
+def test_tuning_starts_from_the_llms_values_and_commits_the_tuned_ones(
+    project: Project, server: FakeOpenAI
+) -> None:
+    server.reply(
+        diff(
+            "X = 3.0  # first coordinate (optimum 1.5)",
+            "X = 2.0  # tune: 0..4",
+            "X nearer the middle, and tunable",
+        )
+    )
+    op = hybrid(server, schedule={"llm": 1.0, "params": 0.0})
+    result = project.run(operator=op, budget={"max_experiments": 2})
+    assert result.stop_reason == "max_experiments=2 reached"
+    records = project.assert_consistent()
+    rec = records[1]
+    runs = rec.extra["runs"]
+    assert runs[0]["params"] == {"X": 2.0, "Y": -2.0, "WIDTH": 7}  # the LLM's values, as written, first
+    assert len(runs) == 6 and len(server.requests) == 1
+    assert rec.extra["tune"]["knobs"]["X"] == {"type": "float", "low": 0.0, "high": 4.0, "log": False}
+    assert all(0.0 <= r["params"]["X"] <= 4.0 for r in runs)  # the marker's range
+    best = min(runs, key=lambda r: r["value"])
+    assert rec.value == best["value"] < runs[0]["value"] and rec.params == best["params"]
+    assert rec.status is Status.KEEP and "; tuned " in rec.description
+    committed = git(project.root, "show", f"{rec.commit}:params.py").encode()
+    assert {k: read_value("params.py", committed, k) for k in ("X", "Y", "WIDTH")} == best["params"]
+    assert b"# tune: 0..4" in committed
+    logs = project.root / ".metaexp" / "landscape" / "logs"
+    assert all((logs / name).exists() for name in ("2.log", "2.1.log", "2.5.log"))
+
+
+def test_tune_markers_are_honoured_and_malformed_ones_are_invalid(
+    project: Project, server: FakeOpenAI
+) -> None:
+    old = "X = 3.0  # first coordinate (optimum 1.5)"
+    server.reply(diff(old, "X = 2.0  # tune: 0-4"))
+    server.reply(diff(old, "X = 9.0  # tune: 0..4"))
+    server.reply(diff(old, "X = 2.0\nif X:  # tune: 0..4\n    pass"))
+    server.reply(diff(old, "X = 1.0  # tune: 0.1..10 log"))
+    op = hybrid(server, schedule={"llm": 1.0, "params": 0.0}, tune={"budget": 2})
+    project.run(operator=op, budget={"max_experiments": 2})
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [
+        Status.KEEP,
+        Status.INVALID,
+        Status.INVALID,
+        Status.INVALID,
+        Status.KEEP,
+    ]
+    assert "params.py line 4: malformed marker `# tune: 0-4`" in records[1].reason
+    assert "X = 9.0 lies outside its marker's range 0..4" in records[2].reason
+    assert "must end a module-level `NAME = number` line" in records[3].reason
+    assert records[1].usage["calls"] == 1  # the LLM call that produced it is still counted
+    knob = records[4].extra["tune"]["knobs"]["X"]
+    assert knob == {"type": "float", "low": 0.1, "high": 10.0, "log": True}
+
+
+def test_find_knobs_reads_the_space_constants_and_markers() -> None:
+    text = b"A = 3\nB = 0.5  # tune: 0..1\nc = 2  # tune: 1..8\nD = -2.0\nE = 'x'\n"
+    knobs = find_knobs({"m.py": text}, None)
+    assert {n: (k.source, k.param.type, k.param.low, k.param.high) for n, k in knobs.items()} == {
+        "A": ("constant", "int", 1, 12),
+        "B": ("marker", "float", 0.0, 1.0),
+        "c": ("marker", "int", 1, 8),
+        "D": ("constant", "float", -20.0, 20.0),
+    }
+    with pytest.raises(InvalidProposal, match="fewer than two ints"):
+        find_knobs({"m.py": b"N = 3  # tune: 2.5..2.9\n"}, None)
+
+
+def test_prompt_shows_best_constants_importances_bounds_and_tuning_gains(
+    project: Project, server: FakeOpenAI
+) -> None:
+    server.responder(widen)
+    op = hybrid(server, schedule={"llm": 0.3, "params": 0.7}, tune={"budget": 8}, style="bold")
+    project.run(operator=op, budget={"max_experiments": None, "max_evaluations": 48})
+    records = project.assert_consistent()
+    prompts = [r["messages"][-1]["content"] for r in server.requests]
+    llm_records = [r for r in records if r.extra.get("arm") == "llm"]
+    assert len(prompts) == len(llm_records) >= 2
+    assert "Parameter importances: too few trials yet" in prompts[0]
+    shown = [p for p in prompts if "Parameter importances (PED-ANOVA over" in p]
+    assert shown, "no prompt showed importances"
+    late = shown[-1]
+    line = re.search(r"Parameter importances \(PED-ANOVA over (\d+) trials\): (.*)", late)
+    assert line is not None and int(line.group(1)) >= 10
+    assert {"X", "Y", "WIDTH"} == {part.split()[0] for part in line.group(2).split(", ")}
+    # the best constants shown are the incumbent's, which the proposal's record started from
+    k = prompts.index(late)
+    parent = next(r for r in records if r.commit == llm_records[k].parent and r.status.accepted)
+    best = re.search(
+        r"Best constants so far \(\d+ evaluations of the current structure, loss (\S+)\): (.*)", late
+    )
+    assert best is not None and float(best.group(1)) == pytest.approx(parent.value, rel=1e-5)
+    assert f"WIDTH = {parent.params['WIDTH']}" in best.group(2)
+    first, tune = llm_records[0], llm_records[0].extra["tune"]
+    gain_row = f"| {first.n} | {first.status} | {tune['untuned']:.6g} | {tune['tuned']:.6g} | one more WIDTH"
+    assert gain_row in prompts[1]  # the tuning gain of the last structural edits
+    assert "`# tune: LOW..HIGH`" in prompts[0]
+
+
+def test_evaluations_are_counted_against_max_evaluations(project: Project) -> None:
+    op = hybrid(None, schedule={"llm": 0.5, "params": 0.5}, tune={"budget": 5})
+    result = project.run(operator=op, budget={"max_experiments": None, "max_evaluations": 20})
+    assert result.stop_reason == "max_evaluations=20 reached"
+    records = project.assert_consistent()  # one line, one TSV row and one trial per experiment
+    assert evaluations(records) == 20 and result.tally.evaluations == 20
+    tuned = [r for r in records if r.extra.get("runs")]
+    assert tuned and all(1 <= len(r.extra["runs"]) <= 5 for r in tuned)
+    assert len(records) < 20  # tuning runs live in their experiment's line
+    project.run(operator={"kind": "perturb"}, budget={"max_experiments": None, "max_evaluations": 4}, tag="p")
+    assert len(project.records("p")) == 4
+
+
+def test_offline_hybrid_improves_on_the_landscape(project: Project) -> None:
+    op = hybrid(None, space="space.yaml")
+    result = project.run(operator=op, budget={"max_experiments": None, "max_evaluations": 20})
+    records = project.assert_consistent()
+    assert result.tally.best is not None and result.tally.best.value < 0.75 * records[0].value
+    assert {r.extra.get("arm") for r in records[1:]} >= {"params", "restart"}
+
+
+@pytest.fixture
+def binpack(tmp_path: Path) -> Path:
+    for name in (
+        "evaluate.py",
+        "priority.py",
+        "program.md",
+        "hybrid.yaml",
+        "memetic.yaml",
+        "llm_hybrid.jsonl",
+    ):
+        shutil.copy(BINPACK / name, tmp_path / name)
+    harness = tmp_path / "evaluate.py"  # its timing repeats only: the metric is the same
+    harness.write_text(harness.read_text().replace("REPEATS = 3", "REPEATS = 1"))
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "start")
+    return tmp_path
+
+
+def test_binpack_example_runs_by_replay_and_offline(binpack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import yaml
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for name, evals in (("hybrid.yaml", 16), ("memetic.yaml", 12)):
+        data = yaml.safe_load((binpack / name).read_text())
+        data["budget"]["max_evaluations"] = evals  # the start of the recorded run: same prompts
+        (binpack / name).write_text(yaml.safe_dump(data, sort_keys=False))
+        result = Loop(load_spec(binpack / name), out=io.StringIO()).run()
+        assert result.stop_reason == f"max_evaluations={evals} reached"
+        records = Project(binpack).records(data["tag"])
+        assert not [r for r in records if r.status is Status.INVALID], name
+        assert result.tally.best is not None and result.tally.best.value < records[0].value - 5
+    replayed = Project(binpack).records("hybrid")
+    assert [r for r in replayed if r.extra.get("arm") == "llm" and "; tuned " in r.description]
+
+
+def test_hybrid_spec_errors(project: Project) -> None:
+    bad = project.spec(operator={"kind": "hybrid", "llm": {"kind": "params", "model": "m"}})
+    with pytest.raises(SpecError, match="leave `kind` out"):
+        load_spec(bad)
+    noisy = project.spec(operator=hybrid(None), noise={"method": "sprt"})
+    with pytest.raises(SpecError, match=r"tuning under noise\.method"):
+        make_plan(load_spec(noisy))
+
+
+def test_a_resumed_run_proposes_what_an_uninterrupted_one_does(make_project: Any) -> None:
+    op = hybrid(None, tune={"budget": 4})
+    whole, halves = make_project("whole"), make_project("halves")
+    whole.run(operator=op, budget={"max_experiments": None, "max_evaluations": 16})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 8})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 16})
+    a, b = whole.assert_consistent(), halves.assert_consistent()
+
+    def seen(records: list[ExperimentRecord]) -> list[Any]:
+        return [(r.description, r.value, [x["params"] for x in r.extra.get("runs", [])]) for r in records]
+
+    assert seen(a) == seen(b) and len(a) > 3
+
+
+def test_tuning_never_picks_a_run_that_breaks_a_constraint(project: Project) -> None:
+    from helpers import TWO, TWO_HARNESS, two_metrics
+
+    two_metrics(project)
+    op = hybrid(None, space="space.yaml", schedule={"llm": 1.0, "params": 0.0}, tune={"budget": 6})
+    project.run(
+        operator=op,
+        harness=TWO_HARNESS,
+        metrics=TWO,
+        objective={"primary": "loss", "constraints": ["width <= 9"]},
+        budget={"max_experiments": None, "max_evaluations": 30},
+    )
+    records = project.assert_consistent()
+    tuned = [r for r in records if r.extra.get("tune")]
+    broken = [run for r in tuned for run in r.extra["runs"] if run["metrics"].get("width", 0) > 9]
+    assert broken and all(run["value"] is None for run in broken)  # tried, never a candidate's value
+    for rec in tuned:
+        best = rec.extra["tune"]["best_run"]
+        if best is not None:
+            assert rec.extra["runs"][best]["metrics"]["width"] <= 9
+        if rec.status.accepted:
+            assert rec.metrics["width"] <= 9

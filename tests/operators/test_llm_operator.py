@@ -1,0 +1,277 @@
+"""The LLM operator through the whole loop, with the real openai client over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import Project
+from fake_openai import FakeOpenAI
+
+from metaexp.record.records import Status
+
+PRICES = {"input_per_mtok": 1.0, "output_per_mtok": 10.0}
+
+
+def diff(old: str, new: str, path: str = "params.py", hypothesis: str = "try a value") -> str:
+    return f"Hypothesis: {hypothesis}\n{path}\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def llm_spec(server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "llm",
+        "model": "fake-model",
+        "base_url": server.base_url,
+        "timeout_s": 2,
+        "max_retries": 1,
+        "prices": PRICES,
+        "notes_every": None,
+        **extra,
+    }
+
+
+def test_llm_loop_handles_every_kind_of_reply(project: Project, server: FakeOpenAI) -> None:
+    server.reply(
+        diff(
+            "X = 3.0  # first coordinate (optimum 1.5)",
+            "X = 1.5  # first coordinate (optimum 1.5)",
+            hypothesis="move X to the middle",
+        ),
+        prompt_tokens=1000,
+        completion_tokens=100,
+    )
+    server.reply(diff("NOT IN THE FILE", "X = 0"))  # does not apply ...
+    server.reply("still garbage")  # ... nor does the retry: invalid
+    server.reply(diff("print", "print", path="evaluate.py"))  # the harness: rejected, never run
+    server.reply(diff("X = 1", "X = 2", path="../outside.py"))  # escapes the repo: rejected
+    server.fail(429, retry_after=0.05)  # rate limited, then the client's own retry succeeds
+    server.reply(
+        diff(
+            "WIDTH = 7  # an integer setting (optimum 12)",
+            "WIDTH = 12  # an integer setting (optimum 12)",
+            hypothesis="widen",
+        )
+    )
+    server.fail(500)
+    server.fail(500)  # 500 twice: the client gives up after one retry → invalid
+    server.raw(b"{not json")  # garbage body
+    server.raw(b"", status=200)
+    server.slow(5.0)  # past timeout_s=2 (and its one retry)
+    server.slow(5.0)
+    server.reply(
+        diff(
+            "Y = -2.0  # second coordinate (optimum -0.5)",
+            "Y = 9.0  # second coordinate (optimum -0.5)",
+            hypothesis="worse Y",
+        )
+    )
+    result = project.run(operator=llm_spec(server), budget={"max_experiments": 4, "max_invalid_streak": 10})
+    assert result.stop_reason == "max_experiments=4 reached", result.stop_reason
+    records = project.assert_consistent()
+    statuses = [r.status for r in records]
+    assert statuses == [
+        Status.KEEP,
+        Status.KEEP,
+        Status.INVALID,
+        Status.REJECTED,
+        Status.REJECTED,
+        Status.KEEP,
+        Status.INVALID,
+        Status.INVALID,
+        Status.INVALID,
+        Status.INVALID,
+        Status.DISCARD,
+    ], statuses
+    assert records[1].description == "move X to the middle"
+    assert records[1].usage["prompt_tokens"] == 1000 and records[1].usage["cost_usd"] == pytest.approx(0.002)
+    assert records[2].usage["calls"] == 2 and "nor did the retry" in records[2].reason
+    assert "evaluate.py" in records[3].reason and records[3].commit is None
+    assert "escapes the repository" in records[4].reason
+    assert records[5].description == "widen" and records[5].value == pytest.approx(
+        1.5**2
+    )  # X and WIDTH fixed
+    assert "HTTP 500" in records[6].reason
+    assert "timeout" in records[9].reason or "within 2s" in records[9].reason
+    assert records[10].status is Status.DISCARD and records[10].value > records[5].value
+    rows = (project.root / ".metaexp/landscape/results.tsv").read_text().splitlines()
+    assert len(rows) == 12  # the loop went on through all of them
+    recording = [
+        json.loads(line) for line in (project.root / ".metaexp/landscape/llm.jsonl").read_text().splitlines()
+    ]
+    assert sum(1 for r in recording if r["response"]) == 7 and any(r["error"] for r in recording)
+
+
+def test_prompt_carries_program_history_style_and_crash_tail(project: Project, server: FakeOpenAI) -> None:
+    project.write("program.md", "Focus on WIDTH first; X is known to be fine.\n")
+    project.write(
+        "crashy.py",
+        "import os, sys\nsrc = open('params.py').read()\n"
+        "if 'WIDTH = 99' in src: sys.exit('boom: WIDTH too large')\nexec(open('evaluate.py').read())\n",
+    )
+    server.reply(
+        diff("WIDTH = 7  # an integer setting (optimum 12)", "WIDTH = 99  # an integer setting (optimum 12)")
+    )
+    server.reply(
+        diff("WIDTH = 7  # an integer setting (optimum 12)", "WIDTH = 8  # an integer setting (optimum 12)")
+    )
+    project.run(
+        operator=llm_spec(server, program="program.md", style="bold"),
+        harness={"command": "python crashy.py", "immutable": ["evaluate.py", "crashy.py"]},
+        budget={"max_experiments": 3},
+    )
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.CRASH, Status.KEEP]
+    prompt = server.requests[1]["messages"][-1]["content"]
+    assert "Focus on WIDTH first" in prompt  # the program
+    assert "WIDTH = 7" in prompt  # the target file
+    assert "| 2 | crash |" in prompt  # the history, crashes included
+    assert "boom: WIDTH too large" in prompt  # the crash's log tail
+    assert "Try a substantially different idea" in prompt  # the bold style's instruction
+    assert "<<<<<<< SEARCH" in prompt and "Hypothesis:" in prompt  # the exact format
+    assert records[1].style == "bold"
+    assert "sk-" not in json.dumps(server.requests[0])
+
+
+def test_notes_are_rewritten_and_read_back(project: Project, server: FakeOpenAI) -> None:
+    def responder(body: dict[str, Any]) -> str:
+        text = body["messages"][-1]["content"]
+        if "Rewrite the notes" in text:
+            return "- WIDTH helps\n- X unexplored\n"
+        value = int(re.search(r"WIDTH = (\d+)", text).group(1))
+        return diff(
+            f"WIDTH = {value}  # an integer setting (optimum 12)",
+            f"WIDTH = {value + 1}  # an integer setting (optimum 12)",
+            hypothesis=f"WIDTH {value + 1}",
+        )
+
+    server.responder(responder)
+    project.run(operator=llm_spec(server, notes_every=2), budget={"max_experiments": 5})
+    notes = project.root / ".metaexp/landscape/notes.md"
+    assert notes.read_text() == "- WIDTH helps\n- X unexplored\n"
+    last_prompt = server.requests[-1]["messages"][-1]["content"]
+    assert "# Your notes so far\n- WIDTH helps" in last_prompt
+    kinds = [
+        ("notes" if "Rewrite the notes" in r["messages"][-1]["content"] else "propose")
+        for r in server.requests
+    ]
+    assert kinds.count("notes") == 2
+    records = project.assert_consistent()
+    assert sum(r.usage.get("calls", 0) for r in records) == len(server.requests)
+
+
+def test_cost_budget_stops_before_an_expensive_call(project: Project, server: FakeOpenAI) -> None:
+    def responder(body: dict[str, Any]) -> str:
+        value = int(re.search(r"WIDTH = (\d+)", body["messages"][-1]["content"]).group(1))
+        return diff(
+            f"WIDTH = {value}  # an integer setting (optimum 12)",
+            f"WIDTH = {value + 1}  # an integer setting (optimum 12)",
+        )
+
+    server.responder(responder)  # each call: 100 prompt + 20 completion tokens = $0.0003
+    result = project.run(operator=llm_spec(server), budget={"max_experiments": 50, "max_cost_usd": 0.001})
+    assert result.stop_reason.startswith("max_cost_usd=0.001 reached")
+    records = project.assert_consistent()
+    spent = sum(r.usage.get("cost_usd", 0) for r in records)
+    assert spent <= 0.001 and len(server.requests) == 3
+
+
+def test_replay_reproduces_the_ledger_rows(make_project: Any, server: FakeOpenAI) -> None:
+    def responder(body: dict[str, Any]) -> str:
+        value = int(re.search(r"WIDTH = (\d+)", body["messages"][-1]["content"]).group(1))
+        step = 3 if value < 12 else -1
+        return diff(
+            f"WIDTH = {value}  # an integer setting (optimum 12)",
+            f"WIDTH = {value + step}  # an integer setting (optimum 12)",
+            hypothesis=f"WIDTH {value + step}",
+        )
+
+    server.responder(responder)
+    live = make_project("live")
+    live.run(operator=llm_spec(server), budget={"max_experiments": 6})
+    recording = live.root / ".metaexp/landscape/llm.jsonl"
+    served = len(server.requests)
+    for key in ("request", "state"):
+        again = make_project(f"replay-{key}")
+        (again.root / "llm.jsonl").write_bytes(recording.read_bytes())
+        again.run(
+            operator=llm_spec(server, replay="llm.jsonl", replay_key=key), budget={"max_experiments": 6}
+        )
+        assert len(server.requests) == served  # no network
+        strip = ("timestamp", "commit", "parent", "wall_time_s", "harness_s", "log_tail")
+        rows = [{k: v for k, v in r.__dict__.items() if k not in strip} for r in again.assert_consistent()]
+        assert rows == [{k: v for k, v in r.__dict__.items() if k not in strip} for r in live.records()]
+
+
+def test_replay_miss_is_a_clear_invalid_row(project: Project, server: FakeOpenAI) -> None:
+    (project.root / "empty.jsonl").write_text("")
+    result = project.run(
+        operator=llm_spec(server, replay="empty.jsonl"),
+        budget={"max_experiments": 3, "max_invalid_streak": 2},
+    )
+    records = project.records()
+    assert result.aborted and records[1].status is Status.INVALID
+    assert "replay: no recorded reply" in records[1].reason
+    assert server.requests == []
+
+
+def test_rewrite_and_multi_file_edits(project: Project, server: FakeOpenAI) -> None:
+    project.write("extra.py", "BONUS = 0\n")
+    params = (project.root / "params.py").read_text()
+    server.reply(
+        "Hypothesis: rewrite params\n```python params.py\n" + params.replace("X = 3.0", "X = 2.0") + "```\n"
+    )
+    server.reply(
+        "Hypothesis: two files\n"
+        + diff("Y = -2.0  # second coordinate (optimum -0.5)", "Y = -1.0  # second coordinate (optimum -0.5)")
+        + "\nextra.py\n<<<<<<< SEARCH\nBONUS = 0\n=======\nBONUS = 1\n>>>>>>> REPLACE\n"
+    )
+    project.run(
+        operator=llm_spec(server, edit_format="rewrite"),
+        target=["params.py", "extra.py"],
+        budget={"max_experiments": 3},
+    )
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]
+    assert records[1].description == "rewrite params"
+    from conftest import git
+
+    changed = git(project.root, "diff", "--name-only", records[2].parent, records[2].commit).split()
+    assert changed == ["extra.py", "params.py"]
+    assert "```" in server.requests[0]["messages"][-1]["content"]  # rewrite instructions: fenced whole files
+
+
+def test_evolve_blocks_limit_what_is_shown_and_changed(project: Project, server: FakeOpenAI) -> None:
+    project.write(
+        "params.py", "HIDDEN = 1\n# EVOLVE-BLOCK-START\nX = 3.0\n# EVOLVE-BLOCK-END\nY = -2.0\nWIDTH = 7\n"
+    )
+    server.reply(diff("HIDDEN = 1", "HIDDEN = 2"))
+    server.reply(diff("X = 3.0", "X = 1.5"))
+    project.run(operator=llm_spec(server), budget={"max_experiments": 2})
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.REJECTED, Status.KEEP]
+    assert "EVOLVE-BLOCK" in records[1].reason
+    prompt = server.requests[0]["messages"][-1]["content"]
+    assert "X = 3.0" in prompt and "HIDDEN" not in prompt
+
+
+def test_warm_start_seeds_notes_from_an_earlier_run(project: Project, server: FakeOpenAI) -> None:
+    earlier = project.root / ".metaexp" / "old-run"
+    earlier.mkdir(parents=True)
+    (earlier / "notes.md").write_text("- WIDTH near 12 was best last night\n")
+    server.reply(
+        diff("X = 3.0  # first coordinate (optimum 1.5)", "X = 2.0  # first coordinate (optimum 1.5)")
+    )
+    project.run(operator=llm_spec(server, warm_start="old-run"), budget={"max_experiments": 2})
+    assert "WIDTH near 12 was best last night" in server.requests[0]["messages"][-1]["content"]
+    assert (
+        project.root / ".metaexp/landscape/notes.md"
+    ).read_text() == "- WIDTH near 12 was best last night\n"

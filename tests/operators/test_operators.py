@@ -1,0 +1,158 @@
+"""One contract over every operator: stays in its space, describes itself, replays with the same seed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from conftest import LANDSCAPE, ROOT
+
+from metaexp.operators import Candidate, Context, LineageState, Operator, experiment_rng, make_operator
+from metaexp.operators.styles import StyleMix
+from metaexp.operators.target import read_value
+from metaexp.record.records import ExperimentRecord, Status
+from metaexp.spec import Spec
+from metaexp.spec.space import load_space
+
+OPTIMUM = {"X": 1.5, "Y": -0.5, "WIDTH": 12}
+SPACE = load_space(ROOT / "search_spaces" / "landscape.yaml")
+FILES = {"params.py": (LANDSCAPE / "params.py").read_bytes()}
+
+CASES = [
+    ("perturb", None, "conservative", False),
+    ("perturb", None, "bold", True),
+    ("perturb", "tpe", {"conservative": 1, "bold": 1}, True),
+    ("params", "tpe", "conservative", True),
+    ("params", "tpe", "global", True),
+    ("params", "random", "bold", True),
+    ("params", "cmaes", "global", True),
+    pytest.param(
+        "params",
+        "gp",
+        "global",
+        True,
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("torch") is None, reason="gp needs the torch extra"
+        ),
+    ),
+]
+
+
+def _spec(kind: str, sampler: str | None, style: object, with_space: bool, seed: int = 7) -> Spec:
+    operator = {"kind": kind, "style": style, "sampler": sampler or "tpe"}
+    if with_space:
+        operator["space"] = "space.yaml"
+    return Spec.model_validate(
+        {
+            "tag": "t",
+            "target": ["params.py"],
+            "harness": {"command": "python evaluate.py"},
+            "metrics": {"loss": {}},
+            "objective": {"primary": "loss"},
+            "operator": operator,
+            "seed": seed,
+        }
+    )
+
+
+def _operator(spec: Spec, history: list[ExperimentRecord], files: dict[str, bytes]) -> Operator:
+    space = SPACE if spec.operator.space else None
+    return make_operator(Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), space, history, files))
+
+
+def _loss(files: dict[str, bytes]) -> float:
+    return sum((float(read_value("params.py", files["params.py"], k)) - v) ** 2 for k, v in OPTIMUM.items())
+
+
+def _simulate(
+    spec: Spec, steps: int, history: list[ExperimentRecord] | None = None, state: LineageState | None = None
+) -> tuple[list[Candidate], list[ExperimentRecord], list[LineageState]]:
+    """A miniature loop: hill climbing on the landscape, in memory."""
+    history = list(history or [])
+    state = state or LineageState("c0", FILES, {"loss": _loss(FILES)}, _loss(FILES))
+    op = _operator(spec, history, dict(state.files))
+    if not history:
+        history.append(
+            ExperimentRecord(
+                1,
+                "c0",
+                None,
+                "",
+                Status.KEEP,
+                "baseline",
+                {"loss": state.value},
+                state.value,
+                params=op.params_of(state.files),
+            )
+        )
+        op.observe(history[-1])
+    candidates, states = [], []
+    for n in range(len(history) + 1, len(history) + 1 + steps):
+        states.append(state)
+        cand = op.propose(state, n, experiment_rng(spec.seed, n))
+        candidates.append(cand)
+        files = {**state.files, **cand.files}
+        value = _loss(files)
+        status = Status.KEEP if value < state.value else Status.DISCARD
+        rec = ExperimentRecord(
+            n,
+            f"c{n}",
+            state.commit,
+            "",
+            status,
+            cand.description,
+            {"loss": value},
+            value,
+            params=cand.params,
+            style=cand.style,
+            extra=cand.extra,
+        )
+        history.append(rec)
+        op.observe(rec)
+        if status is Status.KEEP:
+            state = LineageState(f"c{n}", files, {"loss": value}, value)
+    return candidates, history, states
+
+
+@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES)
+def test_operator_contract(kind: str, sampler: str | None, style: object, with_space: bool) -> None:
+    spec = _spec(kind, sampler, style, with_space)
+    steps = 12 if sampler == "gp" else 25  # GP costs about a second per proposal
+    candidates, history, _ = _simulate(spec, steps)
+    for cand in candidates:
+        assert set(cand.files) == {"params.py"}  # only the target
+        assert cand.description and "→" in cand.description
+        assert cand.style in ("conservative", "bold", "global")
+        for name, value in cand.params.items():
+            assert value == read_value("params.py", cand.files["params.py"], name)
+            if with_space:
+                assert SPACE[name].contains(value), (name, value)
+        text = cand.files["params.py"].decode()
+        assert text.count("\n") == FILES["params.py"].decode().count("\n")  # only values changed
+    assert min(r.value for r in history) < history[0].value  # it finds improvements
+
+    again, _, _ = _simulate(spec, steps)
+    assert [c.files for c in again] == [c.files for c in candidates]  # same seed, same run
+    other, _, _ = _simulate(_spec(kind, sampler, style, with_space, seed=8), steps)
+    assert [c.files for c in other] != [c.files for c in candidates]
+
+
+@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES[:7])
+def test_operator_resumes_from_history(
+    kind: str, sampler: str | None, style: object, with_space: bool
+) -> None:
+    """Rebuilt from the first records (as after a kill), it proposes what it would have proposed."""
+    spec = _spec(kind, sampler, style, with_space)
+    candidates, history, states = _simulate(spec, 14)
+    cut = 8  # records 1..8 survived; experiment 9 is proposed again
+    resumed, _, _ = _simulate(spec, 5, history=history[:cut], state=states[cut - 1])
+    assert [c.files for c in resumed] == [c.files for c in candidates[cut - 1 : cut + 4]]
+
+
+def test_perturb_without_constants_is_a_clear_error(tmp_path: Path) -> None:
+    from metaexp.errors import SpecError
+
+    spec = _spec("perturb", None, "conservative", False)
+    with pytest.raises(SpecError, match="no numeric UPPER_CASE module-level constants"):
+        _operator(spec, [], {"params.py": b"x = 1\nname = 'a'\n"})

@@ -1,0 +1,228 @@
+"""metaexp dashboard: optuna-dashboard on a finished run's real journal, checked over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import LANDSCAPE, ROOT, Project, git
+from helpers import get_json, start_dashboard
+
+from metaexp.record.ledger import open_study
+from metaexp.record.records import ExperimentRecord
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def new_project(root: Path) -> Project:
+    """conftest's make_project, for a module-scoped run."""
+    root.mkdir()
+    for name in ("params.py", "evaluate.py"):
+        shutil.copy(LANDSCAPE / name, root / name)
+    shutil.copy(ROOT / "search_spaces" / "landscape.yaml", root / "space.yaml")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    return Project(root)
+
+
+@dataclass
+class Served:
+    project: Project
+    base: str  # http://127.0.0.1:PORT/dashboard
+    api: str  # http://127.0.0.1:PORT/api
+    printed: str
+    records: dict[str, list[ExperimentRecord]]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Two finished runs in one repository (one journal), and the dashboard on it."""
+    project = new_project(tmp_path_factory.mktemp("dash") / "repo")
+    project.run(budget={"max_experiments": 6})
+    project.run(tag="bold", operator={"style": "bold"}, budget={"max_experiments": 5})
+    project.spec()  # metaexp.yaml is the first run's spec again: the dashboard finds it in the cwd
+    records = {tag: project.records(tag) for tag in ("landscape", "bold")}
+    proc, base, printed = start_dashboard(project.root)
+    try:
+        yield Served(project, base, base.removesuffix("/dashboard") + "/api", printed, records)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def study_ids(served: Served) -> dict[str, int]:
+    return {s["study_name"]: s["study_id"] for s in get_json(f"{served.api}/studies")["study_summaries"]}
+
+
+def test_the_api_lists_each_runs_study_with_its_trials_attrs_and_note(served: Served) -> None:
+    ids = study_ids(served)
+    assert set(ids) == {"landscape", "bold"}
+    assert f"landscape: 6 trials  {served.base}/studies/{ids['landscape']}" in served.printed
+    assert "compare-studies?ids=" in served.printed
+    for tag, records in served.records.items():
+        study = get_json(f"{served.api}/studies/{ids[tag]}")
+        assert study["objective_names"] == ["loss"]
+        trials = study["trials"]
+        assert len(trials) == len(records)
+        for trial in trials:
+            attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+            rec = records[int(attrs["experiment"]) - 1]
+            assert attrs["commit"] == rec.commit and attrs["status"] == str(rec.status)
+            assert attrs["description"] == rec.description
+            assert (attrs["island"], attrs["cost_usd"]) == ("0", "0.0")
+            assert trial["values"] == [rec.value]
+        note = study["note"]["body"]
+        assert note.startswith(f"## metaexp run `{tag}`") and "max_experiments:" in note
+        spec = json.loads({a["key"]: a["value"] for a in study["user_attrs"]}["spec"])
+        assert spec["tag"] == tag and spec["strategy"]["name"] == "hill_climb"
+    bold = json.loads(
+        {a["key"]: a["value"] for a in get_json(f"{served.api}/studies/{ids['bold']}")["user_attrs"]}["spec"]
+    )
+    assert bold["operator"]["style"] == "bold"  # what tells the two runs apart
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser, asked for before the run fixture, so a skip costs nothing."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed: CI must run the browser test (.ci/services installs it)")
+    pytest.skip("chromium is not installed: the browser test needs it (apt-get install chromium)")
+
+
+def rendered_text(chromium: str, url: str, profile: Path, wanted: list[str]) -> str:
+    """The page's text after its scripts ran in headless Chromium (a longer budget when slow)."""
+    text = ""
+    for budget_ms in (10_000, 30_000):
+        proc = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",  # we may be root (CI containers)
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        body = re.sub(r"<(style|script)\b.*?</\1>", " ", proc.stdout, flags=re.S)
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+        if all(w in text for w in wanted):
+            break
+    return text
+
+
+def test_the_study_page_renders_the_trials_in_chromium(chromium: str, served: Served, tmp_path: Path) -> None:
+    study_id = study_ids(served)["landscape"]
+    records = served.records["landscape"]
+    wanted = [f"Trial {n}" for n in range(len(records))] + [records[0].commit or ""]
+    text = rendered_text(chromium, f"{served.base}/studies/{study_id}/trials", tmp_path / "profile", wanted)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, f"not on the rendered trials page: {missing}\n{text[:2000]}"
+    assert "landscape" in text and "baseline" in text
+
+
+def test_the_compare_page_shows_both_runs_in_chromium(chromium: str, served: Served, tmp_path: Path) -> None:
+    ids = study_ids(served)
+    url = f"{served.base}/compare-studies?ids={ids['landscape']},{ids['bold']}"
+    wanted = ["loss of landscape", "loss of bold"]  # the history plot's legend: both runs' trials drawn
+    text = rendered_text(chromium, url, tmp_path / "profile", wanted)
+    assert all(w in text for w in wanted), text[:2000]
+
+
+def test_ctrl_c_stops_the_dashboard_cleanly_even_inside_a_request(served: Served) -> None:
+    proc, base, _ = start_dashboard(served.project.root, "metaexp.yaml")
+    api = base.removesuffix("/dashboard") + "/api/studies"
+    done = threading.Event()
+    answered: list[int] = []
+
+    def hammer() -> None:  # requests in flight when the signal lands
+        while not done.is_set():
+            with contextlib.suppress(OSError, ValueError):  # refused, reset or cut short by the stop
+                answered.append(len(get_json(api)["study_summaries"]))
+
+    clients = [threading.Thread(target=hammer, daemon=True) for _ in range(2)]
+    for client in clients:
+        client.start()
+    while len(answered) < 5 and proc.poll() is None:
+        done.wait(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        done.set()
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert out.rstrip().endswith("dashboard stopped") and "Traceback" not in out, out
+    assert set(answered) == {2}
+
+
+def test_a_busy_port_and_a_missing_spec_are_clear_errors(served: Served, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = served.project.cli("dashboard", "--port", str(port), check=False)
+    assert proc.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in proc.stderr
+    empty = Project(tmp_path)
+    proc = empty.cli("dashboard", check=False)
+    assert proc.returncode == 1 and "no spec given and no metaexp.yaml in" in proc.stderr
+    proc = empty.cli("dashboard", "--storage", "nothing.journal", check=False)
+    assert proc.returncode == 1 and "no Optuna journal at" in proc.stderr
+
+
+def test_the_note_follows_the_spec_and_a_resume_adds_nothing(project: Project) -> None:
+    from optuna_dashboard import get_note
+
+    project.run(budget={"max_experiments": 3})
+
+    def note() -> tuple[int, str]:
+        study = open_study(None, project.root, "landscape", "minimize")
+        version = study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"]
+        return version, get_note(study)
+
+    version, text = note()
+    assert "max_experiments: 3" in text
+    project.run(budget={"max_experiments": 3})  # nothing to do: same spec
+    assert note() == (version, text)
+    project.run(budget={"max_experiments": 4})  # raised budget: the note says so
+    version2, text2 = note()
+    assert version2 == version + 1 and "max_experiments: 4" in text2
+
+
+def test_a_weighted_study_names_its_value_the_weighted_score(project: Project) -> None:
+    project.write(
+        "two.py", "import params\nprint('width:', params.WIDTH)\nexec(open('evaluate.py').read())\n"
+    )
+    project.run(
+        harness={"command": "python two.py", "immutable": ["evaluate.py", "two.py"]},
+        metrics={
+            "loss": {"direction": "minimize"},
+            "width": {"direction": "maximize", "pattern": r"width:\s*(\S+)"},
+        },
+        budget={"max_experiments": 3},
+        objective={"mode": "weighted", "primary": "loss", "weights": {"loss": 1.0, "width": 0.5}},
+    )
+    study = open_study(None, project.root, "landscape", "maximize")
+    assert study.metric_names == ["weighted_score"]
+    assert study.user_attrs["spec"]["objective"]["weights"] == {"loss": 1.0, "width": 0.5}
