@@ -1,13 +1,60 @@
-"""What can be said of a candidate's target files: its size, its diff, its identity, and the
-composition of two candidates by git's three-way merge (crossover, `metaexp merge`)."""
+"""The candidate: one change a lineage asks to be tried, and what can be said of its target files
+(size, diff, identity, and the composition of two commits by git's three-way merge).
+
+An operator returns the change (parent, changed files, description, values); the lineage that asked
+for it fills in where it comes from (which lineage, its proposal count, the parent's files) and how
+it is to be judged (an escape, the draw that decides an exploration). Every later step reads the
+same object: preparing (commit, checks, duplicates), evaluating, deciding, recording.
+"""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
-from metaexp.record.git import Git
+if TYPE_CHECKING:
+    from metaexp.operators.tuning import TunePlan
+    from metaexp.record.git import Git
+
+Kind = Literal["baseline", "change", "crossover", "invalid", "rejected"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    parent: str  # the commit it changes
+    files: dict[str, bytes]  # only the files that change, with their new contents
+    description: str  # what changed, e.g. "LEARNING_RATE 3e-3 → 4.2e-3"
+    style: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # the values it evaluates, by name
+    extra: dict[str, Any] = field(default_factory=dict)  # operator state kept in the record
+    usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd
+    tune: TunePlan | None = None  # hybrid: tune these constants before the decision
+    # --- filled in by the lineage that asked for it
+    kind: Kind = "change"  # invalid / rejected: the operator could not propose; crossover: to compose
+    lineage: int = 0  # the island it belongs to (0 in a single lineage)
+    generation: int = 0  # the lineage's own count of proposals before this one
+    parent_files: dict[str, bytes] = field(default_factory=dict)  # every target file of the parent
+    escape: bool = False  # proposed to leave a stagnating population: accepted if it runs
+    other: str | None = None  # crossover: the second parent
+    reason: str = ""  # invalid / rejected: why
+    draw: float = 1.0  # the lineage's uniform draw in [0, 1) that an exploration is decided by
+
+    @property
+    def tree(self) -> dict[str, bytes]:
+        """Every target file of the child."""
+        return {**self.parent_files, **self.files}
+
+    @property
+    def before(self) -> dict[str, bytes]:
+        """The parent's version of each changed file (empty for a new file)."""
+        return {p: self.parent_files.get(p, b"") for p in self.files}
+
+    @property
+    def parents(self) -> list[str]:
+        return [self.parent, self.other] if self.other else [self.parent]
 
 
 def line_count(tree: Mapping[str, bytes]) -> int:
@@ -35,9 +82,9 @@ def fingerprint(tree: Mapping[str, bytes]) -> str:
 
 def compose(
     git: Git, targets: list[str], ours: str, theirs: str
-) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]] | str:
+) -> tuple[dict[str, bytes], dict[str, bytes]] | str:
     """The target files of a three-way merge of two commits (relative to their merge base):
-    (every target file, the changed ones, their versions in `ours`), or why there is none."""
+    (every target file of `ours`, the files the merge changes in it), or why there is none."""
     tree, conflicts = git.merge(ours, theirs)
     if tree is None:
         return f"merge conflict in {', '.join(conflicts) or 'the target'}"
@@ -47,4 +94,4 @@ def compose(
     changed = {p: c for p, c in merged.items() if parent.get(p) != c}
     if not changed:
         return "the merge changes nothing"
-    return merged, changed, {p: parent.get(p, b"") for p in changed}
+    return parent, changed

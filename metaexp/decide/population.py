@@ -11,7 +11,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from metaexp.decide.selection import Individual, MapElites, admit, best, fitness, select_parents
+from metaexp.decide.archives import MapElites
+from metaexp.decide.selectors import Individual, admit, best, fitness, select_parents
 from metaexp.record.records import ExperimentRecord, Status
 from metaexp.spec import Spec
 

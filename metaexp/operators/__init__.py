@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from metaexp.candidate import Candidate
     from metaexp.operators.styles import StyleMix
-    from metaexp.operators.tuning import TunePlan
     from metaexp.record.records import ExperimentRecord
     from metaexp.spec import Spec
     from metaexp.spec.space import Space
@@ -38,18 +38,6 @@ class LineageState:
     files: Mapping[str, bytes]  # every target file of `commit`
     metrics: Mapping[str, float]
     value: float | None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    parent: str
-    files: dict[str, bytes]  # only the files that change, with their new contents
-    description: str  # what changed, e.g. "LEARNING_RATE 3e-3 → 4.2e-3"
-    style: str = ""
-    params: dict[str, Any] = field(default_factory=dict)  # the values it evaluates, by name
-    extra: dict[str, Any] = field(default_factory=dict)  # operator state kept in the record
-    usage: dict[str, float] = field(default_factory=dict)  # LLM calls, tokens and cost_usd
-    tune: TunePlan | None = None  # hybrid: the loop tunes these constants before the decision
 
 
 @dataclass(frozen=True)
@@ -118,7 +106,6 @@ def experiment_rng(seed: int, n: int) -> random.Random:
 
 __all__ = [
     "REGISTRY",
-    "Candidate",
     "Context",
     "InvalidProposal",
     "LineageState",

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
-from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
+from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.params import make_sampler, toward
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.styles import StyleMix

@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
 from metaexp.llm import LLMClient, LLMError, Reply, Usage
 from metaexp.llm.client import Prices
-from metaexp.operators import Candidate, Context, InvalidProposal, LineageState, RejectedProposal
+from metaexp.operators import Context, InvalidProposal, LineageState, RejectedProposal
 from metaexp.operators.edits import EditError, EditRejected, apply_reply
 from metaexp.operators.prompt import (
     Brief,

@@ -13,8 +13,9 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
-from metaexp.operators import Candidate, Context, InvalidProposal, LineageState
+from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.values import apply_values, locate_names, read_values
 from metaexp.record.records import ExperimentRecord
 

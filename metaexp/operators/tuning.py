@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from metaexp.candidate import Candidate
 from metaexp.errors import TargetError
 from metaexp.evaluate.harness import Outcome
-from metaexp.operators import Candidate, InvalidProposal
+from metaexp.operators import InvalidProposal
 from metaexp.operators.target import has_value, numeric_constants
 from metaexp.operators.values import apply_values, read_values
 from metaexp.spec.space import Param, Space

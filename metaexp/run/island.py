@@ -18,7 +18,7 @@ from typing import Any
 
 from metaexp.candidate import line_count
 from metaexp.decide.population import new_population, replay
-from metaexp.decide.selection import Individual
+from metaexp.decide.selectors import Individual
 from metaexp.operators import InvalidProposal, LineageState, Operator, RejectedProposal
 from metaexp.operators.styles import StyleMix
 from metaexp.record.records import ExperimentRecord, Status
@@ -239,7 +239,7 @@ class Island:
         }
 
     def migrants(self, count: int) -> list[tuple[Individual, dict[str, bytes]]]:
-        from metaexp.decide.selection import fitness
+        from metaexp.decide.selectors import fitness
 
         ranked = sorted(self.pop.members, key=lambda m: fitness(m, self.pop.signs), reverse=True)
         return [(m, self.files[m.commit]) for m in ranked[:count] if m.commit in self.files]

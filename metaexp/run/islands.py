@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from metaexp.candidate import compose, diff_lines, fingerprint, line_count
+from metaexp.decide.archives import HallOfFame
 from metaexp.decide.objectives import Objective
 from metaexp.decide.population import individual, population_refs, replay, signs_of
-from metaexp.decide.selection import HallOfFame
 from metaexp.errors import WorkspaceError
 from metaexp.evaluate.harness import Outcome
 from metaexp.evaluate.repeats import ParentTests
@@ -334,7 +334,7 @@ class _Driver:
 
     def _tuning(self, prop: Proposal) -> dict[str, Any]:
         """What a worker needs to tune a hybrid candidate (each run counts against max_evaluations)."""
-        from metaexp.operators import Candidate
+        from metaexp.candidate import Candidate
 
         budget, cap = prop.tune.budget, self.spec.budget.max_evaluations
         budget = budget if cap is None else max(1, min(budget, cap - self.tally.evaluations))
@@ -383,7 +383,9 @@ class _Driver:
         composed = compose(self.ws.git, sorted(self.plan.target_files), prop.parent, prop.other)
         if isinstance(composed, str):
             return replace(prop, kind="invalid", reason=f"{composed} ({prop.description})")
-        tree, changed, before = composed
+        ours, changed = composed
+        tree = {**ours, **changed}
+        before = {p: ours.get(p, b"") for p in changed}
         return replace(
             prop,
             kind="candidate",
@@ -658,7 +660,7 @@ class _Driver:
             )
 
     def _save_population(self) -> None:
-        from metaexp.decide.selection import island_stats
+        from metaexp.decide.selectors import island_stats
 
         islands = []
         for k, pop in enumerate(self.pops):

@@ -9,13 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
-from metaexp.candidate import diff_lines
+from metaexp.candidate import Candidate, diff_lines
 from metaexp.decide.objectives import Objective
 from metaexp.evaluate.harness import Interrupted, Outcome, evaluate
 from metaexp.evaluate.noise import CONFIRM_BLOCK
 from metaexp.evaluate.repeats import Measured, Repeater
 from metaexp.operators import (
-    Candidate,
     InvalidProposal,
     LineageState,
     Operator,

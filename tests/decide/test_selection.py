@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from metaexp.decide.selection import (
-    HallOfFame,
+from metaexp.decide.archives import HallOfFame, MapElites
+from metaexp.decide.selectors import (
     Individual,
-    MapElites,
     SelectionError,
     admit,
     best,

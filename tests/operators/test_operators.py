@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import LANDSCAPE, ROOT
 
-from metaexp.operators import Candidate, Context, LineageState, Operator, experiment_rng, make_operator
+from metaexp.candidate import Candidate
+from metaexp.operators import Context, LineageState, Operator, experiment_rng, make_operator
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.target import read_value
 from metaexp.record.records import ExperimentRecord, Status

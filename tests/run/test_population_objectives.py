@@ -10,7 +10,7 @@ from conftest import Project
 from helpers import NOISY, NOISY_HARNESS, RAY, TWO, TWO_HARNESS, check_population, run_population, two_metrics
 
 from metaexp.decide.population import replay
-from metaexp.decide.selection import dominates
+from metaexp.decide.selectors import dominates
 from metaexp.errors import SpecError
 from metaexp.record.ledger import open_study
 from metaexp.record.records import Status

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from conftest import Project
 
-from metaexp.operators import Candidate, InvalidProposal, LineageState
+from metaexp.candidate import Candidate
+from metaexp.operators import InvalidProposal, LineageState
 from metaexp.record.records import ExperimentRecord, Status
 
 
