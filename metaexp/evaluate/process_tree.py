@@ -1,0 +1,112 @@
+"""The processes below this one, found in /proc: listing them, their memory, and killing them all.
+
+Linux only: the supervisor, a child subreaper, uses these to find every process
+a harness started, however it detached, and to end them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+
+def kill_descendants(grace_s: float) -> None:
+    """SIGTERM everything below this process, wait up to grace_s, SIGKILL the rest, reap all."""
+    _signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _reap() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    while _reap():
+        _signal_all(signal.SIGKILL)
+        time.sleep(0.005)
+
+
+def _signal_all(sig: int) -> None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _reap() -> bool:
+    """Reap exited children; True while any descendant is still alive."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    return any(not _is_zombie(pid) for pid in descendants(os.getpid())) or _has_children()
+
+
+def _has_children() -> bool:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return pid == 0  # children exist but none has exited yet
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root`, walking /proc/<pid>/task/<tid>/children."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except FileNotFoundError:
+                if pid == root:  # a kernel without CONFIG_PROC_CHILDREN
+                    return _descendants_by_scan(root)
+                kids = []
+            except OSError:
+                kids = []
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def _descendants_by_scan(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            ppid = _ppid(int(name))
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()  # fields after "pid (comm)"; comm may hold spaces
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
+def rss_mb(pid: int) -> float:
+    fields = _stat_fields(pid)
+    return int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20 if fields else 0.0
