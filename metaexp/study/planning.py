@@ -1,0 +1,85 @@
+"""Planning a study: one validated spec per (strategy, seed), before anything runs.
+
+Each run gets its own tag `<tag>-<strategy>-s<seed>` in the spec's project and storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from metaexp.errors import SpecError
+from metaexp.resources import data_dir, resolve_data_file
+from metaexp.spec import Spec, format_validation_error, load_spec
+
+__all__ = ["DEFAULT_STRATEGIES", "PlannedRun", "plan_runs", "resolve_strategy"]
+
+DEFAULT_STRATEGIES = ("hill_climb", "explore_exploit", "islands", "pbt")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    strategy: str
+    seed: int
+    spec: Spec
+
+
+def plan_runs(
+    spec_path: str | Path, strategies: Sequence[str], seeds: int, budget: int | None = None
+) -> tuple[Spec, list[PlannedRun]]:
+    """The base spec and every run, validated before anything starts."""
+    path = Path(spec_path)
+    base = load_spec(path)
+    if base.budget.target is None:
+        raise SpecError(
+            f"{path}: budget.target: a study needs the known optimum as budget.target "
+            "(the value that counts as reaching the global optimum)"
+        )
+    if base.objective.mode == "pareto":
+        raise SpecError(f"{path}: objective.mode pareto has no single target to reach; a study needs one")
+    if seeds < 1:
+        raise SpecError(f"--seeds: at least 1 (got {seeds})")
+    if not strategies:
+        raise SpecError("--strategies: name at least one strategy, e.g. hill_climb islands")
+    data = yaml.safe_load(path.read_text())
+    presets = {}
+    for name in strategies:
+        label, preset = resolve_strategy(name, path.parent)
+        if label in presets:
+            raise SpecError(f"--strategies: {name!r} is given twice")
+        presets[label] = preset
+    runs = []
+    for label, preset in presets.items():
+        for seed in range(base.seed, base.seed + seeds):
+            run = {**data, "tag": f"{base.tag}-{label}-s{seed}", "seed": seed}
+            run["strategy"] = {"name": label, **preset}
+            if budget is not None:
+                run["budget"] = {**(data.get("budget") or {}), "max_experiments": budget}
+            run["root"] = path.parent.resolve()
+            try:
+                runs.append(PlannedRun(label, seed, Spec.model_validate(run)))
+            except ValidationError as exc:
+                message = format_validation_error(path, exc)
+                raise SpecError(f"strategy {label!r}, seed {seed}: {message}") from None
+    return base, runs
+
+
+def resolve_strategy(name: str, base: Path) -> tuple[str, dict[str, Any]]:
+    """A preset name (hill_climb) or a strategy YAML, found in the project first, then shipped."""
+    ref = name if name.endswith((".yaml", ".yml")) else f"strategies/{name}.yaml"
+    found = resolve_data_file(ref, base)
+    if found is None:
+        known = sorted({p.stem for p in data_dir("strategies").glob("*.yaml")})
+        raise SpecError(
+            f"--strategies: unknown strategy {name!r}: neither a preset ({', '.join(known)}) "
+            f"nor a strategy YAML under {base}"
+        )
+    preset = yaml.safe_load(found.read_text())
+    if not isinstance(preset, dict):
+        raise SpecError(f"{found}: a strategy must be a YAML mapping (islands:, population:, ...)")
+    return found.stem, preset
