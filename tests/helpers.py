@@ -13,7 +13,7 @@ from typing import Any
 
 from conftest import Project, git
 
-from metaexp.decide.population import population_refs
+from metaexp.record.refs import population_refs
 from metaexp.run.islands import PopulationLoop
 from metaexp.run.loop import RunResult
 from metaexp.spec import load_spec
@@ -36,7 +36,7 @@ def run_population(project: Project, **overrides: Any) -> RunResult:
 def check_population(project: Project) -> list[Any]:
     records = project.assert_consistent()
     spec = load_spec(project.root / "metaexp.yaml")
-    for ref, sha in population_refs(spec, records, "landscape").items():
+    for ref, sha in population_refs(spec, records).items():
         assert git(project.root, "rev-parse", ref).strip() == sha, ref
     assert not git(project.root, "branch", "--list", "autoexp/landscape").strip()  # no bare branch
     return records

@@ -1,8 +1,10 @@
-"""An island's population as the records define it: admission, replay, and the refs it implies.
+"""A lineage's population as the records define it: admission, parents, replay.
 
-Everything here is a pure function of the records, so an island restarted
-anywhere, or a ledger repairing refs after a kill, arrives at the same
-population as the run that wrote them.
+An island keeps a population selected with DEAP; a single lineage is a *ratchet*, a population
+of one whose member is the last accepted candidate (the objective, not fitness, decides what it
+accepts: metaexp/decide/decision.py). Everything here is a pure function of the records, so a
+lineage rebuilt anywhere, or a ledger repairing refs after a kill, arrives at the same population
+as the run that wrote them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from metaexp.record.records import ExperimentRecord, Status
 from metaexp.spec import Spec
 
 FORCED = (Status.EXPLORE, Status.ESCAPE, Status.MIGRATE)  # accepted regardless of fitness
+RATCHET = "ratchet"  # the method of a single lineage's population of one
 
 
 @dataclass
 class Population:
-    """The individuals an island keeps, and how long it has gone without improving."""
+    """The individuals a lineage keeps, and how long it has gone without improving."""
 
     size: int
     method: str
@@ -35,8 +38,13 @@ class Population:
         if self.archive is not None:
             self.archive.add(ind, self.signs)
 
+    @property
+    def ratchet(self) -> bool:
+        """A single lineage: one member, replaced by whatever is accepted."""
+        return self.method == RATCHET
+
     def consider(self, child: Individual) -> bool:
-        """Would the child be admitted on its merits (no state change)?"""
+        """Would the child be admitted on its merits (no state change)? Not asked of a ratchet."""
         if self.archive is not None:
             return _beats_cell(self.archive, child, self.signs)
         return admit(self.members, child, self.size, self.method, self.signs)[1]
@@ -54,9 +62,9 @@ class Population:
         if status is Status.KEEP and self.archive is not None:
             self.archive.add(child, self.signs)
             self.members = list(self.archive.elites.values())
-        elif status is Status.KEEP:
+        elif status is Status.KEEP and not self.ratchet:
             self.members = admit(self.members, child, self.size, self.method, self.signs)[0] or self.members
-        elif status in FORCED:
+        elif status in FORCED or status is Status.KEEP:
             self._force(child)
         if status.harness_ran or status is Status.MIGRATE:
             improved = before is None or fitness(self.best(), self.signs) > fitness(before, self.signs)
@@ -77,6 +85,8 @@ class Population:
         return best(self.members, self.signs) if self.members else None
 
     def parents(self, k: int, rng: random.Random, tournament_size: int) -> list[Individual]:
+        if self.ratchet:
+            return self.members[:1] * k  # no draw: the operator's draws follow as they always did
         if self.archive is not None:
             return self.archive.sample(k, rng)
         method = self.method if self.method != "map_elites" else "tournament"
@@ -90,6 +100,8 @@ def _beats_cell(archive: MapElites, child: Individual, signs: tuple[float, ...])
 
 def new_population(spec: Spec) -> Population:
     s = spec.strategy
+    if not s.is_population:
+        return Population(1, RATCHET, signs_of(spec))
     bins = [(f.low, f.high, f.bins) for f in s.features]
     archive = MapElites(bins) if s.selection == "map_elites" else None
     return Population(s.population, s.selection, signs_of(spec), archive=archive)
@@ -152,16 +164,3 @@ def replay(spec: Spec, records: Iterable[ExperimentRecord], islands: int) -> lis
         if rec.island < islands:
             pops[rec.island].observe(rec, spec)
     return pops
-
-
-def population_refs(spec: Spec, records: list[ExperimentRecord], tag: str) -> dict[str, str]:
-    """The branches a population run's records imply: each island's best, and the global best."""
-    refs: dict[str, str] = {}
-    for k, pop in enumerate(replay(spec, records, spec.strategy.island_count)):
-        top = pop.best()
-        if top is not None:
-            refs[f"refs/heads/autoexp/{tag}/island-{k}"] = top.commit
-    best_rec = next((r for r in reversed(records) if r.best and r.commit), None)
-    if best_rec is not None:
-        refs[f"refs/heads/autoexp/{tag}/best"] = best_rec.commit
-    return refs

@@ -16,8 +16,9 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from metaexp.errors import LockError, WorkspaceError
+from metaexp.errors import LockError
 from metaexp.evaluate.sandbox import BaseTree, base_tar
+from metaexp.record import refs
 from metaexp.record.git import Entry, Git
 
 _LOCKS: list[int] = []  # lock fds, closed in forked children so a harness never holds them
@@ -45,8 +46,8 @@ class Workspace:
         self.git = Git(self.root)
         self.tag = tag
         self.out = self.root / ".metaexp" / tag
-        self.branch = f"refs/heads/autoexp/{tag}"
-        self.refs_prefix = f"refs/metaexp/{tag}"
+        self.branch = refs.branch(tag)  # a single lineage's (record/refs.py names both layouts)
+        self.refs_prefix = refs.prefix(tag)
         self.worktree = self.out / "worktree"
         self.base = self.out / "base"
         self._lock_fd: int | None = None
@@ -133,9 +134,3 @@ class Workspace:
             (self.out / "base.key").write_text(key)
         self.base_tree = BaseTree(self.base, tar.read_bytes(), key)
         return self.base_tree
-
-    def check_start(self, start: str) -> str:
-        sha = self.git.resolve(start)
-        if sha is None:
-            raise WorkspaceError(f"start: {start!r} is not a commit, branch or tag in {self.root}")
-        return sha

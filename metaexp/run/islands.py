@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from metaexp.candidate import compose, diff_lines, fingerprint, line_count
 from metaexp.decide.archives import HallOfFame
 from metaexp.decide.objectives import Objective
-from metaexp.decide.population import individual, population_refs, replay, signs_of
+from metaexp.decide.population import individual, replay, signs_of
 from metaexp.errors import WorkspaceError
 from metaexp.evaluate.harness import Outcome
 from metaexp.evaluate.repeats import ParentTests
@@ -69,16 +69,8 @@ class PopulationLoop:
             history = read_records(ws.out / "experiments.jsonl")
             plan = make_plan(self.spec, start=history[0].commit if history else None)
             base = ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
-            ledger = Ledger(
-                ws,
-                list(self.spec.metrics),
-                self.spec.direction,
-                self.spec.storage,
-                plan.space,
-                self.objective.multi,
-                spec=self.spec,
-            )
-            records = ledger.open(lambda recs: population_refs(self.spec, recs, self.spec.tag))
+            ledger = Ledger(ws, self.spec, plan.space)
+            records = ledger.open()
             connect(self.spec.ray)
             warm_workers(self.spec.ray.eval_resources, self.spec.ray.max_concurrent_evals)
             try:

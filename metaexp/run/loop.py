@@ -21,7 +21,8 @@ from metaexp.operators import (
     RejectedProposal,
     experiment_rng,
 )
-from metaexp.record.ledger import Ledger, lineage_of
+from metaexp.record import refs
+from metaexp.record.ledger import Ledger
 from metaexp.record.records import ExperimentRecord, Status, read_records, timestamp
 from metaexp.record.workspace import Workspace
 from metaexp.run.plan import Plan, make_plan
@@ -125,15 +126,7 @@ class Loop:
             )
         ws.ensure_worktree(plan.start)
         ws.prepare_base(plan.start, plan.listing, sorted(plan.target_files))
-        ledger = Ledger(
-            ws,
-            list(self.spec.metrics),
-            self.spec.direction,
-            self.spec.storage,
-            plan.space,
-            self.objective.multi,
-            spec=self.spec,
-        )
+        ledger = Ledger(ws, self.spec, plan.space)
         records = ledger.open()
         try:
             return _Session(self, plan, ws, ledger, records).drive()
@@ -162,7 +155,7 @@ class _Session:
         self._mark = time.monotonic()  # when recording the previous experiment began
 
     def _state_from(self, records: list[ExperimentRecord]) -> LineageState:
-        current = lineage_of(records).current
+        current = refs.current(records)
         if current is None:
             return LineageState(self.plan.start, self.plan.target_files, {}, None)
         last = [r for r in records if r.commit == current and r.status.accepted][-1]

@@ -116,9 +116,9 @@ def test_crossover_composes_two_independent_improvements(project: Project) -> No
     git(project.root, "checkout", "-q", "-b", "b", "HEAD~1")
     project.write("params.py", base.replace("WIDTH = 7", "WIDTH = 12"))  # improves WIDTH only
     a, b = (git(project.root, "rev-parse", ref).strip() for ref in ("a", "b"))
-    tree, changed, before = compose(Git(project.root), ["params.py"], a, b)  # type: ignore[misc]
-    child = tree["params.py"].decode()
-    assert "X = 1.5" in child and "WIDTH = 12" in child and "X = 1.5" in before["params.py"].decode()
+    ours, changed = compose(Git(project.root), ["params.py"], a, b)  # type: ignore[misc]
+    child = changed["params.py"].decode()
+    assert "X = 1.5" in child and "WIDTH = 12" in child and "X = 1.5" in ours["params.py"].decode()
     assert set(changed) == {"params.py"}
 
     def loss(text: str) -> float:
