@@ -1,0 +1,94 @@
+"""The `operator:` block: what proposes the changes (params, perturb, llm, hybrid) and its settings."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from metaexp.spec.base import _Strict
+
+
+class PricesSpec(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    cached_input_per_mtok: float | None = Field(None, ge=0, description="default: as input")
+
+
+class TuneSpec(_Strict):
+    """hybrid: how an LLM candidate's numeric constants are tuned before it is judged."""
+
+    sampler: Literal["tpe", "cmaes", "random", "gp"] = "cmaes"
+    budget: int = Field(8, ge=0, description="evaluations per candidate, its own values first; 0: none")
+
+
+class ScheduleSpec(_Strict):
+    """hybrid: the share of proposals from each arm, drawn per proposal."""
+
+    llm: float = Field(0.3, ge=0, description="an LLM edit (llm: null: a bold restart), then tuning")
+    params: float = Field(0.7, ge=0, description="one numeric step of Optuna over the constants")
+
+    @model_validator(mode="after")
+    def _some_share(self) -> ScheduleSpec:
+        if self.llm + self.params <= 0:
+            raise ValueError("schedule: llm and params shares must sum to more than 0")
+        return self
+
+
+class OperatorSpec(_Strict):
+    kind: Literal["params", "perturb", "llm", "hybrid"] = "perturb"
+    space: str | None = Field(None, description="search space YAML; params: required")
+    sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
+    style: str | dict[str, float] = Field("conservative", description="a style name or {name: weight}")
+    # --- llm
+    model: str | None = Field(None, description="llm: the model name the endpoint knows")
+    base_url: str | None = Field(None, description="llm: e.g. http://localhost:11434/v1; null: OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", description="llm: the variable that holds the key")
+    temperature: float = Field(0.7, ge=0, le=2)
+    timeout_s: float = Field(120.0, gt=0, description="llm: per request, before the client's retries")
+    max_retries: int = Field(2, ge=0, description="llm: the client's retries for 429, 5xx, timeouts")
+    edit_format: Literal["diff", "rewrite"] = "diff"
+    program: str | None = Field(None, description="llm: the human's research directions, re-read each time")
+    notes_every: int | None = Field(10, ge=1, description="llm: reflect into notes.md every N experiments")
+    history: int = Field(30, ge=0, description="llm: past experiments shown in the prompt")
+    retry_invalid: bool = Field(True, description="llm: ask again, with the error, if a reply fails")
+    max_file_bytes: int = Field(1_000_000, gt=0, description="llm: larger edited files are rejected")
+    prices: PricesSpec = PricesSpec()
+    warm_start: str | None = Field(None, description="llm: notes file or earlier tag to seed notes.md")
+    replay: str | None = Field(None, description="llm: answer from this recording (llm.jsonl) instead")
+    replay_key: Literal["request", "state"] = "request"
+    replay_miss: Literal["error", "live"] = "error"
+    # --- hybrid
+    llm: OperatorSpec | None = Field(None, description="hybrid: the llm operator's settings; null: offline")
+    tune: TuneSpec = TuneSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hybrid_llm(cls, data: Any) -> Any:
+        """hybrid's `llm:` block is an llm operator; its key variable is the one the harness never sees."""
+        hybrid = isinstance(data, dict) and data.get("kind") == "hybrid"
+        if not hybrid or not isinstance(data.get("llm"), dict):
+            return data
+        if data["llm"].get("kind", "llm") != "llm":
+            raise ValueError("operator.llm holds the llm operator's settings: leave `kind` out of it")
+        llm = {**data["llm"], "kind": "llm"}
+        data = {**data, "llm": llm}
+        if "api_key_env" in llm:
+            data.setdefault("api_key_env", llm["api_key_env"])
+        return data
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> OperatorSpec:
+        if self.kind == "params" and not self.space:
+            raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
+        if self.kind == "llm" and not self.model:
+            raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini)")
+        if self.llm is not None and (self.kind != "hybrid" or self.llm.kind != "llm"):
+            raise ValueError("operator.llm is a block of llm settings for operator.kind hybrid only")
+        if self.llm is not None and self.llm.api_key_env != self.api_key_env:
+            raise ValueError("operator.api_key_env and operator.llm.api_key_env differ: set it once, in llm")
+        weights = self.style.values() if isinstance(self.style, dict) else [1.0]
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("a style mix needs non-negative weights that sum to more than 0")
+        return self
