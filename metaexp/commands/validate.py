@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from metaexp.run.plan import make_plan
-from metaexp.spec import load_spec
+from metaexp.run.plan import Plan, make_plan
+from metaexp.spec import HarnessSpec, Spec, load_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,13 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     plan = make_plan(spec)
-    names = ", ".join(plan.space) if plan.space else "numeric UPPER_CASE constants"
-    if spec.operator.kind == "llm":
-        op = spec.operator
-        source = f"replay {op.replay} (key: {op.replay_key})" if op.replay else (op.base_url or "OpenAI")
-        names = f"{', '.join(plan.target_files)} with {op.model} via {source}"
-        if not op.replay and not os.environ.get(op.api_key_env) and op.base_url is None:
-            print(f"warning: {op.api_key_env} is not set; the first proposal will fail", file=sys.stderr)
+    names = _operated_on(spec, plan)
     print(
         f"{args.spec}: ok\n"
         f"  tag {spec.tag}: branch autoexp/{spec.tag}, start {spec.start} = {plan.start[:7]}\n"
@@ -36,7 +30,29 @@ def run(args: argparse.Namespace) -> int:
         f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
         f"explore_every {spec.strategy.explore_every}"
     )
-    h = spec.harness
+    _print_checks(spec.harness)
+    if spec.noise.method != "none":
+        confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""
+        print(f"  noise: {spec.noise.method} on paired seeds{confirm}")
+    if spec.pipeline:
+        _print_stages(spec, plan)
+    return 0
+
+
+def _operated_on(spec: Spec, plan: Plan) -> str:
+    """What the operator changes, and with what; warns (stderr) when an llm's key is missing."""
+    names = ", ".join(plan.space) if plan.space else "numeric UPPER_CASE constants"
+    if spec.operator.kind == "llm":
+        op = spec.operator
+        source = f"replay {op.replay} (key: {op.replay_key})" if op.replay else (op.base_url or "OpenAI")
+        names = f"{', '.join(plan.target_files)} with {op.model} via {source}"
+        if not op.replay and not os.environ.get(op.api_key_env) and op.base_url is None:
+            print(f"warning: {op.api_key_env} is not set; the first proposal will fail", file=sys.stderr)
+    return names
+
+
+def _print_checks(h: HarnessSpec) -> None:
+    """The harness's cascade stages and its held-out validation."""
     for stage in h.cascade:
         gate = " ".join(
             f"{stage.metric} {op} {bound:g}"
@@ -48,17 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if h.validation is not None:
         names = ", ".join(h.validation.metric_specs)
         print(f"  validation on each new best: {' '.join(h.validation.argv)} -> {names}")
-    if spec.noise.method != "none":
-        confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""
-        print(f"  noise: {spec.noise.method} on paired seeds{confirm}")
-    if spec.pipeline:
-        from metaexp.run.pipeline import stages
 
-        for i, stage_spec in enumerate(stages(spec)):
-            frozen = f"; frozen: {', '.join(sorted(stage_spec.frozen))}" if stage_spec.frozen else ""
-            make_plan(stage_spec, start=plan.start)  # its files and operator resolve
-            print(
-                f"  pipeline stage {i + 1} {stage_spec.tag}: target {', '.join(stage_spec.target)}, "
-                f"objective {stage_spec.direction} {stage_spec.objective.primary}{frozen}"
-            )
-    return 0
+
+def _print_stages(spec: Spec, plan: Plan) -> None:
+    """Each pipeline stage's plan is made too, so that its files and operator resolve."""
+    from metaexp.run.pipeline import stages
+
+    for i, stage_spec in enumerate(stages(spec)):
+        frozen = f"; frozen: {', '.join(sorted(stage_spec.frozen))}" if stage_spec.frozen else ""
+        make_plan(stage_spec, start=plan.start)  # its files and operator resolve
+        print(
+            f"  pipeline stage {i + 1} {stage_spec.tag}: target {', '.join(stage_spec.target)}, "
+            f"objective {stage_spec.direction} {stage_spec.objective.primary}{frozen}"
+        )
