@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "harnesses" / "binpack"))
 from stand_in import BINPACK_IDEAS, Idea, StandIn, add_term, serve  # noqa: E402
 
 from metaexp.record.records import read_records  # noqa: E402
-from metaexp.run.loop import Loop  # noqa: E402
+from metaexp.run import run  # noqa: E402
 from metaexp.spec import load_spec  # noqa: E402
 
 OPERATORS = ("params", "perturb", "llm", "hybrid")
@@ -171,7 +171,7 @@ def one_run(job: tuple[str, str, int, int]) -> dict[str, Any]:
             }
             (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
             t0 = time.monotonic()
-            result = Loop(load_spec(repo / "metaexp.yaml"), out=io.StringIO()).run()
+            result = run(load_spec(repo / "metaexp.yaml"), out=io.StringIO())
             seconds = time.monotonic() - t0
         records = read_records(repo / ".metaexp" / "bench" / "experiments.jsonl")
     values = []  # every evaluation's value, in order

@@ -104,7 +104,7 @@ def reevaluate(root: Path, params: dict, label: str, seeds: list[int]) -> list[f
     from metaexp.meta.space import sampled_spec
     from metaexp.meta.trial import best_so_far
     from metaexp.record.records import read_records
-    from metaexp.run.loop import Loop
+    from metaexp.run import run
     from metaexp.spec import load_spec
 
     base = load_spec(root / "metaexp.yaml")
@@ -112,7 +112,7 @@ def reevaluate(root: Path, params: dict, label: str, seeds: list[int]) -> list[f
     for s in seeds:
         tag = f"re-{label}-{s}"
         spec = sampled_spec(base, params, tag, s, root / "strategy.yaml")
-        Loop(spec, out=io.StringIO()).run()
+        run(spec, out=io.StringIO())
         finals.append(best_so_far(read_records(root / ".metaexp" / tag / "experiments.jsonl"))[-1])
     return finals
 

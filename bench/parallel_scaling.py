@@ -65,7 +65,7 @@ def make_repo(root: Path, slots: int, per_slot: int) -> Path:
 def measure(spec_path: Path, slots: int) -> dict[str, float]:
     """Run the population; time each record as the ledger writes it."""
     from metaexp.record import ledger as ledger_module
-    from metaexp.run.islands import PopulationLoop
+    from metaexp.run import run
     from metaexp.spec import load_spec
 
     stamps: list[tuple[float, object]] = []
@@ -77,7 +77,7 @@ def measure(spec_path: Path, slots: int) -> dict[str, float]:
 
     ledger_module.Ledger.record = timed  # type: ignore[method-assign]
     try:
-        PopulationLoop(load_spec(spec_path), out=io.StringIO()).run()
+        run(load_spec(spec_path), out=io.StringIO())
     finally:
         ledger_module.Ledger.record = original  # type: ignore[method-assign]
     ran = [(t, r) for t, r in stamps if r.status.harness_ran and r.n > 1]

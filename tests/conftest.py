@@ -15,7 +15,7 @@ import yaml
 
 from metaexp.record.ledger import open_study
 from metaexp.record.records import ExperimentRecord, Status, read_records
-from metaexp.run.loop import Loop, RunResult
+from metaexp.run import RunResult, run
 from metaexp.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ class Project:
             git(self.root, "commit", "-qm", f"add {name}")
 
     def run(self, **overrides: Any) -> RunResult:
-        return Loop(load_spec(self.spec(**overrides)), out=io.StringIO()).run()
+        return run(load_spec(self.spec(**overrides)), out=io.StringIO())
 
     def records(self, tag: str = "landscape") -> list[ExperimentRecord]:
         return read_records(self.root / ".metaexp" / tag / "experiments.jsonl")

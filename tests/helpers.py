@@ -14,8 +14,7 @@ from typing import Any
 from conftest import Project, git
 
 from metaexp.record.refs import population_refs
-from metaexp.run.islands import PopulationLoop
-from metaexp.run.loop import RunResult
+from metaexp.run import RunResult, run
 from metaexp.spec import load_spec
 
 POPULATION = {
@@ -30,7 +29,7 @@ RAY = {"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}}
 
 def run_population(project: Project, **overrides: Any) -> RunResult:
     settings = {"strategy": POPULATION, "ray": RAY, **overrides}
-    return PopulationLoop(load_spec(project.spec(**settings)), out=io.StringIO()).run()
+    return run(load_spec(project.spec(**settings)), out=io.StringIO())
 
 
 def check_population(project: Project) -> list[Any]:
@@ -40,6 +39,19 @@ def check_population(project: Project) -> list[Any]:
         assert git(project.root, "rev-parse", ref).strip() == sha, ref
     assert not git(project.root, "branch", "--list", "autoexp/landscape").strip()  # no bare branch
     return records
+
+
+# --- comparing the records of two runs
+
+TIMING = ("timestamp", "wall_time_s", "harness_s")  # differ between any two runs of one spec
+TIMING_EXTRA = ("latency_s", "node")
+
+
+def comparable(rec: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A record as two runs of one spec must agree on it: no timing, no node, nor the fields in `drop`."""
+    data = {k: v for k, v in rec.__dict__.items() if k not in (*TIMING, *drop)}
+    data["extra"] = {k: v for k, v in rec.extra.items() if k not in TIMING_EXTRA}
+    return data
 
 
 # --- two metrics: loss (the landscape's) and width (params.WIDTH, maximised)
@@ -98,3 +110,28 @@ def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str, 
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.load(resp)
+
+
+# --- a rule-based "model" for the landscape, served by tests/fake_openai.py
+
+
+LANDSCAPE_LINE = re.compile(r"^(X|Y|WIDTH) = ([-+0-9.eE]+)(.*)$", re.MULTILINE)
+
+
+def landscape_model(request: dict[str, Any]) -> str:
+    """A reply that moves one of params.py's constants, chosen from a hash of the whole request: the
+    same prompt gets the same edit, so two runs that ask the same things get the same answers."""
+    import hashlib
+
+    prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+    h = int(hashlib.sha256(prompt.encode()).hexdigest()[:12], 16)
+    lines = {m.group(1): m for m in LANDSCAPE_LINE.finditer(prompt)}
+    if not lines:
+        return "Hypothesis: nothing to change\n"  # e.g. a notes request: any text will do
+    name = sorted(lines)[h % len(lines)]
+    match = lines[name]
+    step = (h >> 8) % 9 - 4 or 1
+    value = int(match.group(2)) + step if name == "WIDTH" else round(float(match.group(2)) + step / 4, 2)
+    old, new = match.group(0), f"{name} = {value}{match.group(3)}"
+    edit = f"params.py\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+    return f"Hypothesis: move {name} by {step}\n{edit}"

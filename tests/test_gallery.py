@@ -41,8 +41,10 @@ def test_example_runs_offline_with_two_metrics(tmp_path: Path, name: str) -> Non
     assert spec["operator"]["kind"] in ("perturb", "params")  # offline: runs with no endpoint
     demo.cli("run", "metaexp.yaml")
     records = demo.assert_consistent(name)
-    assert len(records) == 6 and records[0].status is Status.KEEP
     evaluated = [r for r in records if r.status.harness_ran]
+    assert len(evaluated) == 6 and records[0].status is Status.KEEP
+    skipped = [r for r in records if not r.status.harness_ran]
+    assert all(r.reason.startswith("duplicate of #") for r in skipped)  # repeats are not run again
     assert evaluated and all(not r.status.failed for r in evaluated), [(r.n, r.reason) for r in records]
     for r in evaluated:
         assert {primary, other} <= set(r.metrics), (r.n, r.metrics)

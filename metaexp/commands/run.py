@@ -1,10 +1,9 @@
-"""metaexp run SPEC: run (or resume) the experiment loop."""
+"""metaexp run SPEC: run (or resume) the experiments."""
 
 from __future__ import annotations
 
 import argparse
 
-from metaexp.run.loop import Loop
 from metaexp.spec import load_spec
 
 
@@ -14,17 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    if spec.pipeline:
-        from metaexp.run.pipeline import run_pipeline
+    from metaexp.run import run as run_spec
 
-        result = run_pipeline(spec)
-    elif spec.strategy.is_population:
-        from metaexp.run.islands import PopulationLoop
-
-        result = PopulationLoop(spec).run()
-    else:
-        result = Loop(spec).run()
+    result = run_spec(load_spec(args.spec))
     if result.interrupted:
         return 130
     return 1 if result.aborted else 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metaexp.decide.objectives import Objective
 from metaexp.evaluate.harness import Outcome
@@ -27,6 +27,9 @@ from metaexp.evaluate.noise import (
 )
 from metaexp.record.records import ExperimentRecord
 from metaexp.spec import Spec
+
+if TYPE_CHECKING:
+    from metaexp.candidate import Candidate
 
 Run = Callable[[Mapping[str, bytes], int, str], Outcome]  # (files, seed, log label) -> outcome
 
@@ -160,11 +163,11 @@ class Repeater:
 
 
 class ParentTests:
-    """A population's side of noisy tests: each child is tested against its parent on a worker
-    (remote.measure). The driver keeps every parent's per-seed values (rebuilt from the
-    records on resume) and hands them to the next child's task; each parent is compared on
-    a seed block of its own (the experiment that first measured it), and each child's
-    re-evaluation on a block no other child uses."""
+    """The driver's side of noisy tests: each candidate is tested against its parent by the runner
+    (wherever it runs). The driver keeps every parent's per-seed values (rebuilt from the records
+    on resume) and hands them to the next child's job; each parent is compared on a seed block of
+    its own (the experiment that first measured it), and each child's re-evaluation on a block no
+    other child uses. A single lineage uses the same rule: its parent is its incumbent."""
 
     def __init__(self, islands: int) -> None:
         self.islands = islands
@@ -180,14 +183,14 @@ class ParentTests:
         for run in incumbent_runs:
             self.cache.put(run["commit"], run["seed"], run["value"])
 
-    def payload(self, prop: Any) -> dict[str, Any]:
-        """What a worker needs for the paired test of a proposal against its parent."""
+    def payload(self, cand: Candidate) -> dict[str, Any]:
+        """What the runner needs for the paired test of a candidate against its parent (the parent's
+        files travel with the candidate)."""
         return {
-            "parent": prop.parent,
-            "parent_files": {**prop.tree, **prop.before},
-            "cached": self.cache.values_for(prop.parent),
-            "block": self.first_n.get(prop.parent, 1),
-            "confirm_block": CONFIRM_BLOCK + 1_000 + prop.generation * self.islands + prop.island,
+            "parent": cand.parent,
+            "cached": self.cache.values_for(cand.parent),
+            "block": self.first_n.get(cand.parent, 1),
+            "confirm_block": CONFIRM_BLOCK + 1_000 + cand.generation * self.islands + cand.lineage,
         }
 
 

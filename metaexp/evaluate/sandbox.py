@@ -50,6 +50,11 @@ class BaseTree:
                     _freeze(self.root / member.name)
         (self.root / _STAMP).write_text(self.key)
 
+    @property
+    def tar(self) -> bytes:
+        """The base as it travels to other nodes (unpacked there once per key)."""
+        return self._tar
+
     def sandbox(self, files: Mapping[str, bytes], name: str | None = None) -> Path:
         """A fresh tree beside the base: base files linked in, `files` written as real files."""
         box = self.root.parent / f"{self.root.name}-sandboxes" / (name or uuid.uuid4().hex)

@@ -27,7 +27,7 @@ from metaexp.record.records import ExperimentRecord, read_records
 if TYPE_CHECKING:
     import optuna
 
-    from metaexp.run.loop import Tally
+    from metaexp.run.budget import Tally
     from metaexp.spec import Spec
 
 PRUNED = "pruned by the outer study"
@@ -67,8 +67,7 @@ def run_trial(job: TrialJob, study: optuna.Study | None = None) -> list[InnerRun
     """Run the repeats of one outer trial; stops early when its pruner says so."""
     import optuna
 
-    from metaexp.run.islands import PopulationLoop
-    from metaexp.run.loop import Loop
+    from metaexp.run import run
 
     if study is None:
         study = open_outer(job)
@@ -79,8 +78,7 @@ def run_trial(job: TrialJob, study: optuna.Study | None = None) -> list[InnerRun
         for r, spec in enumerate(job.specs):
             finals = [run.curve[-1] for run in runs]
             hook = _Reporter(trial, r * budget, finals, job) if job.prune else None
-            kind = PopulationLoop if spec.strategy.is_population else Loop
-            result = kind(spec, out=out, on_record=hook).run()
+            result = run(spec, out=out, on_record=hook)
             runs.append(inner_run(spec, result.stop_reason))
             if runs[-1].pruned or not runs[-1].curve or result.interrupted:
                 break

@@ -1,1 +1,63 @@
-"""Running experiments: lineages ask, the schedulers drive the five steps, the session records."""
+"""Running experiments: lineages ask, a scheduler drives the core's steps, the session records.
+
+`run(spec)` is the one entry point (the CLI, pipelines, studies and meta trials all call it). A
+single lineage runs serially in this process; a population runs its lineages as Ray actors and its
+evaluations as Ray tasks. Both schedulers call the same steps (metaexp/run/core.py), so the records
+a spec produces do not depend on the scheduler; `scheduler=` picks one explicitly (a single lineage
+on a Ray cluster's GPU nodes, say).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from metaexp.run.budget import OnRecord, RunResult, Tally
+from metaexp.spec import Spec
+
+if TYPE_CHECKING:
+    from metaexp.run.core import Core
+
+Scheduler = Literal["serial", "parallel"]
+
+__all__ = ["OnRecord", "RunResult", "Scheduler", "Tally", "run"]
+
+
+def run(
+    spec: Spec,
+    out: TextIO = sys.stderr,
+    on_record: OnRecord | None = None,
+    scheduler: Scheduler | None = None,
+) -> RunResult:
+    """Run (or resume) the spec's experiments until its budget, Ctrl-C or `on_record` stops them.
+    A pipeline runs its stages in order (metaexp/run/pipeline.py)."""
+    if spec.pipeline:
+        from metaexp.run.pipeline import run_pipeline
+
+        return run_pipeline(spec, out, on_record, scheduler)
+    from metaexp.run.core import Core
+    from metaexp.run.session import Session
+
+    chosen = scheduler or ("parallel" if spec.strategy.is_population else "serial")
+    with Session(spec, out) as session:
+        core = Core(session, on_record)
+        session.progress.start(resumed=session.tally.total)
+        reason = _drive(core, chosen)
+        core.island_lines()
+        session.progress.finish(reason)
+        return RunResult.of(reason, session.tally)
+
+
+def _drive(core: Core, scheduler: Scheduler) -> str:
+    if scheduler == "serial":
+        from metaexp.run.serial import Serial
+
+        return Serial(core).drive()
+    from metaexp.run.cluster import connect, warm_workers
+
+    ray_spec = core.spec.ray
+    connect(ray_spec)
+    warm_workers(ray_spec.eval_resources, ray_spec.max_concurrent_evals)
+    from metaexp.run.parallel import Parallel
+
+    return Parallel(core).drive()

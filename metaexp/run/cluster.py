@@ -1,27 +1,27 @@
-"""Ray glue: connecting, the evaluation task, and the island actor.
+"""Ray glue: connecting, the evaluation task around the one runner, and the lineage actor.
 
-Evaluations are Ray tasks with the spec's resources, so a GPU harness lands
-on a GPU node. The base tree travels once through the object store and is
-unpacked once per node; a task gets the candidate's target files and returns
-the outcome, the log and where it ran. Island actors live on the driver's
-node, which also makes every LLM call (DESIGN.md: keys stay on the head).
+Evaluations are Ray tasks with the spec's resources, so a GPU harness lands on a GPU node. The
+base tree travels once through the object store and is unpacked once per node; a task gets the job
+(the candidate and how to evaluate it) and returns the Evaluation with the node it ran on.
+Lineage actors live on the driver's node, which also makes every LLM call (keys stay on the head).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaexp.errors import MetaexpError
 
 if TYPE_CHECKING:
-    from metaexp.evaluate.harness import Outcome
+    from metaexp.evaluate.runner import Evaluation, Job
+    from metaexp.evaluate.sandbox import BaseTree
     from metaexp.spec import RaySpec, Spec
 
-LOG_RETURN_BYTES = 1 << 20  # the last MiB of a harness log comes back to the head
-_BASES: dict[str, Any] = {}  # per worker process: unpacked base trees by key
+_BASES: dict[str, BaseTree] = {}  # per worker process: unpacked base trees by key
 
 
 def connect(ray_spec: RaySpec) -> None:
@@ -51,136 +51,29 @@ def check_resources(request: dict[str, Any], cluster: dict[str, float]) -> None:
         )
 
 
-def evaluate_job(
-    spec: Spec,
-    base_key: str,
-    base_tar: bytes,
-    files: dict[str, bytes],
-    label: int,
-    island: int,
-    noise: dict[str, Any] | None = None,
-    tuning: dict[str, Any] | None = None,
-) -> tuple[Outcome, str, str, dict[str, Any] | None]:
-    """Runs in a Ray worker: unpack the base once per node, run the harness in a sandbox
-    (the cascade first). With `noise` (a noisy harness), the whole paired test against the
-    parent runs here: see `measure`. Returns the outcome, the log, the node, the test."""
+# --- the tasks, in a worker
+
+
+def evaluate_task(spec: Spec, base_key: str, base_tar: bytes, job: Job) -> Evaluation:
+    """Runs in a Ray worker: the one runner on this node's copy of the base."""
     import ray
 
-    from metaexp.evaluate.harness import evaluate
+    from metaexp.evaluate.runner import run_job
 
-    base = _base(base_key, base_tar)
-    fd, log = tempfile.mkstemp(prefix="metaexp-log-", suffix=".log")
-    os.close(fd)
-    env = {"METAEXP_ISLAND": str(island)}
-    measured: dict[str, Any] | None = None
-    try:
-        if tuning is not None:
-            outcome, measured = tune_job(spec, base, label, Path(log), env, tuning)
-        elif noise is None:
-            outcome = evaluate(spec, base, label, files, Path(log), extra_env=env, cascade=True)
-        else:
-            outcome, measured = measure(spec, base, label, files, Path(log), env, noise)
-        with open(log, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - LOG_RETURN_BYTES))
-            text = fh.read().decode(errors="replace")
-    finally:
-        for path in [Path(log), *Path(log).parent.glob(Path(log).stem + ".*.log")]:  # runs, stages
-            path.unlink(missing_ok=True)
-    return outcome, text, ray.get_runtime_context().get_node_id(), measured
+    evaluation = run_job(spec, _base(base_key, base_tar), job)
+    return replace(evaluation, node=ray.get_runtime_context().get_node_id())
 
 
-def measure(
-    spec: Spec,
-    base: Any,
-    label: int,
-    files: dict[str, bytes],
-    log: Path,
-    env: dict[str, str],
-    noise: dict[str, Any],
-) -> tuple[Outcome, dict[str, Any]]:
-    """The paired test of a child against its parent on a worker (metaexp.evaluate.repeats).
+def validate_task(
+    spec: Spec, base_key: str, base_tar: bytes, tree: Mapping[str, bytes], label: int
+) -> tuple[dict[str, object], str]:
+    """Runs in a Ray worker: the held-out validation harness on one tree."""
+    from metaexp.evaluate.runner import run_validation
 
-    noise: parent (commit), parent_files, cached ({seed: value} the driver knows for the
-    parent), block and confirm_block (seed blocks). The parent's new runs come back in
-    `incumbent_runs`, so the driver's cache grows and no seed costs the parent twice
-    (unless two children of one parent are measured at the same time)."""
-    from metaexp.decide.objectives import Objective
-    from metaexp.evaluate.repeats import Repeater
-
-    repeater = Repeater(spec, Objective.of(spec))
-    for seed, value in noise["cached"].items():
-        repeater.cache.put(noise["parent"], int(seed), float(value))
-
-    run = _runner(spec, base, label, log, env)
-    m = repeater.measure(
-        run, files, noise["parent"], noise["parent_files"], noise["block"], noise["confirm_block"]
-    )
-    test = {
-        "better": m.better,
-        "reason": m.reason,
-        "runs": m.runs,
-        "incumbent_runs": m.incumbent_runs,
-        "stats": m.stats,
-        "cascade": m.cascade,
-    }
-    return m.outcome, test
+    return run_validation(spec, _base(base_key, base_tar), tree, label)
 
 
-def _runner(spec: Spec, base: Any, label: int, log: Path, env: dict[str, str]) -> Any:
-    """One harness run of a task's candidate per (tree, seed, name): the first (cascade first)
-    logs to `log`, run `name` to `<log>.<name>.log` (evaluate_job deletes them all)."""
-    from metaexp.evaluate.harness import evaluate
-
-    def run(tree: Any, seed: int, name: str) -> Outcome:
-        first = name in ("", "0")
-        path = log if first else log.with_name(f"{log.stem}.{name}.log")
-        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
-
-    return run
-
-
-def tune_job(
-    spec: Spec,
-    base: Any,
-    label: int,
-    log: Path,
-    env: dict[str, str],
-    tuning: dict[str, Any],
-) -> tuple[Outcome, dict[str, Any]]:
-    """A hybrid candidate's constants tuned on a worker (metaexp.operators.tuning.tune): every tuning run
-    here, the best one's files, params and runs back to the driver, which commits those."""
-    from metaexp.decide.objectives import Objective
-    from metaexp.operators.tuning import tune
-
-    run = _runner(spec, base, label, log, env)
-    cand = tuning["candidate"]
-    tuned, outcome = tune(cand, tuning["parent_files"], run, Objective.of(spec), spec.seed, tuning["budget"])
-    return outcome, {
-        "tuned": {
-            "files": tuned.files,
-            "params": tuned.params,
-            "extra": tuned.extra,
-            "description": tuned.description,
-        }
-    }
-
-
-def validate_job(
-    spec: Spec, base_key: str, base_tar: bytes, files: dict[str, bytes], n: int
-) -> dict[str, object]:
-    """Runs in a Ray worker: the held-out validation harness on one tree (harness.validate)."""
-    from metaexp.evaluate.harness import validate
-
-    fd, log = tempfile.mkstemp(prefix="metaexp-validation-", suffix=".log")
-    os.close(fd)
-    try:
-        return validate(spec, _base(base_key, base_tar), n, files, Path(log))
-    finally:
-        os.unlink(log)
-
-
-def _base(base_key: str, base_tar: bytes) -> Any:
+def _base(base_key: str, base_tar: bytes) -> BaseTree:
     """This worker's unpacked base tree (once per node and key)."""
     from metaexp.evaluate.sandbox import BaseTree
 
@@ -200,6 +93,9 @@ def _warm() -> str:
     return ray.get_runtime_context().get_worker_id()
 
 
+# --- the remote functions and actors, on the driver
+
+
 def warm_workers(resources: dict[str, Any], slots: int) -> None:
     """Start one worker per evaluation slot before the run, so the first evaluations
     do not wait for Python workers to boot one after another."""
@@ -209,31 +105,27 @@ def warm_workers(resources: dict[str, Any], slots: int) -> None:
     ray.get([task.remote() for _ in range(slots)])
 
 
-def remote_evaluate(resources: dict[str, Any]) -> Any:
-    """The evaluation as a Ray remote function with the spec's resources (never retried:
-    a worker that dies mid-run is a crash row, not a second run)."""
+def remote_tasks(resources: dict[str, Any]) -> tuple[Any, Any]:
+    """The evaluation and the validation as Ray remote functions with the spec's resources (never
+    retried: a worker that dies mid-run is a crash row, not a second run)."""
     import ray
 
-    return ray.remote(max_retries=0, **resources)(evaluate_job)
+    return (
+        ray.remote(max_retries=0, **resources)(evaluate_task),
+        ray.remote(max_retries=0, **resources)(validate_task),
+    )
 
 
-def remote_validate(resources: dict[str, Any]) -> Any:
-    """The held-out validation as a Ray remote function with the evaluation's resources."""
-    import ray
-
-    return ray.remote(max_retries=0, **resources)(validate_job)
-
-
-def island_actor(name: str) -> Any:
-    """The Island class as a Ray actor pinned to this (the driver's) node; `name` finds it
-    (`ray.get_actor`), and a restarted island takes over the name of a dead one."""
+def lineage_actor(name: str) -> Any:
+    """The Lineage class as a Ray actor pinned to this (the driver's) node; `name` finds it
+    (`ray.get_actor`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from metaexp.run.island import Island
+    from metaexp.run.lineage import Lineage
 
     here = ray.get_runtime_context().get_node_id()
-    return ray.remote(num_cpus=0, max_restarts=0)(Island).options(
+    return ray.remote(num_cpus=0, max_restarts=0)(Lineage).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         name=name,
         get_if_exists=False,

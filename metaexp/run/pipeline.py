@@ -10,12 +10,16 @@ starts (or resumes) from its best.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from metaexp.errors import MetaexpError
+from metaexp.record import refs
 from metaexp.record.records import read_records
-from metaexp.run.loop import Loop, RunResult
+from metaexp.run.budget import OnRecord, RunResult
 from metaexp.spec import Spec, stage_spec
+
+if TYPE_CHECKING:
+    from metaexp.run import Scheduler
 
 
 def stages(spec: Spec) -> list[Spec]:
@@ -33,12 +37,17 @@ def stages(spec: Spec) -> list[Spec]:
 
 
 def best_commit(spec: Spec) -> str | None:
-    records = read_records(spec.root / ".metaexp" / spec.tag / "experiments.jsonl")
-    best = next((r for r in reversed(records) if r.best and r.commit), None)
-    return best.commit if best else None
+    return refs.best_commit(read_records(spec.root / ".metaexp" / spec.tag / "experiments.jsonl"))
 
 
-def run_pipeline(spec: Spec, out: TextIO = sys.stderr) -> RunResult:
+def run_pipeline(
+    spec: Spec,
+    out: TextIO = sys.stderr,
+    on_record: OnRecord | None = None,
+    scheduler: Scheduler | None = None,
+) -> RunResult:
+    from metaexp.run import run
+
     assert spec.pipeline is not None
     start = spec.start
     result: RunResult | None = None
@@ -50,12 +59,7 @@ def run_pipeline(spec: Spec, out: TextIO = sys.stderr) -> RunResult:
             f"target {', '.join(sub.target)}, from {start[:12]}{frozen})",
             file=out,
         )
-        if sub.strategy.is_population:
-            from metaexp.run.islands import PopulationLoop
-
-            result = PopulationLoop(sub, out).run()
-        else:
-            result = Loop(sub, out).run()
+        result = run(sub, out, on_record, scheduler)
         if result.aborted or result.interrupted:
             print(f"== pipeline stopped in stage {stage.name}: {result.stop_reason}", file=out)
             return result

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 from metaexp.record.records import ExperimentRecord
 
 if TYPE_CHECKING:
-    from metaexp.run.loop import Tally
+    from metaexp.run.budget import Tally
     from metaexp.spec import Spec
 
 BAR = 20  # characters in the progress bar

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from metaexp.errors import MetaexpError
 from metaexp.record.records import read_records
+from metaexp.run.budget import RunResult
 from metaexp.spec import Spec
 from metaexp.study.outputs import write_outputs
 from metaexp.study.planning import DEFAULT_STRATEGIES, PlannedRun, plan_runs
@@ -91,14 +92,10 @@ def _run_one(
     return summary, result.interrupted
 
 
-def _execute(spec: Spec, out: TextIO) -> Any:
-    if spec.strategy.is_population:
-        from metaexp.run.islands import PopulationLoop
+def _execute(spec: Spec, out: TextIO) -> RunResult:
+    from metaexp.run import run
 
-        return PopulationLoop(spec, out=out).run()
-    from metaexp.run.loop import Loop
-
-    return Loop(spec, out=out).run()
+    return run(spec, out=out)
 
 
 def _summary_of(run: PlannedRun, root: Path) -> RunSummary:

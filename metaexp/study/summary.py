@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaexp.decide.objectives import Objective
 from metaexp.record.records import ExperimentRecord
-from metaexp.run.loop import Tally, budget_stop
+from metaexp.run.budget import Tally, budget_stop
 from metaexp.spec import Spec
 
 if TYPE_CHECKING:

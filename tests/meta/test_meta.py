@@ -195,7 +195,7 @@ def test_parallel_outer_trials_run_as_ray_tasks(make_project, ray_session):
 
 
 def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray_session):
-    from metaexp.run.islands import PopulationLoop
+    from metaexp.run import run
 
     strategy = {"islands": 2, "population": 2, "migration": {"every": 3}}
     spec = load_spec(
@@ -207,7 +207,7 @@ def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray
         seen.append(rec.n)
         return "pruned by the outer study (test)" if tally.ran >= 3 else None
 
-    result = PopulationLoop(spec, out=io.StringIO(), on_record=hook).run()
+    result = run(spec, out=io.StringIO(), on_record=hook)
     assert result.stop_reason == "pruned by the outer study (test)"
     records = project.assert_consistent()
     assert seen == [r.n for r in records]  # called once per record, in order

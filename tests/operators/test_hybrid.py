@@ -18,7 +18,7 @@ from metaexp.operators import InvalidProposal
 from metaexp.operators.target import read_value
 from metaexp.operators.tuning import find_knobs
 from metaexp.record.records import ExperimentRecord, Status
-from metaexp.run.loop import Loop
+from metaexp.run import run
 from metaexp.run.plan import make_plan
 from metaexp.spec import load_spec
 
@@ -205,7 +205,7 @@ def test_binpack_example_runs_by_replay_and_offline(binpack: Path, monkeypatch: 
         data = yaml.safe_load((binpack / name).read_text())
         data["budget"]["max_evaluations"] = evals  # the start of the recorded run: same prompts
         (binpack / name).write_text(yaml.safe_dump(data, sort_keys=False))
-        result = Loop(load_spec(binpack / name), out=io.StringIO()).run()
+        result = run(load_spec(binpack / name), out=io.StringIO())
         assert result.stop_reason == f"max_evaluations={evals} reached"
         records = Project(binpack).records(data["tag"])
         assert not [r for r in records if r.status is Status.INVALID], name

@@ -13,8 +13,8 @@ from helpers import check_population, run_population
 
 from metaexp.errors import MetaexpError
 from metaexp.record.records import Status
+from metaexp.run import RunResult
 from metaexp.run.cluster import check_resources
-from metaexp.run.loop import RunResult
 
 
 def test_population_run_islands_migration_escape_and_resume(project: Project, ray_session: None) -> None:

@@ -106,7 +106,7 @@ def test_ctrl_c_finishes_the_experiment_in_flight(project: Project) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "finishing this experiment" in err and "stopped by Ctrl-C" in err
+    assert "finishing the experiment(s) in flight" in err and "stopped by Ctrl-C" in err
     records = project.assert_consistent()
     assert len(records) == 2 and records[1].status.harness_ran  # #2 was finished and recorded
 

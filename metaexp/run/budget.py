@@ -1,0 +1,137 @@
+"""When a run stops: its running counts (Tally), the budget's limits, Ctrl-C, and an outer study's halt.
+
+Every scheduler asks `Stopping.reason(...)` before it starts anything new; the counts are updated per
+record, so nothing rescans the history per experiment.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from metaexp.record.records import ExperimentRecord
+
+if TYPE_CHECKING:
+    from metaexp.decide.objectives import Objective
+    from metaexp.spec import Spec
+
+INTERRUPTED = "interrupted: the experiments in flight were not recorded and will run again on resume"
+CTRL_C = "stopped by Ctrl-C"
+
+
+@dataclass
+class Tally:
+    """Running counts, updated per record."""
+
+    total: int = 0
+    ran: int = 0
+    crash_streak: int = 0
+    invalid_streak: int = 0
+    clock_s: float = 0.0
+    best: ExperimentRecord | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    max_call_cost_usd: float = 0.0  # the dearest single LLM call so far: the next one may cost as much
+    evaluations: int = 0  # harness runs: each repeat, parent run and hybrid tuning run counts
+
+    def add(self, rec: ExperimentRecord) -> None:
+        self.total += 1
+        cost = float(rec.usage.get("cost_usd", 0.0))
+        self.cost_usd += cost
+        calls = max(1.0, float(rec.usage.get("calls", 1.0)))
+        self.max_call_cost_usd = max(self.max_call_cost_usd, cost / calls)
+        self.clock_s += rec.wall_time_s
+        self.counts[str(rec.status)] = self.counts.get(str(rec.status), 0) + 1
+        if rec.status.harness_ran:
+            self.ran += 1
+            runs = len(rec.extra.get("runs", [])) + len(rec.extra.get("incumbent_runs", []))
+            self.evaluations += max(1, runs)
+            self.invalid_streak = 0
+            self.crash_streak = self.crash_streak + 1 if rec.status.failed else 0
+        else:
+            self.invalid_streak += 1
+        if rec.best:
+            self.best = rec
+
+
+def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) -> str | None:
+    """Why the run must stop now, or None. `in_flight`: evaluations already under way."""
+    b = spec.budget
+    if t.total >= 1 and t.counts.get("keep", 0) == 0 and t.ran >= 1:
+        return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
+    if b.max_experiments is not None and t.ran + in_flight >= b.max_experiments:
+        return f"max_experiments={b.max_experiments} reached"
+    if b.max_evaluations is not None and t.evaluations + in_flight >= b.max_evaluations:
+        return f"max_evaluations={b.max_evaluations} reached"
+    if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
+        return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
+    if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
+        return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
+    if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
+        return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
+    if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:
+        spent = f"${t.cost_usd:.4f} spent; the next call may cost ${t.max_call_cost_usd:.4f}"
+        return f"max_cost_usd={b.max_cost_usd:g} reached ({spent})"
+    if t.best is not None and objective.reached(t.best.value, b.target):
+        return f"target {b.target:g} reached"
+    return None
+
+
+OnRecord = Callable[[ExperimentRecord, Tally], str | None]  # after each record: a reason to stop, or None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stop_reason: str
+    aborted: bool  # stopped by a failure (crash streak, invalid streak, a broken baseline)
+    interrupted: bool
+    tally: Tally
+
+    @classmethod
+    def of(cls, reason: str, tally: Tally) -> RunResult:
+        interrupted = reason.startswith(("interrupted", CTRL_C))
+        return cls(reason, reason.startswith("abort"), interrupted, tally)
+
+
+class Stopping:
+    """Why a run stops now: Ctrl-C (the first finishes what is in flight, the second aborts it), a
+    halt from the on_record hook (an outer study's pruner), or the budget."""
+
+    def __init__(self, spec: Spec, objective: Objective, tally: Tally, note: Callable[[str], None]) -> None:
+        self.spec, self.objective, self.tally, self.note = spec, objective, tally, note
+        self.interrupts = 0
+        self.halt: str | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """Nothing new may start (proposals not yet started are proposed again on resume)."""
+        return bool(self.interrupts or self.halt)
+
+    def reason(self, in_flight: int = 0) -> str | None:
+        if self.interrupts:
+            return CTRL_C
+        if self.halt:
+            return self.halt
+        return budget_stop(self.spec, self.objective, self.tally, in_flight)
+
+    @contextmanager
+    def ctrl_c(self) -> Iterator[None]:
+        """SIGINT handled as above while the run drives (only the main thread can install it)."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        try:
+            yield
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1:
+            self.note("Ctrl-C: finishing the experiment(s) in flight, then stopping (Ctrl-C again to abort)")
+            return
+        raise KeyboardInterrupt
