@@ -1,7 +1,8 @@
-"""Evaluate one candidate: a sandbox tree, the harness under its limits, its metrics.
+"""Evaluate one candidate: a sandbox tree, the harness (its cascade first) under its limits, its
+metrics; and the held-out validation harness on a new best.
 
-A failing harness is data, never an exception: it comes back as an Outcome
-with status crash or timeout, a reason and the log's tail.
+A failing harness is data, never an exception: it comes back as an Outcome with status crash or
+timeout, a reason and the log's tail (metaexp/evaluate/program.py).
 """
 
 from __future__ import annotations
@@ -9,33 +10,18 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from metaexp.evaluate.cascade import run_cascade, seconds
 from metaexp.evaluate.metrics import parse_metrics
+from metaexp.evaluate.program import Interrupted, Outcome, run_program
 from metaexp.evaluate.sandbox import BaseTree, discard
-from metaexp.evaluate.supervisor import Supervised, supervise
 from metaexp.record.records import Status
-from metaexp.spec import CascadeStageSpec, MetricSpec, Spec
+from metaexp.spec import Spec
+
+__all__ = ["Interrupted", "Outcome", "evaluate", "harness_env", "is_secret", "validate"]
 
 SECRET_PATTERNS = ("*_API_KEY", "*_TOKEN", "*_SECRET", "*_SECRET_KEY", "*PASSWORD*", "*_ACCESS_KEY")
-TAIL_LINES = 40
-TAIL_CHARS = 4000
-MAX_LOG_READ = 8 * 2**20  # metrics are read from the last 8 MiB of a log
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Status | None  # None: ran and produced every metric
-    metrics: dict[str, float] = field(default_factory=dict)
-    harness_s: float = 0.0
-    reason: str = ""
-    log_tail: str = ""
-    cascade: list[dict[str, object]] = field(default_factory=list)  # the cheap stages it ran first
-
-
-class Interrupted(Exception):
-    """The user aborted the harness with a second Ctrl-C."""
 
 
 def is_secret(name: str, extra: list[str]) -> bool:
@@ -70,42 +56,25 @@ def evaluate(
     cascade: bool = False,
 ) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness.
-
-    `cascade`: run the spec's cheap stages first, in the same sandbox; a candidate that
-    fails one is not run in full (its Outcome names the stage).
-    """
+    `cascade`: run the spec's cheap stages first (metaexp/evaluate/cascade.py)."""
     box = base.sandbox(files)
     env = {**harness_env(spec, n, seed=seed), **(extra_env or {})}
-    stages: list[dict[str, object]] = []
     try:
-        for stage in spec.harness.cascade if cascade else []:
-            stopped = _stage(spec, stage, base, str(box), env, log_path, stages)
-            if stopped is not None:
-                return stopped
-        run = supervise(
-            spec.harness.argv,
-            cwd=str(box),
-            env=env,
-            log_path=str(log_path),
-            timeout_s=spec.harness.timeout_s,
-            grace_s=spec.harness.grace_s,
-            memory_mb=spec.harness.memory_mb,
-        )
+        stages, stopped = run_cascade(spec, base, box, env, log_path) if cascade else ([], None)
+        if stopped is not None:
+            return stopped
+        ran = run_program(spec, spec.harness, base, box, env, log_path)
     finally:
         discard(box)
-    touched = base.restore_shared()
-    output = _read_log(log_path)
-    tail = _tail(output)
-    if run.aborted:
-        raise Interrupted
-    seconds = run.seconds + sum(float(s["harness_s"]) for s in stages)  # type: ignore[arg-type]
-    failure = _failure(run, spec, touched)
-    if failure is not None:
-        return Outcome(failure[0], harness_s=seconds, reason=failure[1], log_tail=tail, cascade=stages)
-    metrics, problem = parse_metrics(output, spec.metrics)
+    spent = ran.seconds + seconds(stages)
+    if ran.failure is not None:
+        return Outcome(
+            ran.failure[0], harness_s=spent, reason=ran.failure[1], log_tail=ran.tail, cascade=stages
+        )
+    metrics, problem = parse_metrics(ran.output, spec.metrics)
     if problem:
-        return Outcome(Status.CRASH, metrics, seconds, problem, tail, cascade=stages)
-    return Outcome(None, metrics, seconds, "", tail, cascade=stages)
+        return Outcome(Status.CRASH, metrics, spent, problem, ran.tail, cascade=stages)
+    return Outcome(None, metrics, spent, "", ran.tail, cascade=stages)
 
 
 def validate(
@@ -118,111 +87,14 @@ def validate(
     assert held_out is not None
     box = base.sandbox(files)
     try:
-        run = supervise(
-            held_out.argv,
-            cwd=str(box),
-            env={**harness_env(spec, n), "METAEXP_VALIDATION": "1"},
-            log_path=str(log_path),
-            timeout_s=held_out.timeout_s,
-            grace_s=spec.harness.grace_s,
-            memory_mb=spec.harness.memory_mb,
-        )
+        env = {**harness_env(spec, n), "METAEXP_VALIDATION": "1"}
+        ran = run_program(spec, held_out, base, box, env, log_path)
     finally:
         discard(box)
-    touched = base.restore_shared()
-    if run.aborted:
-        raise Interrupted
-    failure = _failure(run, spec, touched, held_out.timeout_s)
-    if failure is not None:
-        return {"error": failure[1], "harness_s": round(run.seconds, 4)}
-    metrics, problem = parse_metrics(_read_log(log_path), held_out.metric_specs)
+    spent = round(ran.seconds, 4)
+    if ran.failure is not None:
+        return {"error": ran.failure[1], "harness_s": spent}
+    metrics, problem = parse_metrics(ran.output, held_out.metric_specs)
     if problem:
-        return {"error": problem, "metrics": metrics, "harness_s": round(run.seconds, 4)}
-    return {"metrics": metrics, "harness_s": round(run.seconds, 4)}
-
-
-def stage_log(log_path: Path, name: str) -> Path:
-    return log_path.with_name(f"{log_path.stem}.{name}{log_path.suffix}")
-
-
-def _stage(
-    spec: Spec,
-    stage: CascadeStageSpec,
-    base: BaseTree,
-    cwd: str,
-    env: dict[str, str],
-    log_path: Path,
-    stages: list[dict[str, object]],
-) -> Outcome | None:
-    """Run one cascade stage; the Outcome that stops the candidate, or None to go on."""
-    log = stage_log(log_path, stage.name)
-    run = supervise(
-        stage.argv,
-        cwd=cwd,
-        env={**env, "METAEXP_CASCADE_STAGE": stage.name},
-        log_path=str(log),
-        timeout_s=stage.timeout_s,
-        grace_s=spec.harness.grace_s,
-        memory_mb=spec.harness.memory_mb,
-    )
-    touched = base.restore_shared()
-    output = _read_log(log)
-    if run.aborted:
-        raise Interrupted
-    info: dict[str, object] = {"stage": stage.name, "harness_s": round(run.seconds, 4), "passed": False}
-    stages.append(info)
-    seconds = sum(float(s["harness_s"]) for s in stages)  # type: ignore[arg-type]
-    failure = _failure(run, spec, touched, stage.timeout_s)
-    if failure is not None:
-        why = f"cascade stage {stage.name!r}: {failure[1]}"
-        return Outcome(failure[0], harness_s=seconds, reason=why, log_tail=_tail(output), cascade=stages)
-    if stage.metric:
-        found, problem = parse_metrics(output, {stage.metric: spec.metrics.get(stage.metric, MetricSpec())})
-        if problem:
-            why = f"cascade stage {stage.name!r}: {problem}"
-            return Outcome(Status.CRASH, {}, seconds, why, _tail(output), cascade=stages)
-        value = found[stage.metric]
-        info["metrics"] = found
-        bound = (
-            f"below min {stage.min:g}"
-            if stage.min is not None and value < stage.min
-            else f"above max {stage.max:g}"
-            if stage.max is not None and value > stage.max
-            else ""
-        )
-        if bound:
-            why = f"cascade stage {stage.name!r}: {stage.metric}={value:.6g} {bound}, not run in full"
-            return Outcome(Status.DISCARD, {}, seconds, why, _tail(output), cascade=stages)
-    info["passed"] = True
-    return None
-
-
-def _failure(
-    run: Supervised, spec: Spec, touched: list[str], timeout_s: float | None = None
-) -> tuple[Status, str] | None:
-    """Why a finished run is not usable, whatever it printed."""
-    if run.error:
-        return Status.CRASH, run.error
-    if run.timed_out:
-        return Status.TIMEOUT, f"killed after timeout_s={timeout_s or spec.harness.timeout_s:g}"
-    if run.memory_exceeded:
-        return Status.CRASH, f"memory above memory_mb={spec.harness.memory_mb:g} (killed)"
-    if touched:
-        return Status.CRASH, f"the harness wrote to shared file(s) {', '.join(touched)} (restored)"
-    code = run.returncode
-    if code is not None and code < 0:
-        return Status.CRASH, f"exit signal {-code}"
-    if code != 0:
-        return Status.CRASH, f"exit code {code}"
-    return None
-
-
-def _read_log(path: Path) -> str:
-    with path.open("rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - MAX_LOG_READ))
-        return fh.read().decode(errors="replace")
-
-
-def _tail(output: str) -> str:
-    return "\n".join(output.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
+        return {"error": problem, "metrics": metrics, "harness_s": spent}
+    return {"metrics": metrics, "harness_s": spent}

@@ -110,30 +110,17 @@ class Repeater:
         gains: list[float] = []
         verdict: Verdict | None = None
         prefix = "confirm-" if confirm else ""
-        offset = len(result.runs)
         for i in range(limit):
             seed = schedule.seed(i)
-            out = run(files, seed, f"{prefix}{i}" if confirm else str(i))
-            entry: dict[str, Any] = {
-                "seed": seed,
-                "metrics": out.metrics,
-                "harness_s": round(out.harness_s, 4),
-            }
-            if confirm:
-                entry["confirm"] = True
-            result.runs.append(entry)
-            if offset == 0 and i == 0 and out.cascade:
-                result.cascade = out.cascade
-            if out.status is not None:
-                result.outcome = _total(out, result.runs)
-                result.reason = out.reason
+            out = self._candidate_run(
+                run, files, seed, f"{prefix}{i}" if confirm else str(i), result, confirm
+            )
+            if out is None:
                 return None
             base = self._incumbent(run, incumbent, incumbent_files, seed, f"{prefix}{i}", result)
             if base is None:
-                result.outcome, result.reason = (
-                    _mean(result.runs, out),
-                    f"the incumbent failed on seed {seed}",
-                )
+                result.outcome = _mean(result.runs, out)
+                result.reason = f"the incumbent failed on seed {seed}"
                 return None
             result.outcome = out
             gains.append(self.objective.gain(self.objective.value(out.metrics) or 0.0, base))
@@ -144,6 +131,24 @@ class Repeater:
                 break
         assert verdict is not None
         return verdict
+
+    def _candidate_run(
+        self, run: Run, files: Mapping[str, bytes], seed: int, name: str, result: Measured, confirm: bool
+    ) -> Outcome | None:
+        """One run of the candidate, kept in `result.runs`; None when it failed (result says why)."""
+        first = not result.runs
+        out = run(files, seed, name)
+        entry: dict[str, Any] = {"seed": seed, "metrics": out.metrics, "harness_s": round(out.harness_s, 4)}
+        if confirm:
+            entry["confirm"] = True
+        result.runs.append(entry)
+        if first and out.cascade:
+            result.cascade = out.cascade
+        if out.status is not None:
+            result.outcome = _total(out, result.runs)
+            result.reason = out.reason
+            return None
+        return out
 
     def _incumbent(
         self, run: Run, commit: str, files: Mapping[str, bytes], seed: int, i: str, result: Measured

@@ -17,11 +17,12 @@ from typing import Any
 from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
+from metaexp.operators.knobs import Knob, find_knobs
 from metaexp.operators.params import make_sampler, toward
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
-from metaexp.operators.tuning import Knob, TunePlan, find_knobs
+from metaexp.operators.tuning import TunePlan
 from metaexp.operators.values import apply_values, read_values
 from metaexp.record.records import ExperimentRecord
 

@@ -15,8 +15,8 @@ from fake_openai import FakeOpenAI
 
 from metaexp.errors import SpecError
 from metaexp.operators import InvalidProposal
+from metaexp.operators.knobs import find_knobs
 from metaexp.operators.target import read_value
-from metaexp.operators.tuning import find_knobs
 from metaexp.record.records import ExperimentRecord, Status
 from metaexp.run import run
 from metaexp.run.plan import make_plan
