@@ -1,15 +1,20 @@
-"""One contract over every operator: stays in its space, describes itself, replays with the same seed."""
+"""One contract over every registered operator: stays in its space, describes itself, replays with the
+same seed. The LLM operators talk to a rule-based model served on 127.0.0.1 (tests/helpers.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import LANDSCAPE, ROOT
+from fake_openai import FakeOpenAI
+from helpers import landscape_model
 
 from metaexp.candidate import Candidate
-from metaexp.operators import Context, LineageState, Operator, experiment_rng, make_operator
+from metaexp.operators import REGISTRY, Context, LineageState, Operator, experiment_rng, make_operator
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.target import read_value
 from metaexp.record.records import ExperimentRecord, Status
@@ -20,7 +25,12 @@ OPTIMUM = {"X": 1.5, "Y": -0.5, "WIDTH": 12}
 SPACE = load_space(ROOT / "search_spaces" / "landscape.yaml")
 FILES = {"params.py": (LANDSCAPE / "params.py").read_bytes()}
 
+LLM = {"model": "fake", "timeout_s": 5, "max_retries": 0, "notes_every": None}
+MIX = {"conservative": 1, "bold": 1}
 CASES = [
+    ("llm", None, MIX, False),
+    ("hybrid", "tpe", "conservative", True),  # llm: null, the offline memetic search
+    ("hybrid-llm", "tpe", MIX, True),
     ("perturb", None, "conservative", False),
     ("perturb", None, "bold", True),
     ("perturb", "tpe", {"conservative": 1, "bold": 1}, True),
@@ -40,8 +50,23 @@ CASES = [
 ]
 
 
-def _spec(kind: str, sampler: str | None, style: object, with_space: bool, seed: int = 7) -> Spec:
-    operator = {"kind": kind, "style": style, "sampler": sampler or "tpe"}
+@pytest.fixture(scope="module")
+def model() -> Iterator[str]:
+    """The base URL of a model that always answers with an edit of params.py."""
+    with FakeOpenAI() as server:
+        server.responder(landscape_model)
+        yield server.base_url
+
+
+def _spec(
+    kind: str, sampler: str | None, style: object, with_space: bool, seed: int = 7, base_url: str = ""
+) -> Spec:
+    operator: dict[str, Any] = {"kind": kind, "style": style, "sampler": sampler or "tpe"}
+    if kind == "llm":
+        operator.update(LLM, base_url=base_url)
+    if kind.startswith("hybrid"):
+        llm = {**LLM, "base_url": base_url, "style": style} if kind == "hybrid-llm" else None
+        operator.update(kind="hybrid", llm=llm, tune={"budget": 0}, schedule={"llm": 0.5, "params": 0.5})
     if with_space:
         operator["space"] = "space.yaml"
     return Spec.model_validate(
@@ -116,14 +141,23 @@ def _simulate(
     return candidates, history, states
 
 
+def test_every_registered_operator_is_under_contract() -> None:
+    kinds = {(case.values if hasattr(case, "values") else case)[0] for case in CASES}
+    assert {kind.removesuffix("-llm") for kind in kinds} == set(REGISTRY)
+
+
 @pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES)
-def test_operator_contract(kind: str, sampler: str | None, style: object, with_space: bool) -> None:
-    spec = _spec(kind, sampler, style, with_space)
+def test_operator_contract(
+    kind: str, sampler: str | None, style: object, with_space: bool, model: str
+) -> None:
+    spec = _spec(kind, sampler, style, with_space, base_url=model)
     steps = 12 if sampler == "gp" else 25  # GP costs about a second per proposal
     candidates, history, _ = _simulate(spec, steps)
     for cand in candidates:
         assert set(cand.files) == {"params.py"}  # only the target
-        assert cand.description and "→" in cand.description
+        assert cand.description
+        if cand.extra.get("arm") not in ("llm",) and kind != "llm":  # values moved: it says from what to what
+            assert "→" in cand.description, cand.description
         assert cand.style in ("conservative", "bold", "global")
         for name, value in cand.params.items():
             assert value == read_value("params.py", cand.files["params.py"], name)
@@ -135,16 +169,16 @@ def test_operator_contract(kind: str, sampler: str | None, style: object, with_s
 
     again, _, _ = _simulate(spec, steps)
     assert [c.files for c in again] == [c.files for c in candidates]  # same seed, same run
-    other, _, _ = _simulate(_spec(kind, sampler, style, with_space, seed=8), steps)
+    other, _, _ = _simulate(_spec(kind, sampler, style, with_space, seed=8, base_url=model), steps)
     assert [c.files for c in other] != [c.files for c in candidates]
 
 
-@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES[:7])
+@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES[:10])
 def test_operator_resumes_from_history(
-    kind: str, sampler: str | None, style: object, with_space: bool
+    kind: str, sampler: str | None, style: object, with_space: bool, model: str
 ) -> None:
     """Rebuilt from the first records (as after a kill), it proposes what it would have proposed."""
-    spec = _spec(kind, sampler, style, with_space)
+    spec = _spec(kind, sampler, style, with_space, base_url=model)
     candidates, history, states = _simulate(spec, 14)
     cut = 8  # records 1..8 survived; experiment 9 is proposed again
     resumed, _, _ = _simulate(spec, 5, history=history[:cut], state=states[cut - 1])
