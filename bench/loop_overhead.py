@@ -2,16 +2,18 @@
 
     python bench/loop_overhead.py [--sizes 100,2000] [--tpe-size 500] [--out FILE]
 
+    python bench/loop_overhead.py --smoke               # seconds: tiny sizes, checks the bench still runs
+
 Each run is a fresh temporary git repository (params.py with four constants,
 an awk harness `evaluate.sh` scoring them as a quadratic bowl, metaexp.yaml)
-driven in-process by `Loop(...).run()` in a worker subprocess of its own, so
-peak memory is per run. Overhead = an experiment's time minus its harness
-time, measured two ways:
+driven in-process by `metaexp.run.run(...)` (the serial scheduler) in a worker
+subprocess of its own, so peak memory is per run. Overhead = an experiment's
+time minus its harness time, measured two ways:
 
 * record: `wall_time_s - harness_s` from experiments.jsonl. Stamped before
   the ledger writes the record, so it leaves out jsonl/tsv/Optuna/refs.
-* full: the whole `_Session._experiment` call (recording included) minus the
-  harness's own seconds, from the instrumentation below.
+* full: the whole `Serial._experiment` call (ask, prepare, evaluate, decide,
+  record, tell) minus the harness's own seconds, from the instrumentation below.
 
 The instrumentation wraps git, ledger, Optuna, sandbox, supervisor and
 operator entry points with exclusive timers (a nested call's time counts
@@ -166,20 +168,20 @@ def _minor_faults() -> int:
 
 
 def instrument(prof: Profiler) -> None:
-    from metaexp.evaluate import harness
+    from metaexp.evaluate import harness, program, runner
     from metaexp.evaluate.sandbox import BaseTree
     from metaexp.operators.params import ParamsOperator
     from metaexp.operators.perturb import PerturbOperator
     from metaexp.record.git import Git
     from metaexp.record.ledger import Ledger
     from metaexp.record.workspace import Workspace
-    from metaexp.run import loop
+    from metaexp.run import recording, serial
     from metaexp.run.progress import Progress
 
-    prof.wrap(loop._Session, "_experiment", "loop: other")  # the outermost frame: what nothing else claims
-    prof.wrap(loop, "_diff_lines", "loop: diff_lines")
+    prof.wrap(serial.Serial, "_experiment", "loop: other")  # the outermost frame: what nothing else claims
+    prof.wrap(recording, "diff_lines", "loop: diff_lines")
     prof.wrap(Progress, "recorded", "loop: progress line")
-    prof.wrap(loop, "evaluate", "evaluate: env, log, parse")  # the loop's own name for harness.evaluate
+    prof.wrap(runner, "evaluate", "evaluate: env, log, parse")  # the runner's own name for harness.evaluate
     for name in ("run", "run_bytes", "write_object", "resolve", "refs", "blob"):
         prof.wrap(Git, name, "git: other", "git")
     prof.wrap(Git, "listing", "git: ls-tree (new parent)", "git")
@@ -193,7 +195,7 @@ def instrument(prof: Profiler) -> None:
     prof.wrap(BaseTree, "sandbox", "sandbox: build", "sandbox")
     prof.wrap(harness, "discard", "sandbox: discard", "sandbox")
     prof.wrap(BaseTree, "restore_shared", "sandbox: restore_shared", "sandbox")
-    prof.wrap(harness, "supervise", "supervisor: request/reply", after=lambda run: _split_harness(prof, run))
+    prof.wrap(program, "supervise", "supervisor: request/reply", after=lambda run: _split_harness(prof, run))
     for op in (PerturbOperator, ParamsOperator):
         prof.wrap(op, "propose", "operator: propose")
         prof.wrap(op, "observe", "operator: observe")
@@ -221,7 +223,7 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
     """One loop run; with `heap`, under tracemalloc (which slows it: its timings are not used)."""
     import optuna  # noqa: F401  imported before tracemalloc starts: the heap peak is the loop's own
 
-    from metaexp.run.loop import Loop
+    from metaexp.run import run
     from metaexp.spec import load_spec
 
     prof = Profiler()
@@ -232,7 +234,7 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
         if heap:
             tracemalloc.start()
         t0 = time.perf_counter()
-        result = Loop(load_spec(spec_path), out=io.StringIO()).run()
+        result = run(load_spec(spec_path), out=io.StringIO())
         total = time.perf_counter() - t0
         heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if heap else None
         tracemalloc.stop()
@@ -369,7 +371,7 @@ def overhead_section(runs: list[dict[str, Any]]) -> str:
     lines += [
         "record = wall_time_s - harness_s from experiments.jsonl: each row's clock runs from the start of "
         "recording the previous row, so it includes recording (jsonl/tsv/fsync/Optuna/update-ref/reset).",
-        "full = the whole _Session._experiment call, recording included, minus the harness's own seconds.",
+        "full = the whole Serial._experiment call, recording included, minus the harness's own seconds.",
         "discard = only experiments whose status is discard (no branch move): the same work at every size, "
         "so a rise from first to last shows a rescan of history.",
         "* tracemalloc peak of a separate run (--heap), above what was allocated before the loop started; "
@@ -445,6 +447,9 @@ def main() -> int:
         "(about doubles the time; the timings always come from untraced runs)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes (10, 20; TPE 10): checks the bench runs"
+    )
     parser.add_argument("--out", help="also write the figures and the raw per-experiment data as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -453,6 +458,8 @@ def main() -> int:
         kind, n = args.worker.split(":")
         Path(args.worker_out).write_text(json.dumps(worker(kind, int(n), args.heap, args.keep)))
         return 0
+    if args.smoke:
+        args.sizes, args.tpe_size = "10,20", 10
     sizes = sorted(int(s) for s in args.sizes.split(","))
     runs = [run_worker("perturb", n, args) for n in sizes]
     for r in runs if args.heap else []:

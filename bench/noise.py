@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="200 candidates, no sweep: that it runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.candidates, args.no_sweep = 200, True
 
     world = World.draw(args.candidates, np.random.default_rng(args.seed))
     print(

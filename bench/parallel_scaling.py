@@ -6,7 +6,7 @@ W x 3600 / T, with T the harness's own measured seconds; the figure says how
 much of that the driver, the islands and the ledger let through, i.e. whether
 they ever make an evaluation slot wait.
 
-    python bench/parallel_scaling.py [--slots 1,2,4,8] [--per-slot 12]
+    python bench/parallel_scaling.py [--slots 1,2,4,8] [--per-slot 12] [--smoke]
 """
 
 from __future__ import annotations
@@ -103,7 +103,12 @@ def main() -> int:
     )
     parser.add_argument("--slots", default="1,2,4,8")
     parser.add_argument("--per-slot", type=int, default=20, help="evaluations per slot")
+    parser.add_argument(
+        "--smoke", action="store_true", help="W = 1, 2; 2 evaluations each: that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.slots, args.per_slot = "1,2", 2
     import ray
 
     ray.init(
