@@ -220,9 +220,7 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--problems", default="binpack,curve")
-    parser.add_argument(
-        "--smoke", action="store_true", help="1 seed, 4 evaluations, curve: that it runs"
-    )
+    parser.add_argument("--smoke", action="store_true", help="1 seed, 4 evaluations, curve: that it runs")
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.evals, args.workers, args.problems = 1, 4, 1, "curve"

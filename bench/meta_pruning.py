@@ -127,9 +127,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="outer seeds")
     parser.add_argument("--pruners", default="none,successive_halving")
     parser.add_argument("--reeval", type=int, default=4, help="fresh inner seeds per picked strategy")
-    parser.add_argument(
-        "--smoke", action="store_true", help="2 trials x 4 experiments, 1 seed: that it runs"
-    )
+    parser.add_argument("--smoke", action="store_true", help="2 trials x 4 experiments, 1 seed: that it runs")
     args = parser.parse_args()
     if args.smoke:
         args.trials, args.budget, args.seeds, args.reeval = 2, 4, "0", 1

@@ -103,9 +103,7 @@ def main() -> int:
     )
     parser.add_argument("--slots", default="1,2,4,8")
     parser.add_argument("--per-slot", type=int, default=20, help="evaluations per slot")
-    parser.add_argument(
-        "--smoke", action="store_true", help="W = 1, 2; 2 evaluations each: that it runs"
-    )
+    parser.add_argument("--smoke", action="store_true", help="W = 1, 2; 2 evaluations each: that it runs")
     args = parser.parse_args()
     if args.smoke:
         args.slots, args.per_slot = "1,2", 2
