@@ -75,7 +75,7 @@ def make_repo(root: Path, landscape: str, budget: int) -> None:
 def study(root: Path, pruner: str, seed: int, trials: int) -> dict:
     from metaexp.meta.outer import plan_meta, run_meta
     from metaexp.meta.spec import MetaSpec
-    from metaexp.record.ledger import open_study
+    from metaexp.record.storage import open_study
     from metaexp.spec import load_spec
 
     path = root / "metaexp.yaml"

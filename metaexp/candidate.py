@@ -16,10 +16,31 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from metaexp.operators.tuning import TunePlan
     from metaexp.record.git import Git
+    from metaexp.spec.space import Param
 
 Kind = Literal["baseline", "change", "crossover", "invalid", "rejected"]
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A numeric constant the hybrid operator's tuning may move (metaexp/operators/knobs.py)."""
+
+    name: str
+    path: str
+    param: Param
+    source: str  # space | marker | constant
+
+
+@dataclass(frozen=True)
+class TunePlan:
+    """What a candidate asks to be tuned before it is judged: its knobs, with which sampler, how
+    many runs (metaexp/operators/tuning.py)."""
+
+    knobs: dict[str, Knob]
+    sampler: str
+    budget: int
+    seed: int  # the sampler's seed
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from metaexp.record.ledger import open_study
 from metaexp.record.records import ExperimentRecord, Status, read_records
+from metaexp.record.storage import open_study
 from metaexp.run import RunResult, run
 from metaexp.spec import load_spec
 

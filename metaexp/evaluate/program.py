@@ -65,7 +65,7 @@ def run_program(
     touched = base.restore_shared()
     if run.aborted:
         raise Interrupted
-    return Ran(run.seconds, _read_log(log), _failure(run, spec, touched, command.timeout_s))
+    return Ran(run.seconds, read_end(log, MAX_LOG_READ), _failure(run, spec, touched, command.timeout_s))
 
 
 def _failure(run: Supervised, spec: Spec, touched: list[str], timeout_s: float) -> tuple[Status, str] | None:
@@ -85,8 +85,9 @@ def _failure(run: Supervised, spec: Spec, touched: list[str], timeout_s: float) 
     return None
 
 
-def _read_log(path: Path) -> str:
+def read_end(path: Path, limit: int) -> str:
+    """The last `limit` bytes of a log, as text."""
     with path.open("rb") as fh:
         size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - MAX_LOG_READ))
+        fh.seek(max(0, size - limit))
         return fh.read().decode(errors="replace")

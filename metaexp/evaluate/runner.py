@@ -11,7 +11,6 @@ number once it is recorded.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaexp.evaluate.harness import Outcome, evaluate, validate
+from metaexp.evaluate.program import read_end
 
 if TYPE_CHECKING:
     from metaexp.candidate import Candidate
@@ -97,15 +97,8 @@ def collect_logs(folder: Path) -> dict[str, str]:
     logs: dict[str, str] = {}
     for path in sorted(folder.glob(f"{MAIN}*.log")):
         name = path.name.removeprefix(MAIN).removesuffix(".log").removeprefix(".")
-        logs[name] = _tail(path)
+        logs[name] = read_end(path, LOG_KEEP_BYTES)
     return logs
-
-
-def _tail(path: Path) -> str:
-    with path.open("rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - LOG_KEEP_BYTES))
-        return fh.read().decode(errors="replace")
 
 
 def _runner(spec: Spec, base: BaseTree, label: int, log: Path, env: dict[str, str]) -> Any:

@@ -2,6 +2,7 @@
 
 spec.py      the spec's `meta:` block (outer objectives, pruner, repeats, parallel)
 space.py     the strategy space: Optuna distributions over dotted keys of the spec
+plan.py      the meta block with the command line's overrides, checked (MetaPlan, meta_tag)
 trial.py     one outer trial: the sampled inner spec(s), run with a pruning hook
 outer.py     the outer study: ask, run (inline or as Ray tasks), tell, resume
 report.py    `metaexp report` for a meta study

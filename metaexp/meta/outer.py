@@ -247,7 +247,7 @@ class _Outer:
 def _create_study(plan: MetaPlan, root: Path) -> optuna.Study:
     import optuna
 
-    from metaexp.record.ledger import make_storage
+    from metaexp.record.storage import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     meta = plan.meta

@@ -24,7 +24,7 @@ def meta_report(spec: Spec, output: str | Path | None = None) -> str:
     """The report's text; writes the comparison plot of the inner runs' best-so-far curves."""
     import optuna
 
-    from metaexp.record.ledger import make_storage
+    from metaexp.record.storage import make_storage
 
     out = Workspace(spec.root, meta_tag(spec)).out
     config = json.loads((out / "meta.json").read_text())

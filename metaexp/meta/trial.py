@@ -106,7 +106,7 @@ def open_outer(job: TrialJob) -> optuna.Study:
     import optuna
 
     from metaexp.meta.spec import PrunerSpec
-    from metaexp.record.ledger import make_storage
+    from metaexp.record.storage import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = make_pruner(PrunerSpec(**job.pruner), job.specs[0].budget.max_experiments or 1, len(job.specs))

@@ -14,15 +14,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from metaexp.candidate import Candidate
+from metaexp.candidate import Candidate, Knob, TunePlan
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
-from metaexp.operators.knobs import Knob, find_knobs
+from metaexp.operators.knobs import find_knobs
 from metaexp.operators.params import make_sampler, toward
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
-from metaexp.operators.tuning import TunePlan
 from metaexp.operators.values import apply_values, read_values
 from metaexp.record.records import ExperimentRecord
 

@@ -14,23 +14,15 @@ import math
 import re
 import tokenize
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from metaexp.candidate import Knob
 from metaexp.errors import TargetError
 from metaexp.operators import InvalidProposal
 from metaexp.operators.target import has_value, numeric_constants
 from metaexp.spec.space import Param, Space
 
 MARKER = re.compile(r"#\s*tune:(.*)$")
-
-
-@dataclass(frozen=True)
-class Knob:
-    name: str
-    path: str
-    param: Param
-    source: str  # space | marker | constant
 
 
 def find_knobs(

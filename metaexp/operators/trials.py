@@ -21,7 +21,7 @@ from metaexp.spec.space import Param
 if TYPE_CHECKING:
     import optuna
 
-    from metaexp.operators.knobs import Knob
+    from metaexp.candidate import Knob
 
 MIN_TRIALS = 10  # evaluations of a structure before its importances are shown
 EDITS_SHOWN = 5  # structural edits in the prompt's tuning-gain table

@@ -9,12 +9,11 @@ Which constants may move (the knobs) is metaexp/operators/knobs.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from metaexp.candidate import Candidate
 from metaexp.evaluate.harness import Outcome
-from metaexp.operators.knobs import Knob
 from metaexp.operators.values import apply_values, read_values
 from metaexp.spec.space import Param
 
@@ -25,16 +24,6 @@ if TYPE_CHECKING:
 
 RADIUS = 0.25  # half-width of the tuning box around the candidate's values, as a share of the range
 Run = Callable[[Mapping[str, bytes], int, str], Outcome]  # (files, seed, log label) -> outcome
-
-
-@dataclass(frozen=True)
-class TunePlan:
-    """What a candidate asks the loop to tune: its knobs, with which sampler, how many runs."""
-
-    knobs: dict[str, Knob]
-    sampler: str
-    budget: int
-    seed: int  # the sampler's seed
 
 
 def tune(

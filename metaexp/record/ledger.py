@@ -20,7 +20,7 @@ from metaexp.errors import LedgerError
 from metaexp.record import refs
 from metaexp.record.git import Entry
 from metaexp.record.records import ExperimentRecord, Status, read_records
-from metaexp.record.storage import describe_study, make_storage, masked, open_study
+from metaexp.record.storage import describe_study, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -242,11 +242,4 @@ def _crashpoint(name: str, n: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = [
-    "Ledger",
-    "LedgerError",
-    "make_storage",
-    "masked",
-    "open_study",
-    "run_spread",
-]  # storage: until importers move
+__all__ = ["Ledger", "LedgerError", "run_spread"]

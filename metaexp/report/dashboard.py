@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from metaexp.errors import MetaexpError
-from metaexp.record.ledger import make_storage, masked
+from metaexp.record.storage import make_storage, masked
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer

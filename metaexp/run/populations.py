@@ -16,7 +16,8 @@ from metaexp.decide.archives import HallOfFame
 from metaexp.decide.population import Population, individual, replay, signs_of
 from metaexp.decide.selectors import Individual, fitness, island_stats
 from metaexp.record import refs
-from metaexp.record.records import ExperimentRecord, Status, timestamp
+from metaexp.record.records import ExperimentRecord, Status
+from metaexp.run.recording import migrant_record
 from metaexp.spec import Spec
 
 HALL_OF_FAME = 10  # distinct commits kept across islands (one objective)
@@ -86,7 +87,7 @@ class Populations:
             return []
         pop = self.pops[k]
         ranked = sorted(pop.members, key=lambda m: fitness(m, pop.signs), reverse=True)[: migration.count]
-        return [_migrant(source(m.n), k, (k + 1) % self.k) for m in ranked]
+        return [migrant_record(source(m.n), k, (k + 1) % self.k) for m in ranked]
 
     # --- what the report shows
 
@@ -123,24 +124,3 @@ class Populations:
         tmp = out / "population.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(out / "population.json")
-
-
-def _migrant(source: ExperimentRecord, k: int, target: int) -> ExperimentRecord:
-    """A copy of island k's member as a row of the target island (numbered when it is written)."""
-    from dataclasses import replace
-
-    return replace(
-        source,
-        parent=source.commit,
-        timestamp=timestamp(),
-        status=Status.MIGRATE,
-        description=f"migrant #{source.n} from island {k}",
-        wall_time_s=0.0,
-        harness_s=0.0,
-        best=False,
-        usage={},
-        island=target,
-        generation=0,
-        reason="",
-        log_tail="",
-    )

@@ -1,4 +1,5 @@
-"""The one builder of an ExperimentRecord, for every experiment of every scheduler, the baseline too.
+"""The one builder of an ExperimentRecord, for every experiment of every scheduler, the baseline too
+(and the copy a migrant's row is).
 
 A Flight is one experiment between its ask and its record: the candidate, its commit, what the
 evaluation found and what the decision made of it. The record is built from it alone, so what a
@@ -8,7 +9,7 @@ row holds does not depend on where the experiment ran.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from metaexp.candidate import Candidate, diff_lines, fingerprint, line_count
@@ -97,3 +98,22 @@ def _extra(flight: Flight) -> dict[str, Any]:
         extra["validation"] = flight.validation
     extra["latency_s"] = round(time.monotonic() - flight.asked, 4)  # from the ask to the record
     return extra
+
+
+def migrant_record(source: ExperimentRecord, k: int, target: int) -> ExperimentRecord:
+    """Island k's member `source` as a row of the target island (numbered when it is written)."""
+    return replace(
+        source,
+        parent=source.commit,
+        timestamp=timestamp(),
+        status=Status.MIGRATE,
+        description=f"migrant #{source.n} from island {k}",
+        wall_time_s=0.0,
+        harness_s=0.0,
+        best=False,
+        usage={},
+        island=target,
+        generation=0,
+        reason="",
+        log_tail="",
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from conftest import Project
 from helpers import TWO, TWO_HARNESS, two_metrics
 
-from metaexp.record.ledger import open_study
 from metaexp.record.records import Status
+from metaexp.record.storage import open_study
 
 
 def test_constraints_discard_at_once_and_reach_optuna(project: Project) -> None:

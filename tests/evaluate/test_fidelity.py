@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import Project
 
-from metaexp.record.ledger import open_study
 from metaexp.record.records import Status
+from metaexp.record.storage import open_study
 
 VALUES = (
     "vals = {l.split('=')[0].strip(): float(l.split('=')[1].split('#')[0])\n"

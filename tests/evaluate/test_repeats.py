@@ -9,8 +9,8 @@ import pytest
 from conftest import Project
 from helpers import NOISY, NOISY_HARNESS
 
-from metaexp.record.ledger import open_study
 from metaexp.record.records import Status
+from metaexp.record.storage import open_study
 
 
 def _incumbent_seeds_once(records: list) -> None:

@@ -16,7 +16,7 @@ from conftest import ROOT, Project, git
 from metaexp.errors import SpecError
 from metaexp.meta.outer import plan_meta, run_meta
 from metaexp.meta.space import load_strategy_space
-from metaexp.record.ledger import open_study
+from metaexp.record.storage import open_study
 from metaexp.spec import load_spec
 
 SPACE = {

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import ROOT, Project
 
-from metaexp.record.ledger import masked, open_study
 from metaexp.record.records import ExperimentRecord, Status
+from metaexp.record.storage import masked, open_study
 
 pytestmark = pytest.mark.timeout(300)
 

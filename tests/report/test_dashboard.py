@@ -19,8 +19,8 @@ import pytest
 from conftest import LANDSCAPE, ROOT, Project, git
 from helpers import get_json, start_dashboard
 
-from metaexp.record.ledger import open_study
 from metaexp.record.records import ExperimentRecord
+from metaexp.record.storage import open_study
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -12,8 +12,8 @@ from helpers import NOISY, NOISY_HARNESS, RAY, TWO, TWO_HARNESS, check_populatio
 from metaexp.decide.population import replay
 from metaexp.decide.selectors import dominates
 from metaexp.errors import SpecError
-from metaexp.record.ledger import open_study
 from metaexp.record.records import Status
+from metaexp.record.storage import open_study
 from metaexp.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
