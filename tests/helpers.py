@@ -54,6 +54,31 @@ def comparable(rec: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     return data
 
 
+# --- faults
+
+WORKER_KILLER = """import os, signal, sys
+marker = os.environ['MARKER']
+if os.path.exists(marker) and os.environ['METAEXP_EXPERIMENT'] == os.environ['TARGET']:
+    supervisor = os.getppid()
+    worker = int(open(f'/proc/{supervisor}/stat').read().rsplit(')', 1)[1].split()[1])
+    if os.environ.get('ONCE'):
+        os.unlink(marker)
+    os.kill(worker, signal.SIGKILL)  # the Ray worker that runs this evaluation, as an OOM kill would
+exec(open('evaluate.py').read())
+"""
+
+
+def worker_killer(project: Project, target: str, once: bool) -> dict[str, Any]:
+    """A harness that SIGKILLs the process running its evaluation (its supervisor's parent: a Ray
+    worker) when METAEXP_EXPERIMENT is `target`, while project.root.parent/kill-the-worker exists
+    (`once`: it removes that file, so the evaluation's next try runs)."""
+    marker = project.root.parent / "kill-the-worker"
+    marker.touch()
+    project.write("killer.py", WORKER_KILLER)
+    env = {"MARKER": str(marker), "TARGET": target, **({"ONCE": "1"} if once else {})}
+    return {"command": "python killer.py", "immutable": ["evaluate.py", "killer.py"], "env": env}
+
+
 # --- two metrics: loss (the landscape's) and width (params.WIDTH, maximised)
 
 TWO = {"loss": {"direction": "minimize"}, "width": {"direction": "maximize", "pattern": r"width:\s*(\S+)"}}

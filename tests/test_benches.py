@@ -11,6 +11,7 @@ from conftest import ROOT
 
 BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
 FIGURES = {  # a line each smoke run must print: the figures, not just an exit code
+    "fault_soak.py": "wall time with faults / without",
     "hybrid.py": "| curve (≤ 0.1) | hybrid |",
     "loop_overhead.py": "sum = full overhead",
     "meta_pruning.py": "successive_halving",

@@ -155,12 +155,13 @@ class _Outer:
     def _run_parallel(self, jobs: Iterator[tuple[Any, TrialJob | None]]) -> bool:
         import ray
 
-        from metaexp.run.cluster import connect
+        from metaexp.run.cluster import RETRIES, connect
 
         connect(self.plan.spec.ray)
         # The task only drives an inner run: its harness runs (or Ray evaluations) take the CPUs.
-        task = ray.remote(num_cpus=0, max_retries=0)(run_trial)
-        pending: dict[Any, tuple[Any, TrialJob]] = {}
+        # A task whose worker or node dies runs again (its inner runs resume from their ledgers).
+        task = ray.remote(num_cpus=0, max_retries=RETRIES, retry_exceptions=False)(run_trial)
+        pending: dict[Any, Any] = {}
         exhausted = False
         try:
             while pending or not exhausted:
@@ -168,16 +169,12 @@ class _Outer:
                     trial, job = next(jobs, (None, None))
                     exhausted = trial is None
                     if job is not None:
-                        pending[task.remote(job)] = (trial, job)
+                        pending[task.remote(job)] = trial
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 for ref in ready:
-                    trial, job = pending.pop(ref)
-                    try:
-                        runs = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        self._fail(trial, str(exc.cause if exc.cause is not None else exc)[-2000:])
-                        continue
-                    if self._finish(trial, runs):
+                    trial = pending.pop(ref)
+                    runs = self._collect(ref, trial)
+                    if runs is not None and self._finish(trial, runs):
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             for ref in pending:
@@ -185,6 +182,20 @@ class _Outer:
             print("interrupted: outer trials in flight stay RUNNING; --resume redoes them", file=self.out)
             return True
         return False
+
+    def _collect(self, ref: Any, trial: Any) -> list[InnerRun] | None:
+        """A finished task's inner runs, or None when the trial failed (told FAIL: the study goes on)."""
+        import ray
+
+        from metaexp.run.cluster import RETRIES
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            self._fail(trial, str(exc.cause if exc.cause is not None else exc)[-2000:])
+        except ray.exceptions.RayError as exc:  # its worker died on every try
+            self._fail(trial, f"its worker died on each of {RETRIES + 1} tries: {type(exc).__name__}")
+        return None
 
     def _finish(self, trial: Any, runs: list[InnerRun]) -> bool:
         """Tell the outer trial's state and values. True: an inner run was interrupted (stop the study)."""

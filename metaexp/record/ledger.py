@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from metaexp.crashpoints import crashpoint
 from metaexp.errors import LedgerError
 from metaexp.record import refs
 from metaexp.record.git import Entry
@@ -124,13 +124,13 @@ class Ledger:
         line = (rec.to_json() + "\n").encode()
         os.write(self._fd, line)
         os.fsync(self._fd)
-        _crashpoint("after-jsonl", rec.n)
+        crashpoint(f"after-jsonl:{rec.n}")
         with self.tsv.open("a") as fh:
             fh.write(self._tsv_row(rec))
-        _crashpoint("after-tsv", rec.n)
+        crashpoint(f"after-tsv:{rec.n}")
         if rec.status is not Status.MIGRATE:  # a copy, not a try: no trial of its own
             self.study.add_trial(self._trial(rec))
-        _crashpoint("after-optuna", rec.n)
+        crashpoint(f"after-optuna:{rec.n}")
         updates: dict[str, str | None] = {**(moves or {})}
         if rec.commit:
             updates[f"{self.ws.refs_prefix}/tried/{rec.n}"] = rec.commit
@@ -233,13 +233,6 @@ def run_spread(rec: ExperimentRecord, metric: str) -> tuple[int, float | None]:
 
     values = [r["metrics"][metric] for r in rec.extra.get("runs", []) if metric in r.get("metrics", {})]
     return len(values), statistics.stdev(values) if len(values) > 1 else None
-
-
-def _crashpoint(name: str, n: int) -> None:
-    """Fault injection for the resume tests: METAEXP_CRASHPOINT=after-tsv:3 kills the run there."""
-    want = os.environ.get("METAEXP_CRASHPOINT")
-    if want and want == f"{name}:{n}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 __all__ = ["Ledger", "LedgerError", "run_spread"]

@@ -8,12 +8,14 @@ Lineage actors live on the driver's node, which also makes every LLM call (keys 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metaexp.crashpoints import VARIABLE
 from metaexp.errors import MetaexpError
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from metaexp.spec import RaySpec, Spec
 
 _BASES: dict[str, BaseTree] = {}  # per worker process: unpacked base trees by key
+RETRIES = 2  # an evaluation whose worker (or node) dies runs again up to this often, then is a crash
 
 
 def connect(ray_spec: RaySpec) -> None:
@@ -29,10 +32,15 @@ def connect(ray_spec: RaySpec) -> None:
     import ray
 
     if not ray.is_initialized():
-        if ray_spec.address is None:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-        else:
-            ray.init(address=ray_spec.address, log_to_driver=False, configure_logging=False)
+        address = ray_spec.address or "local"
+        options = {"include_dashboard": False} if ray_spec.address is None else {}
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
+        except Exception as exc:  # Ray's own errors name no key: say which one
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise MetaexpError(
+                f"ray.address {ray_spec.address!r}: Ray did not start or connect: {last}"
+            ) from None
     check_resources(ray_spec.eval_resources, ray.cluster_resources())
 
 
@@ -106,13 +114,14 @@ def warm_workers(resources: dict[str, Any], slots: int) -> None:
 
 
 def remote_tasks(resources: dict[str, Any]) -> tuple[Any, Any]:
-    """The evaluation and the validation as Ray remote functions with the spec's resources (never
-    retried: a worker that dies mid-run is a crash row, not a second run)."""
+    """The evaluation and the validation as Ray remote functions with the spec's resources. Ray
+    runs one again elsewhere when its worker or node dies (RETRIES times: an evaluation is a fresh
+    sandbox, so a second run is the same experiment); an exception inside it is never retried."""
     import ray
 
     return (
-        ray.remote(max_retries=0, **resources)(evaluate_task),
-        ray.remote(max_retries=0, **resources)(validate_task),
+        ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(evaluate_task),
+        ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(validate_task),
     )
 
 
@@ -125,8 +134,10 @@ def lineage_actor(name: str) -> Any:
     from metaexp.run.lineage import Lineage
 
     here = ray.get_runtime_context().get_node_id()
+    crash = os.environ.get(VARIABLE)
     return ray.remote(num_cpus=0, max_restarts=0)(Lineage).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
         name=name,
         get_if_exists=False,
+        runtime_env={"env_vars": {VARIABLE: crash}} if crash else None,  # fault injection (tests)
     )

@@ -145,7 +145,10 @@ class Core:
 
     def job(self, flight: Flight) -> Job:
         cand = flight.cand
-        label = cand.generation + 2 if not self.population else cand.generation
+        # METAEXP_EXPERIMENT: an island's proposal count; a single lineage's experiment number
+        label = (
+            cand.generation if self.population else cand.generation + (1 if cand.kind == "baseline" else 2)
+        )
         env = {"METAEXP_ISLAND": str(cand.lineage)} if self.population else {}
         noise = None
         if self.parent_tests is not None and cand.kind != "baseline":
@@ -154,7 +157,7 @@ class Core:
         if cand.tune is not None:  # every tuning run counts against budget.max_evaluations
             budget, cap = cand.tune.budget, self.spec.budget.max_evaluations
             budget = budget if cap is None else max(1, min(budget, cap - self.session.tally.evaluations))
-        return Job(cand, 1 if cand.kind == "baseline" else label, env, noise, budget)
+        return Job(cand, label, env, noise, budget)
 
     # --- decide
 

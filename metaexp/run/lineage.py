@@ -11,12 +11,13 @@ process (serial) or as a Ray actor (parallel), and proposes the same candidates 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from metaexp.candidate import Candidate
+from metaexp.crashpoints import crashpoint
 from metaexp.decide.population import replay
 from metaexp.decide.selectors import Individual
 from metaexp.operators import InvalidProposal, LineageState, Operator, RejectedProposal, experiment_rng
@@ -35,27 +36,30 @@ class Lineage:
         records: list[ExperimentRecord],
         files: Mapping[str, Mapping[str, bytes]],
         out: Path | None,
+        pending: Sequence[Candidate] = (),
     ) -> None:
         """Lineage k after `records` (the baseline first); `files`: the target files of its
-        members and of the baseline, by commit."""
+        members and of the baseline, by commit; `pending`: candidates it asked for that are still
+        in flight (a lineage rebuilt mid-run proposes after them, and is told their records)."""
         self.k, self.plan, self.spec = k, plan, plan.spec
         self.single = not self.spec.strategy.is_population
         self.pop = replay(self.spec, records, self.spec.strategy.island_count)[k]
         self.files: dict[str, dict[str, bytes]] = {c: dict(f) for c, f in files.items()}
         self.values = {r.commit: (r.metrics, r.value) for r in records if r.commit and r.value is not None}
         mine = [r for r in records if r.island == k or r.n == 1]
-        self.generation = sum(1 for r in mine if r.n > 1 and r.status is not Status.MIGRATE)
+        self.generation = _next_generation(mine, pending)
         self.baseline = records[0].commit or plan.start
         top = self.pop.best()
         self.operator: Operator = plan.operator(
             mine, self.files.get(top.commit if top else "", plan.target_files), out
         )
-        self._asked: dict[int, Candidate] = {}  # generation -> a candidate not yet told
+        self._asked: dict[int, Candidate] = {c.generation: c for c in pending}  # not yet told
         self._escaping = False
 
     # --- ask
 
     def ask(self, donor: Donor | None = None) -> Candidate:
+        crashpoint(f"ask:{self.k}")
         g = self.generation
         self.generation += 1
         rng = self.rng(g)
@@ -157,3 +161,12 @@ class Lineage:
         keep = {m.commit for m in self.pop.members} | {self.baseline}
         keep |= {c for cand in self._asked.values() for c in cand.parents}
         self.files = {c: f for c, f in self.files.items() if c in keep}
+
+
+def _next_generation(mine: list[ExperimentRecord], pending: Sequence[Candidate]) -> int:
+    """The next proposal count: after every recorded and every pending proposal (a lineage that
+    died with asks unanswered leaves gaps; a ledger written before rows carried a single lineage's
+    generation counts its rows)."""
+    proposals = [r for r in mine if r.n > 1 and r.status is not Status.MIGRATE]
+    highest = max([r.generation for r in proposals] + [c.generation for c in pending], default=-1)
+    return max(len(proposals), highest + 1)

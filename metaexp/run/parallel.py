@@ -5,6 +5,12 @@ proposal ready beyond its share of the slots, so a freed slot gets its next cand
 waiting for an island. A single lineage's ratchet has one experiment in flight at a time, so it
 proposes what the serial scheduler would. Everything the driver waits on is a future in one
 `ray.wait`: proposals, evaluations, validations. The steps themselves are the core's.
+
+Faults: a lineage actor that dies is rebuilt from the records under a new name, with its
+candidates still in flight (they go on and are recorded once); one that dies MAX_DEATHS times in a
+row stops the run (resumable). An evaluation whose worker or node dies is retried by Ray on
+another worker (cluster.RETRIES), then recorded as a crash; any other Ray failure stops the run
+with one line, the records so far intact.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from metaexp.run.core import Core
 from metaexp.run.recording import Flight
 
 POLL_S = 0.5  # how long one wait for a finished future may block
+MAX_DEATHS = 3  # a lineage that dies this often without answering in between stops the run
 
 
 @dataclass
 class _Pending:
     stage: str  # ask | evaluate | validate
     lineage: int
-    epoch: int  # the lineage's incarnation it belongs to: work of a dead one is dropped
+    epoch: int = 0  # an ask's: the incarnation of the lineage it went to (a dead one's is dropped)
     flight: Flight | None = None
 
 
@@ -45,8 +52,9 @@ class Parallel:
         self.evaluate, self.validate = remote_tasks(self.spec.ray.eval_resources)
         self.actors: list[Any] = []
         self.epochs = [0] * self.k
+        self.deaths = [0] * self.k  # deaths of each lineage since it last answered
         self.pending: dict[Any, _Pending] = {}
-        self.ready: deque[tuple[Flight, int]] = deque()  # prepared, waiting for a slot (with epoch)
+        self.ready: deque[Flight] = deque()  # prepared, waiting for an evaluation slot
         core.tell = self._tell
 
     # --- the schedule
@@ -75,9 +83,11 @@ class Parallel:
                     for ref in done:
                         self._advance(ref, self.pending.pop(ref))
             except KeyboardInterrupt:
-                for ref in self.pending:
-                    ray.cancel(ref, force=True)
+                self._cancel()
                 reason = INTERRUPTED
+            except ray.exceptions.RayError as exc:  # Ray itself failed: the records so far stand
+                self._cancel()
+                reason = f"abort: Ray failed ({_said(exc)}); run it again to resume"
             finally:
                 for actor in self.actors:
                     ray.kill(actor)
@@ -89,7 +99,13 @@ class Parallel:
             return
         flight = self.core.prepare(self.core.baseline())
         assert flight is not None
-        self.ready.append((flight, 0))
+        self.ready.append(flight)
+
+    def _cancel(self) -> None:
+        import ray
+
+        for ref in self.pending:
+            ray.cancel(ref, force=True)
 
     def _in_flight(self) -> int:
         return len(self.pending) + len(self.ready)
@@ -102,7 +118,7 @@ class Parallel:
         busy = [0] * self.k
         for pending in self.pending.values():
             busy[pending.lineage] += 1
-        for flight, _epoch in self.ready:
+        for flight in self.ready:
             busy[flight.cand.lineage] += 1
         ratchet = not self.spec.strategy.is_population
         share = 1 if ratchet else max(1, -(-self.slots // self.k)) + 1  # its share of the slots, one ahead
@@ -121,52 +137,56 @@ class Parallel:
             return  # nothing new starts; what waits is proposed again on resume
         evaluating = sum(1 for p in self.pending.values() if p.stage == "evaluate")
         while self.ready and evaluating < self.slots:
-            flight, epoch = self.ready.popleft()
-            k = flight.cand.lineage
-            if flight.cand.kind != "baseline" and epoch != self.epochs[k]:
-                self.core.forget(flight)  # proposed by a lineage that died since: it proposes again
-                continue
+            flight = self.ready.popleft()
             job = self.core.job(flight)
             ref = self.evaluate.remote(self.spec, self.session.base.key, self.base_ref, job)
-            self.pending[ref] = _Pending("evaluate", k, epoch, flight)
+            self.pending[ref] = _Pending("evaluate", flight.cand.lineage, flight=flight)
             evaluating += 1
 
     def _clear_ready(self) -> None:
         while self.ready:
-            self.core.forget(self.ready.popleft()[0])
+            self.core.forget(self.ready.popleft())
 
     # --- one finished future
 
     def _advance(self, ref: Any, pending: _Pending) -> None:
         import ray
 
-        k, flight = pending.lineage, pending.flight
-        baseline = flight is not None and flight.cand.kind == "baseline"
-        if pending.epoch != self.epochs[k] and not baseline:
-            if flight is not None:
-                self.core.forget(flight)  # started by a lineage that died since; its rebuilt self asks again
-            return
+        if pending.stage == "ask" and pending.epoch != self.epochs[pending.lineage]:
+            return  # asked of a lineage that died since; its rebuilt self is asked again
         try:
             value = ray.get(ref)
-        except ray.exceptions.RayActorError:
-            return self._rebuild(k)
-        except ray.exceptions.RayError as exc:  # the evaluation's worker died
-            if pending.stage == "ask":
-                raise
-            value = _worker_died(pending.stage, exc)
+        except ray.exceptions.RayError as exc:
+            return self._failed(pending, exc)
         if pending.stage == "ask":
-            self._asked(value, pending.epoch)
+            self.deaths[pending.lineage] = 0
+            self._asked(value)
         elif pending.stage == "evaluate":
             self._evaluated(pending, value)
         else:
-            assert flight is not None
-            self.core.validated(flight, *value)
-            self._record(flight)
+            assert pending.flight is not None
+            self.core.validated(pending.flight, *value)
+            self._record(pending.flight)
 
-    def _asked(self, cand: Candidate, epoch: int) -> None:
+    def _failed(self, pending: _Pending, exc: Exception) -> None:
+        """A lineage that died is rebuilt; an evaluation whose worker died on every try is a crash."""
+        import ray
+
+        if pending.stage == "ask":
+            if isinstance(exc, ray.exceptions.RayActorError):
+                return self._lost(pending.lineage, exc)
+            raise exc  # the lineage itself raised: a bug that asking again repeats
+        assert pending.flight is not None
+        why = _evaluation_failed(exc)
+        if pending.stage == "validate":
+            self.core.validated(pending.flight, {"error": why}, "")
+            return self._record(pending.flight)
+        self._evaluated(pending, Evaluation(Outcome(Status.CRASH, reason=why), {}))
+
+    def _asked(self, cand: Candidate) -> None:
         flight = self.core.prepare(cand)
         if flight is not None:
-            self.ready.append((flight, epoch))
+            self.ready.append(flight)
             self._submit()
 
     def _evaluated(self, pending: _Pending, evaluation: Evaluation) -> None:
@@ -181,7 +201,7 @@ class Parallel:
         )
         label = self.core.job(flight).label
         ref = self.validate.remote(self.spec, self.session.base.key, self.base_ref, flight.cand.tree, label)
-        self.pending[ref] = _Pending("validate", pending.lineage, pending.epoch, flight)
+        self.pending[ref] = _Pending("validate", pending.lineage, flight=flight)
 
     def _record(self, flight: Flight) -> None:
         self.core.record(flight)
@@ -194,26 +214,53 @@ class Parallel:
         self.actors = [self._spawn(k) for k in range(self.k)]
 
     def _spawn(self, k: int) -> Any:
+        """Lineage k as an actor, from the records and its candidates still in flight, under a
+        name no earlier incarnation holds."""
         from metaexp.run.cluster import lineage_actor
 
-        core = self.core
-        epoch = self.epochs[k]
+        core, epoch = self.core, self.epochs[k]
         name = f"metaexp:{self.spec.tag}:island-{k}" + (f":{epoch}" if epoch else "")
         plan, files, out = core.lineage_plan(k), core.lineage_files(k), core.lineage_out(k)
-        return lineage_actor(name).remote(k, plan, self.session.records, files, out)
+        return lineage_actor(name).remote(k, plan, self.session.records, files, out, self._in_flight_of(k))
 
-    def _rebuild(self, k: int) -> None:
+    def _in_flight_of(self, k: int) -> list[Candidate]:
+        flights = [*self.ready, *(p.flight for p in self.pending.values() if p.flight is not None)]
+        return [f.cand for f in flights if f.cand.lineage == k and f.cand.kind != "baseline"]
+
+    def _lost(self, k: int, exc: Exception) -> None:
+        """Lineage k's actor died: rebuild it (its evaluations in flight go on), or stop the run
+        when it keeps dying."""
+        import ray
+
+        self.deaths[k] += 1
+        why = _said(exc)
+        if self.deaths[k] >= MAX_DEATHS:
+            self.session.stopping.halt = (
+                f"abort: island {k} died {self.deaths[k]} times in a row ({why}); run it again to resume"
+            )
+            return
+        ray.kill(self.actors[k])  # if it is half alive: its name and resources go
         self.epochs[k] += 1
-        self.actors[k] = self._spawn(k)  # rebuilt from the records
-        self.session.progress.note(f"island {k} died; rebuilt from the records")
+        self.actors[k] = self._spawn(k)
+        mine = sum(1 for r in self.session.records if r.island == k)
+        self.session.progress.note(f"island {k} died ({why}); rebuilt from {mine} records")
 
     def _tell(self, k: int, rec: Any, tree: Any) -> None:
         if self.actors:
             self.actors[k].tell.remote(rec, tree)
 
 
-def _worker_died(stage: str, exc: Exception) -> Any:
-    why = f"the evaluation's worker died: {type(exc).__name__}"
-    if stage == "validate":
-        return {"error": why}, ""
-    return Evaluation(Outcome(Status.CRASH, reason=why), {})
+def _evaluation_failed(exc: Exception) -> str:
+    import ray
+
+    from metaexp.run.cluster import RETRIES
+
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return f"the evaluation failed: {_said(exc.cause if exc.cause is not None else exc)}"
+    return f"the evaluation's worker died on each of {RETRIES + 1} tries ({_said(exc)})"
+
+
+def _said(exc: BaseException) -> str:
+    """An exception in one line: its type and its message's last line (a Ray error's is the cause)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1][:200]}" if lines else type(exc).__name__

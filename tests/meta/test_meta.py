@@ -194,6 +194,25 @@ def test_parallel_outer_trials_run_as_ray_tasks(make_project, ray_session):
     assert len({os.fspath(project.root / ".metaexp" / t.user_attrs["tags"][0]) for t in trials}) == 4
 
 
+def test_an_inner_run_whose_worker_dies_runs_again_and_the_study_goes_on(make_project, ray_session):
+    from helpers import worker_killer
+
+    meta = {"trials": 3, "pruner": "none", "parallel": 2}
+    project, path = meta_project(make_project, SPACE, budget=5, **meta)
+    harness = worker_killer(project, target="3", once=True)  # kills the task running an inner run, once
+    path = project.spec(
+        budget={"max_experiments": 5}, harness=harness, meta={"space": "strategy.yaml", **meta}
+    )
+    text = run(path)
+    assert not (project.root.parent / "kill-the-worker").exists()  # the kill happened
+    trials = outer(project)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3, text
+    for t in trials:  # the killed inner run resumed from its ledger: nothing lost, nothing twice
+        tag = t.user_attrs["tags"][0]
+        records = project.assert_consistent(tag)
+        assert harness_runs(project, tag) == 5 and len(records) == len({r.n for r in records})
+
+
 def test_a_population_inner_run_stops_cleanly_when_its_hook_says_so(project, ray_session):
     from metaexp.run import run
 
