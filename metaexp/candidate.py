@@ -60,6 +60,7 @@ class Candidate:
     parent_files: dict[str, bytes] = field(default_factory=dict)  # every target file of the parent
     escape: bool = False  # proposed to leave a stagnating population: accepted if it runs
     other: str | None = None  # crossover: the second parent
+    alternatives: tuple[tuple[str, str], ...] = ()  # crossover: more pairs to merge if this one fails
     reason: str = ""  # invalid / rejected: why
     draw: float = 1.0  # the lineage's uniform draw in [0, 1) that an exploration is decided by
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 
 from metaexp.run.plan import Plan, make_plan
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
         f"explore_every {spec.strategy.explore_every}"
     )
+    for line in _operator_notes(spec, plan):
+        print(f"  {line}")
     _print_checks(spec.harness)
     if spec.noise.method != "none":
         confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""
@@ -49,6 +52,38 @@ def _operated_on(spec: Spec, plan: Plan) -> str:
         if not op.replay and not os.environ.get(op.api_key_env) and op.base_url is None:
             print(f"warning: {op.api_key_env} is not set; the first proposal will fail", file=sys.stderr)
     return names
+
+
+def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
+    """What the style does to a sampler, and whether a hybrid's tuning can learn in its budget."""
+    op, notes = spec.operator, []
+    if op.kind == "params":
+        style = plan.styles.pick(random.Random(0)) if not isinstance(op.style, dict) else None
+        if style is not None and (style.count is not None or style.scale < 1.0):
+            notes.append(
+                f"style {style.name} narrows the {op.sampler} sampler: {style.count or 'every'} value(s), "
+                f"each at most {style.scale:g} of its range toward its suggestion (a coordinate search); "
+                "style global takes the suggestion whole"
+            )
+        elif style is not None:
+            notes.append(f"style {style.name}: every proposal is the {op.sampler} sampler's own suggestion")
+    if op.kind == "hybrid":
+        notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
+    return notes
+
+
+def _tuning_notes(sampler: str, budget: int) -> list[str]:
+    """Whether tuning can learn within its budget (operators/tuning.py sizes CMA-ES to it)."""
+    if budget < 1:
+        return ["tuning: off (tune.budget 0)"]
+    if sampler == "cmaes":
+        popsize = max(4, (budget - 1) // 2)
+        if budget < 2 + popsize:
+            return [f"warning: tune.budget {budget} ends within CMA-ES's first generation: tuning is random"]
+        return [f"tuning: cmaes, {budget} runs: the written values, then generations of up to {popsize}"]
+    if sampler in ("tpe", "gp") and budget <= 10:
+        return [f"warning: tune.budget {budget}: {sampler} samples at random for its first 10 trials"]
+    return [f"tuning: {sampler}, {budget} runs"]
 
 
 def _print_checks(h: HarnessSpec) -> None:

@@ -52,14 +52,17 @@ class Population:
     def observe(self, rec: ExperimentRecord, spec: Spec) -> None:
         """Update the population after one of this island's recorded experiments."""
         if rec.commit and rec.value is not None and not rec.status.failed:
-            self.apply(individual(rec, spec), rec.status)
+            self.apply(individual(rec, spec), rec.status, restart=bool(rec.extra.get("restart")))
         elif rec.status.harness_ran:
             self.stagnation += 1
 
-    def apply(self, child: Individual, status: Status) -> None:
-        """Update the population after a recorded experiment of this island."""
+    def apply(self, child: Individual, status: Status, restart: bool = False) -> None:
+        """Update the population after a recorded experiment of this island. A restart's child
+        starts the population again on its own (the old optima stay in the hall of fame)."""
         before = self.best()
-        if status is Status.KEEP and self.archive is not None:
+        if status is Status.ESCAPE and restart and self.archive is None:
+            self.members = [child]
+        elif status is Status.KEEP and self.archive is not None:
             self.archive.add(child, self.signs)
             self.members = list(self.archive.elites.values())
         elif status is Status.KEEP and not self.ratchet:

@@ -136,11 +136,12 @@ def select_parents(
     if not pop:
         raise SelectionError("cannot select parents from an empty population")
     entries = _wrap(pop, signs)
-    if method == "best":
+    if method == "best":  # linear ranking: the best is the likeliest parent, and every member breeds
         from deap import tools
 
         ranked = tools.selBest(entries, len(entries))
-        return [ranked[i % len(ranked)].ind for i in range(k)]
+        weights = [len(ranked) - i for i in range(len(ranked))]
+        return [e.ind for e in rng.choices(ranked, weights=weights, k=k)]
     if method == "tournament":
         from deap import tools
 
@@ -179,8 +180,10 @@ def admit(
 ) -> tuple[list[Individual], bool]:
     """The population after `child` arrives, and whether the child is in it ("keep").
 
-    Ties keep the incumbent; a commit already in the population is not admitted twice. Single
-    objective (best, tournament) returns best first; nsga2 returns front by front.
+    A child that ties the worst member of a full population takes its place (a neutral move: a
+    population drifts across a plateau, where a single lineage's ratchet with `ties: discard` would
+    stay); a commit already in the population is not admitted twice. Single objective (best,
+    tournament) returns best first; nsga2 returns front by front.
     """
     if size < 1:
         raise SelectionError(f"population size {size}: must be at least 1")
@@ -190,7 +193,7 @@ def admit(
         return list(pop), False
     if method == "nsga2":
         return _admit_nsga2(pop, child, size, signs)
-    ranked = _rank_single([*pop, child], signs)  # the child sorts after incumbents it ties with
+    ranked = _rank_single([child, *pop], signs)  # the child sorts before the members it ties with
     survivors = ranked[:size]
     return survivors, child in survivors
 

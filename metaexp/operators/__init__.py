@@ -51,6 +51,7 @@ class Context:
     history: list[ExperimentRecord]
     files: Mapping[str, bytes]  # the current target files, to locate names
     out: Path | None = None  # the run's outputs (.metaexp/<tag>/); None while only validating
+    lineage: int = 0  # the island it proposes for (islands start their searches apart)
 
 
 class Operator(Protocol):
@@ -61,6 +62,12 @@ class Operator(Protocol):
     def observe(self, record: ExperimentRecord) -> None: ...
 
     def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]: ...
+
+
+class Restarts(Protocol):
+    """An operator that can restart its search from a fresh point (an escape of the lineage)."""
+
+    def restart(self, state: LineageState, n: int, rng: random.Random) -> Candidate: ...
 
 
 def _params(ctx: Context) -> Operator:

@@ -1,22 +1,29 @@
 """An Optuna sampler proposes values for the declared space, through ask/tell.
 
-The sampler works on a private in-memory study rebuilt from the records, so a
-resumed run sees the same history; the run's persistent study is the
-ledger's. A style narrows a proposal: `count` values change, each moved at
-most `scale` of its range (in log space where the range is log) toward the
-sampler's suggestion. With the `global` style the suggestion is taken whole.
+The sampler works on a private in-memory study, rebuilt from the records, so a resumed run sees
+the same history (the run's persistent study is the ledger's). Every proposal is the sampler's own
+trial: the values it suggested are told back with the value the evaluation gave (CMA-ES advances
+its generations, TPE and GP condition on every evaluation), and the record keeps what the private
+study must hold to be rebuilt exactly (`asked`, and the sampler's own `sampler_attrs`).
+
+By default (style `global`) the suggestion is written whole. A narrowing style (`count` values,
+each moved at most `scale` of its range toward the suggestion) is opt-in: the evaluated point is
+then not the suggestion, so the suggestion is told as a failure and the point as a trial of its own.
+A suggestion that repeats a tried point (the current one, or a duplicate the driver recorded
+without running it) is told the value that point got.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
-from metaexp.operators.values import apply_values, locate_names, read_values
+from metaexp.operators.values import apply_values, crossed, locate_names, random_point, read_values
 from metaexp.record.records import ExperimentRecord
 
 if TYPE_CHECKING:
@@ -27,13 +34,23 @@ if TYPE_CHECKING:
 SAMPLERS = ("tpe", "cmaes", "random", "gp")
 
 
-def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    kind: str, seed: int, popsize: int | None = None, x0: dict[str, Any] | None = None
+) -> optuna.samplers.BaseSampler:
+    """CMA-ES: `x0` centres its first generation (default: the middle of the space), `popsize` is its
+    population (default 4 + 3 ln d). Optuna 5 deprecates x0 for 6.0 (metaexp pins optuna < 6)."""
+    import warnings
+
     import optuna
 
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.samplers.CmaEsSampler(
+                seed=seed, popsize=popsize, x0=x0, warn_independent_sampling=False
+            )
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "gp":
@@ -43,6 +60,16 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
             raise SpecError("operator.sampler gp needs torch: pip install torch==2.13.0") from None
         return optuna.samplers.GPSampler(seed=seed)
     raise SpecError(f"operator.sampler: unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
+
+
+@dataclass
+class _Search:
+    """The sampler between two restarts: its private study, and for CMA-ES where its first
+    generation is centred and how large its population is."""
+
+    study: optuna.Study
+    x0: dict[str, Any] | None = None
+    popsize: int | None = None
 
 
 class ParamsOperator:
@@ -55,78 +82,149 @@ class ParamsOperator:
         self.space = ctx.space
         self.styles = ctx.styles
         self.sampler_kind = ctx.spec.operator.sampler
-        self.seed = ctx.spec.seed
+        self.direction = ctx.spec.direction
         self.located = locate_names(self.space, ctx.files, "operator.space")
         self.dists = {name: p.distribution() for name, p in self.space.items()}
-        make_sampler(self.sampler_kind, 0)  # fail early on a sampler that cannot run here
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(direction=ctx.spec.direction)
-        self._pending: tuple[optuna.trial.Trial, bool] | None = None
+        make_sampler(self.sampler_kind, 0)  # fail early on a sampler that cannot run here
+        self.restarts = 0
+        # island k > 0 centres CMA-ES at its own random point: islands search apart from the start
+        x0 = (
+            self._random_point(random.Random(f"metaexp:{ctx.spec.seed}:x0:{ctx.lineage}"))
+            if ctx.lineage
+            else None
+        )
+        self.search = self._new_search(x0)
+        self._pending: dict[int, tuple[optuna.trial.Trial, bool]] = {}  # generation -> (trial, exact)
         for rec in ctx.history:
             self._replay(rec)
 
+    @property
+    def study(self) -> optuna.Study:
+        return self.search.study
+
+    def _new_search(self, x0: dict[str, Any] | None) -> _Search:
+        """A fresh CMA-ES at `x0`, its population doubled at each restart (IPOP-CMA-ES); for the
+        other samplers the one study goes on (they model the whole space)."""
+        import optuna
+
+        if self.sampler_kind != "cmaes" and hasattr(self, "search"):
+            return self.search
+        numeric = [n for n, p in self.space.items() if p.type != "categorical"]
+        popsize = cma_popsize(len(numeric)) * 2**self.restarts if self.restarts else None
+        center = {k: v for k, v in (x0 or {}).items() if k in numeric} or None
+        return _Search(optuna.create_study(direction=self.direction), center, popsize)
+
+    def _random_point(self, rng: random.Random) -> dict[str, Any]:
+        return random_point(self.space, rng)
+
+    def crossover(self, a: LineageState, b: LineageState, rng: random.Random) -> Candidate | None:
+        """A child of `a` with some of `b`'s values (a block, or uniform); None when it would equal a
+        parent. Told to the sampler as a point of its own (it did not suggest it)."""
+        return crossed(self.located, a, b, rng)
+
+    def restart(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
+        """Leave the local optimum: CMA-ES starts again around a fresh point with a larger
+        population; another sampler proposes the fresh point itself."""
+        point = self._random_point(rng)
+        self.restarts += 1
+        self.search = self._new_search(point)
+        if self.sampler_kind == "cmaes":
+            cand = self.propose(state, n, rng)
+            return replace(cand, extra={**cand.extra, "x0": point})
+        files, params, description = apply_values(self.located, state.files, point)
+        self._pending.pop(n - 2, None)
+        return Candidate(state.commit, files, f"restart: {description}", "restart", params, {"x0": point})
+
     def propose(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
         style = self.styles.pick(rng)
-        self.study.sampler = make_sampler(self.sampler_kind, rng.randrange(2**31))
+        # a sampler per proposal, seeded by it: a resumed run asks exactly what this one did (CMA-ES
+        # keeps its own state in its trials' attrs, which the records carry)
+        search = self.search
+        self.study.sampler = make_sampler(self.sampler_kind, rng.randrange(2**31), search.popsize, search.x0)
         trial = self.study.ask(self.dists)
         suggested = trial.params
         current = read_values(self.located, state.files)
-        names = sorted(self.space)
-        count = len(names) if style.count is None else min(style.count, len(names))
-        order = rng.sample(names, len(names))
-        changes: dict[str, Any] = {}
-        for name in order:  # the first `count` names whose value would change
-            value = self._toward(name, current[name], suggested[name], style.scale)
-            if value != current[name]:
-                changes[name] = value
-            if len(changes) == count:
-                break
+        changes = self._changes(current, suggested, style.count, style.scale, rng)
         files, params, description = apply_values(self.located, state.files, changes)
-        exact = bool(files) and params == suggested
-        self._pending = (trial, exact)
-        if not files:
-            raise InvalidProposal("the sampler's suggestion equals the current values", {"asked": suggested})
+        exact = style.scale >= 1.0 and style.count is None  # the suggestion whole (as written: rounded)
+        self._pending[n - 2] = (trial, exact)
         attrs = self.study.get_trials(deepcopy=False)[trial.number].system_attrs
         # what the private study must hold after this experiment, so a resumed run rebuilds it exactly
-        extra = ({"sampler_attrs": attrs} if attrs else {}) if exact else {"asked": suggested}
+        extra: dict[str, Any] = {"asked": suggested, "exact": exact}
+        if attrs and exact:
+            extra["sampler_attrs"] = attrs
+        if not files:  # the suggestion is the current point: it scored the parent's value
+            twin = {"twin": {"value": state.value}} if exact else {}
+            raise InvalidProposal("the sampler's suggestion equals the current values", {**extra, **twin})
         return Candidate(state.commit, files, description, style.name, params, extra)
 
+    def _changes(
+        self,
+        current: dict[str, Any],
+        suggested: dict[str, Any],
+        count: int | None,
+        scale: float,
+        rng: random.Random,
+    ) -> dict[str, Any]:
+        """The values a proposal writes: all of the suggestion, or (a narrowing style) the first
+        `count` names whose value would change, each moved at most `scale` toward it."""
+        names = sorted(self.space)
+        limit = len(names) if count is None else min(count, len(names))
+        changes: dict[str, Any] = {}
+        for name in rng.sample(names, len(names)):
+            value = toward(self.space[name], current[name], suggested[name], scale)
+            if value != current[name]:
+                changes[name] = value
+            if len(changes) == limit:
+                break
+        return changes
+
     def observe(self, record: ExperimentRecord) -> None:
-        if self._pending is None:  # the baseline: learn from it too
+        pending = self._pending.pop(record.generation, None) if record.n > 1 else None
+        if pending is None:  # the baseline, or a proposal of an earlier incarnation: learn it as recorded
             self._replay(record)
             return
-        trial, exact = self._pending
-        self._pending = None
-        value = record.value if not record.status.failed else None
+        trial, exact = pending
+        value = _value_of(record)
         if exact:
-            self.study.tell(trial, value, state=None if value is not None else _fail())
-        else:  # the evaluated point is not the one asked: tell the truth as a new trial
-            self.study.tell(trial, state=_fail())
-            if record.status.harness_ran:
-                self._add(record, system_attrs={})
+            self._tell(trial, value)
+            return
+        self._tell(trial, None)  # the evaluated point is not the one asked: tell the truth as a new trial
+        if record.status.harness_ran:
+            self._add(record, system_attrs={})
 
     def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
         """The values this operator tunes, as they are in `files` (for the baseline's record)."""
         return read_values(self.located, files)
 
-    def _toward(self, name: str, current: Any, suggestion: Any, scale: float) -> Any:
-        return toward(self.space[name], current, suggestion, scale)
+    def _tell(self, trial: optuna.trial.Trial, value: float | None) -> None:
+        from optuna.trial import TrialState
+
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        self.study.tell(trial, value, state=state)
 
     def _replay(self, rec: ExperimentRecord) -> None:
         """Rebuild what observe() left in the private study for this record."""
+        if self.sampler_kind == "cmaes" and rec.extra.get("restart") and "x0" in rec.extra:  # a new search
+            self.restarts += 1
+            self.search = self._new_search(rec.extra["x0"])
         asked = rec.extra.get("asked")
+        value = _value_of(rec)
+        if asked is not None and rec.extra.get("exact"):  # the sampler's own trial, with its attrs
+            self._add(rec, system_attrs=rec.extra.get("sampler_attrs", {}), params=asked, value=value)
+            return
         if asked is not None:  # the suggestion the evaluated point was derived from, told FAIL
-            self._add(rec, system_attrs={}, params=asked, failed=True)
-        exact = asked is None and rec.operator == self.name
-        if rec.status.harness_ran or exact:
-            self._add(rec, system_attrs=rec.extra.get("sampler_attrs", {}) if exact else {})
+            self._add(rec, system_attrs={}, params=asked, value=None)
+        if rec.status.harness_ran:
+            self._add(rec, system_attrs={}, value=value)
 
     def _add(
         self,
         rec: ExperimentRecord,
         system_attrs: dict[str, Any],
         params: dict[str, Any] | None = None,
-        failed: bool = False,
+        value: float | None = None,
     ) -> None:
         from optuna.trial import TrialState, create_trial
 
@@ -134,16 +232,23 @@ class ParamsOperator:
         values = {k: v for k, v in chosen.items() if k in self.space and self.space[k].contains(v)}
         if len(values) != len(self.space):
             return  # not a point of this space (e.g. the space changed since)
-        ok = not failed and not rec.status.failed and rec.value is not None
         self.study.add_trial(
             create_trial(
-                state=TrialState.COMPLETE if ok else TrialState.FAIL,
-                value=rec.value if ok else None,
+                state=TrialState.COMPLETE if value is not None else TrialState.FAIL,
+                value=value,
                 params=values,
                 distributions=self.dists,
                 system_attrs=system_attrs,
             )
         )
+
+
+def _value_of(rec: ExperimentRecord) -> float | None:
+    """What a record says the point scored: its value, or a duplicate's twin's."""
+    if rec.value is not None and not rec.status.failed:
+        return rec.value
+    twin = rec.extra.get("twin")
+    return twin.get("value") if isinstance(twin, dict) else None
 
 
 def toward(param: Param, current: Any, suggestion: Any, scale: float) -> Any:
@@ -154,7 +259,8 @@ def toward(param: Param, current: Any, suggestion: Any, scale: float) -> Any:
     return param.from_unit(here + max(-scale, min(scale, there - here)))
 
 
-def _fail() -> optuna.trial.TrialState:
-    from optuna.trial import TrialState
+def cma_popsize(dimensions: int) -> int:
+    """CMA-ES's default population for a space of `dimensions` numbers: 4 + floor(3 ln d)."""
+    import math
 
-    return TrialState.FAIL
+    return 4 + int(3 * math.log(max(1, dimensions)))

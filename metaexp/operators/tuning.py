@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from metaexp.candidate import Candidate
+from metaexp.candidate import Candidate, TunePlan
 from metaexp.evaluate.harness import Outcome
 from metaexp.operators.values import apply_values, read_values
 from metaexp.spec.space import Param
@@ -63,7 +63,7 @@ class _Tuning:
         }
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         direction = "maximize" if objective.sign > 0 else "minimize"
-        sampler = make_sampler(self.plan.sampler, self.plan.seed)
+        sampler = make_sampler(self.plan.sampler, self.plan.seed, tuning_popsize(self.plan))
         self.study = optuna.create_study(direction=direction, sampler=sampler)
         self.runs: list[dict[str, Any]] = []
         self.outcomes: list[Outcome] = []
@@ -127,6 +127,16 @@ class _Tuning:
             "tuned": tuned,
             "gain": gain,
         }
+
+
+def tuning_popsize(plan: TunePlan) -> int | None:
+    """CMA-ES's population within one tuning: small enough that at least two generations fit in the
+    budget after the candidate's own values (the second samples what the first taught it)."""
+    from metaexp.operators.params import cma_popsize
+
+    if plan.sampler != "cmaes":
+        return None
+    return max(4, min(cma_popsize(len(plan.knobs)), (plan.budget - 1) // 2))  # 4: the least with c_mu > 0
 
 
 def local_distribution(param: Param, value: Any) -> optuna.distributions.BaseDistribution | None:

@@ -1,4 +1,5 @@
-"""Named values in target files: where each lives, and rewriting several at once."""
+"""Named values in target files: where each lives, rewriting several at once, a random point of a
+space, and crossing two parents' values."""
 
 from __future__ import annotations
 
@@ -55,3 +56,36 @@ def apply_values(
         parts.append(f"{name} {literal_text(path, old)} → {literal_text(path, new)}")
     after = read_values(located, {**files, **new_files})
     return new_files, after, ", ".join(parts)
+
+
+def random_point(space: Space, rng: Any) -> dict[str, Any]:
+    """A point drawn uniformly from the space (in log space where a range is log)."""
+    return {
+        name: rng.choice(param.choices) if param.type == "categorical" else param.from_unit(rng.random())
+        for name, param in sorted(space.items())
+    }
+
+
+def crossed(located: Mapping[str, str], a: Any, b: Any, rng: Any) -> Any:
+    """A child of lineage state `a` that takes some of `b`'s values: a block (a run of names in
+    order, which keeps neighbouring values together) or, as often, each differing name from either
+    parent (uniform). None when the child would equal a parent."""
+    from metaexp.candidate import Candidate
+
+    names = sorted(located)
+    va, vb = read_values(located, a.files), read_values(located, b.files)
+    differ = [n for n in names if va[n] != vb[n]]
+    if len(differ) < 2:
+        return None  # every child would be one of the parents
+    kind = "block" if rng.random() < 0.5 else "uniform"
+    if kind == "block":
+        i, j = sorted(rng.sample(range(len(names) + 1), 2))
+        taken = [n for n in names[i:j] if n in differ]
+    else:
+        taken = [n for n in differ if rng.random() < 0.5]
+    if not taken or len(taken) == len(differ):
+        return None
+    files, params, description = apply_values(located, a.files, {n: vb[n] for n in taken})
+    extra = {"parents": [a.commit, b.commit], "crossover": kind}
+    what = f"crossover ({kind}) with {b.commit[:7]}: {description}"
+    return Candidate(a.commit, files, what, "crossover", params, extra)

@@ -19,6 +19,7 @@ from typing import Any
 
 from metaexp.candidate import Candidate, compose, fingerprint
 from metaexp.decide.decision import decide
+from metaexp.decide.selectors import Individual
 from metaexp.evaluate.repeats import ParentTests
 from metaexp.evaluate.runner import Evaluation, Job
 from metaexp.record import refs
@@ -85,8 +86,18 @@ class Core:
         return out / f"island-{k}"
 
     def donor(self, k: int) -> Donor | None:
-        member = self.populations.donor(k)
+        member = self.populations.donor(k, self._distance)
         return (member, self.session.files(member.commit)) if member is not None else None
+
+    def _distance(self, a: Individual, b: Individual) -> float:
+        """How far apart two members are: in the declared space's unit cube where both have values
+        there, else 1 for members of different islands (a code change has no distance here)."""
+        space = self.plan.space or {}
+        pa, pb = self.session.records[a.n - 1].params, self.session.records[b.n - 1].params
+        names = [n for n, p in space.items() if p.type != "categorical" and n in pa and n in pb]
+        if not names:
+            return float(a.island != b.island)
+        return sum((space[n].to_unit(pa[n]) - space[n].to_unit(pb[n])) ** 2 for n in names) ** 0.5
 
     # --- prepare
 
@@ -104,21 +115,32 @@ class Core:
             why = self.plan.check_candidate(cand.parent_files, cand.files)
             if why:
                 return self._settle(flight, Status.REJECTED, why)
-            why = self._duplicate(cand.tree)
+            why, twin = self._duplicate(cand.tree)
             if why:
+                flight.cand = replace(cand, extra={**cand.extra, **twin})
                 return self._settle(flight, Status.INVALID, why)
         self.evaluating.add(fingerprint(cand.tree))
         return flight
 
     def _compose(self, cand: Candidate) -> Candidate:
-        """A crossover's child: git's three-way merge of its two parents."""
+        """A crossover's child: git's three-way merge of its two parents (the next pair when a merge
+        conflicts or changes nothing)."""
         assert cand.other is not None
-        composed = compose(self.session.ws.git, sorted(self.plan.target_files), cand.parent, cand.other)
-        if isinstance(composed, str):
-            return replace(cand, kind="invalid", reason=f"{composed} ({cand.description})")
-        ours, changed = composed
-        extra = {**cand.extra, "parents": [cand.parent, cand.other]}
-        return replace(cand, kind="change", files=changed, parent_files=ours, extra=extra)
+        why = ""
+        for ours, theirs in [(cand.parent, cand.other), *cand.alternatives]:
+            composed = compose(self.session.ws.git, sorted(self.plan.target_files), ours, theirs)
+            if isinstance(composed, str):
+                why = why or composed
+                continue
+            parent_files, changed = composed
+            extra = {**cand.extra, "parents": [ours, theirs]}
+            description = f"crossover {ours[:7]} × {theirs[:7]}"
+            return replace(
+                cand, parent=ours, other=theirs, kind="change", files=changed, parent_files=parent_files,
+                extra=extra, description=description, alternatives=(),
+            )  # fmt: skip
+        tried = 1 + len(cand.alternatives)
+        return replace(cand, kind="invalid", reason=f"{why} ({cand.description}; {tried} pair(s) tried)")
 
     def _commit(self, cand: Candidate) -> str:
         git, ledger = self.session.ws.git, self.session.ledger
@@ -128,13 +150,17 @@ class Core:
         tree = git.tree_with(ledger.listing(cand.parent), cand.files)
         return git.commit(tree, cand.parents, message)
 
-    def _duplicate(self, tree: Mapping[str, bytes]) -> str:
+    def _duplicate(self, tree: Mapping[str, bytes]) -> tuple[str, dict[str, Any]]:
+        """Why the tree is not new ("" if it is), and what its twin scored (the operator learns it)."""
         identity = fingerprint(tree)
-        twin = self.seen.get(identity)
-        if twin is not None:
-            earlier = self.session.records[twin - 1]
-            return f"duplicate of #{twin} ({earlier.status}, {self.spec.objective.primary}={earlier.value})"
-        return "duplicate of an evaluation in flight" if identity in self.evaluating else ""
+        n = self.seen.get(identity)
+        if n is not None:
+            earlier = self.session.records[n - 1]
+            why = f"duplicate of #{n} ({earlier.status}, {self.spec.objective.primary}={earlier.value})"
+            return why, {"twin": {"n": n, "value": earlier.value}}
+        if identity in self.evaluating:
+            return "duplicate of an evaluation in flight", {}
+        return "", {}
 
     def _settle(self, flight: Flight, status: Status, reason: str) -> None:
         """Record a candidate that never runs."""

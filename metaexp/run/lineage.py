@@ -26,6 +26,7 @@ from metaexp.record.records import ExperimentRecord, Status
 from metaexp.run.plan import Plan
 
 Donor = tuple[Individual, dict[str, bytes]]  # a hall-of-fame member and its files (restart escapes)
+CROSSOVER_PAIRS = 3  # pairs of members tried for one crossover before it falls back to a mutation
 
 
 class Lineage:
@@ -51,7 +52,7 @@ class Lineage:
         self.baseline = records[0].commit or plan.start
         top = self.pop.best()
         self.operator: Operator = plan.operator(
-            mine, self.files.get(top.commit if top else "", plan.target_files), out
+            mine, self.files.get(top.commit if top else "", plan.target_files), out, k
         )
         self._asked: dict[int, Candidate] = {c.generation: c for c in pending}  # not yet told
         self._escaping = False
@@ -82,22 +83,45 @@ class Lineage:
         return random.Random(f"metaexp:{self.spec.seed}:{self.k}:{g}")
 
     def _crossover(self, rng: random.Random) -> Candidate | None:
+        """A child of two members: the operator's own crossover of their values where it has one
+        (another pair is tried when a child would equal a parent), else git's merge of the two
+        commits, composed by the driver (with more pairs to try when a merge fails)."""
+        pairs = [self._pair(rng) for _ in range(CROSSOVER_PAIRS)]
+        pairs = [(a, b) for a, b in pairs if a.commit != b.commit]
+        cross = getattr(self.operator, "crossover", None)
+        if cross is None and pairs:
+            (a, b), rest = pairs[0], tuple((x.commit, y.commit) for x, y in pairs[1:])
+            description = f"crossover {a.commit[:7]} × {b.commit[:7]}"
+            return Candidate(
+                a.commit, {}, description, "crossover", kind="crossover", other=b.commit, alternatives=rest
+            )
+        for a, b in pairs:
+            child = cross(self._state(a.commit), self._state(b.commit), rng) if cross else None
+            if child is not None:
+                return replace(child, parent_files=dict(self.files[a.commit]))
+        return None
+
+    def _pair(self, rng: random.Random) -> tuple[Individual, Individual]:
         picked = self.pop.parents(2, rng, self.spec.strategy.tournament_size)
         if picked[0].commit == picked[1].commit:
             others = [m for m in self.pop.members if m.commit != picked[0].commit]
             picked[1] = rng.choice(others) if others else picked[1]
-        a, b = picked
-        if a.commit == b.commit:
-            return None
-        description = f"crossover {a.commit[:7]} × {b.commit[:7]}"
-        return Candidate(a.commit, {}, description, "crossover", kind="crossover", other=b.commit)
+        return picked[0], picked[1]
+
+    def _state(self, commit: str) -> LineageState:
+        metrics, value = self.values.get(commit, ({}, None))
+        return LineageState(commit, self.files[commit], metrics, value)
 
     def _propose(self, g: int, rng: random.Random, escape: bool, donor: Donor | None) -> Candidate:
         parent, files = self._parent(rng, escape, donor)
         self._escaping = self._escaping or escape
         metrics, value = self.values.get(parent, ({}, None))
         state = LineageState(parent, files, metrics, value)
+        restart = escape and self._restarts() and hasattr(self.operator, "restart")
         try:
+            if restart:  # a fresh point and a fresh search (IPOP for CMA-ES), never the baseline again
+                cand = self.operator.restart(state, g + 2, rng)  # type: ignore[attr-defined]
+                return replace(cand, parent_files=dict(files), extra={**cand.extra, "restart": True})
             with self._style_for(escape):
                 cand = self.operator.propose(state, g + 2, rng)
         except InvalidProposal as exc:
@@ -114,12 +138,16 @@ class Lineage:
             )
         return replace(cand, parent_files=dict(files))
 
+    def _restarts(self) -> bool:
+        escape = self.spec.strategy.escape
+        return escape is not None and escape.action in ("random_restart", "restart_from_hall_of_fame")
+
     def _parent(self, rng: random.Random, escape: bool, donor: Donor | None) -> tuple[str, dict[str, bytes]]:
         action = self.spec.strategy.escape.action if escape and self.spec.strategy.escape else ""
         if action == "restart_from_hall_of_fame" and donor is not None:
             self.files[donor[0].commit] = dict(donor[1])
             return donor[0].commit, dict(donor[1])
-        if action == "random_restart":
+        if action == "random_restart" and not hasattr(self.operator, "restart"):
             return self.baseline, self.files.get(self.baseline, dict(self.plan.target_files))
         chosen = self.pop.parents(1, rng, self.spec.strategy.tournament_size)[0]
         return chosen.commit, self.files[chosen.commit]

@@ -51,9 +51,13 @@ class Plan:
         return ""
 
     def operator(
-        self, history: list[ExperimentRecord], files: dict[str, bytes], out: Path | None = None
+        self,
+        history: list[ExperimentRecord],
+        files: dict[str, bytes],
+        out: Path | None = None,
+        lineage: int = 0,
     ) -> Operator:
-        ctx = Context(self.spec, self.root, self.styles, self.space, history, files, out)
+        ctx = Context(self.spec, self.root, self.styles, self.space, history, files, out, lineage)
         return make_operator(ctx)
 
 

@@ -33,9 +33,8 @@ class Populations:
         self.island_best = {k: top.commit for k, pop in enumerate(self.pops) if (top := pop.best())}
         self.counts: dict[int, tuple[int, int]] = {}  # island -> (experiments, keeps)
         self.logbooks: dict[int, list[dict[str, float]]] = {}  # island -> statistics rows
-        self.metrics: dict[
-            str, dict[str, float]
-        ] = {}  # accepted commit -> its metrics (the ratchet's yardstick)
+        self.metrics: dict[str, dict[str, float]] = {}  # accepted commit -> metrics: a ratchet's yardstick
+        self.restarted: dict[int, int] = {}  # island -> its experiment count when it last restarted
         for rec in records:
             self._learn(rec)
 
@@ -63,16 +62,22 @@ class Populations:
         if rec.n > 1 and rec.status.harness_ran:
             ran, kept = self.counts.get(rec.island, (0, 0))
             self.counts[rec.island] = (ran + 1, kept + (rec.status is Status.KEEP))
+            if rec.extra.get("restart"):
+                self.restarted[rec.island] = ran + 1
 
     # --- escapes and migration
 
-    def donor(self, k: int) -> Individual | None:
-        """A hall-of-fame member from another island, for restart_from_hall_of_fame escapes."""
+    def donor(self, k: int, distance: Callable[[Individual, Individual], float]) -> Individual | None:
+        """For restart_from_hall_of_fame escapes: the hall-of-fame member farthest (`distance`) from
+        island k's best, other than that best; None when there is none (a random restart then)."""
         escape = self.spec.strategy.escape
         if not escape or escape.action != "restart_from_hall_of_fame":
             return None
-        others = [m for m in self.hof.members if m.island != k] or self.hof.members
-        return others[0] if others else None
+        mine = self.pops[k].best()
+        others = [m for m in self.hof.members if mine is None or m.commit != mine.commit]
+        if not others:
+            return None
+        return max(others, key=lambda m: distance(m, mine) if mine is not None else 0.0)
 
     def migrants(
         self, rec: ExperimentRecord, source: Callable[[int], ExperimentRecord]
@@ -85,9 +90,17 @@ class Populations:
         done = self.counts.get(k, (0, 0))[0]
         if done == 0 or done % migration.every:
             return []
+        target = (k + 1) % self.k
+        if self._protected(target, migration.every):
+            return []
         pop = self.pops[k]
         ranked = sorted(pop.members, key=lambda m: fitness(m, pop.signs), reverse=True)[: migration.count]
-        return [migrant_record(source(m.n), k, (k + 1) % self.k) for m in ranked]
+        return [migrant_record(source(m.n), k, target) for m in ranked]
+
+    def _protected(self, k: int, experiments: int) -> bool:
+        """A restarted island takes no migrants for a while: its fresh start would be overrun."""
+        since = self.restarted.get(k)
+        return since is not None and self.counts.get(k, (0, 0))[0] - since < experiments
 
     # --- what the report shows
 

@@ -39,7 +39,10 @@ class OperatorSpec(_Strict):
     kind: Literal["params", "perturb", "llm", "hybrid"] = "perturb"
     space: str | None = Field(None, description="search space YAML; params: required")
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
-    style: str | dict[str, float] = Field("conservative", description="a style name or {name: weight}")
+    style: str | dict[str, float] = Field(
+        "conservative",
+        description="a style name or {name: weight}; params: default global (the sampler's own suggestion)",
+    )
     # --- llm
     model: str | None = Field(None, description="llm: the model name the endpoint knows")
     base_url: str | None = Field(None, description="llm: e.g. http://localhost:11434/v1; null: OpenAI")
@@ -62,6 +65,16 @@ class OperatorSpec(_Strict):
     llm: OperatorSpec | None = Field(None, description="hybrid: the llm operator's settings; null: offline")
     tune: TuneSpec = TuneSpec()
     schedule: ScheduleSpec = ScheduleSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_style(cls, data: Any) -> Any:
+        """params takes the sampler's suggestion whole unless a style says otherwise: a style that
+        narrows it (conservative: one value, a fifth of its range) turns any sampler into coordinate
+        hill climbing, which a user asking for cmaes or tpe does not expect."""
+        if isinstance(data, dict) and data.get("kind") == "params" and "style" not in data:
+            return {**data, "style": "global"}
+        return data
 
     @model_validator(mode="before")
     @classmethod

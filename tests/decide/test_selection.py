@@ -95,10 +95,21 @@ def test_tournament_differs_across_rng_states_and_favours_the_fit() -> None:
     assert picks.count(champion) > picks.count(worst)
 
 
-def test_best_parents_are_the_best_and_cycle_when_k_exceeds_the_population() -> None:
-    pop = [ind(1, 3.0), ind(2, 1.0), ind(3, 2.0)]
-    assert [p.n for p in select_parents(pop, 5, "best", MIN, random.Random(0))] == [2, 3, 1, 2, 3]
-    assert [p.n for p in select_parents(pop, 2, "best", MAX, random.Random(0))] == [1, 3]
+def test_best_parents_are_drawn_by_rank_so_every_member_breeds() -> None:
+    pop = [ind(1, 3.0), ind(2, 1.0), ind(3, 2.0)]  # minimised: 2 is the best, then 3, then 1
+    picks = [p.n for p in select_parents(pop, 3000, "best", MIN, random.Random(0))]
+    shares = {n: picks.count(n) / len(picks) for n in (1, 2, 3)}
+    assert shares == pytest.approx({2: 3 / 6, 3: 2 / 6, 1: 1 / 6}, abs=0.03)  # linear ranking
+    again = [p.n for p in select_parents(pop, 3000, "best", MIN, random.Random(0))]
+    assert again == picks  # the same rng, the same parents
+
+
+def test_tournament_picks_a_non_best_parent_as_often_as_it_should() -> None:
+    pop = [ind(i, float(i)) for i in range(1, 7)]  # minimised: 1 is the best of six
+    picks = select_parents(pop, 6000, "tournament", MIN, random.Random(1), tournament_size=3)
+    best_share = sum(p.n == 1 for p in picks) / len(picks)
+    assert best_share == pytest.approx(1 - (5 / 6) ** 3, abs=0.02)  # the best wins when it is drawn
+    assert {p.n for p in picks} >= {1, 2, 3, 4}  # others breed too
 
 
 def test_tournament_larger_than_population_still_works() -> None:
@@ -128,8 +139,8 @@ def test_select_parents_refuses_bad_input() -> None:
 
 
 @pytest.mark.parametrize("method", ["best", "tournament"])
-@pytest.mark.parametrize(("child", "kept"), [(0.9, True), (1.0, False), (1.1, False)])
-def test_population_of_one_is_the_ratchet(method: str, child: float, kept: bool) -> None:
+@pytest.mark.parametrize(("child", "kept"), [(0.9, True), (1.0, True), (1.1, False)])
+def test_a_population_of_one_takes_better_and_equal_children(method: str, child: float, kept: bool) -> None:
     incumbent = ind(1, 1.0)
     new = ind(2, child)
     pop, admitted = admit([incumbent], new, 1, method, MIN)
@@ -141,14 +152,14 @@ def test_empty_population_admits_the_baseline() -> None:
     assert admit([], ind(0, 5.0), 1, "best", MIN) == ([ind(0, 5.0)], True)
 
 
-def test_full_population_keeps_the_best_size_and_ties_keep_the_incumbent() -> None:
+def test_full_population_keeps_the_best_size_and_a_tie_of_the_worst_drifts_in() -> None:
     pop = [ind(1, 1.0), ind(2, 3.0), ind(3, 2.0)]
     grown, admitted = admit(pop, ind(4, 2.5), 4, "best", MIN)
     assert admitted and [x.n for x in grown] == [1, 3, 4, 2]  # not full yet: any child joins
     kept, admitted = admit(pop, ind(4, 2.5), 3, "best", MIN)
     assert admitted and [x.n for x in kept] == [1, 3, 4]
     tied, admitted = admit(pop, ind(4, 3.0), 3, "best", MIN)
-    assert not admitted and [x.n for x in tied] == [1, 3, 2]
+    assert admitted and [x.n for x in tied] == [1, 3, 4]  # a neutral move: the newcomer replaces its equal
     worse, admitted = admit(pop, ind(4, 9.0), 3, "tournament", MIN)
     assert not admitted and ind(4, 9.0) not in worse
 

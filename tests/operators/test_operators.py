@@ -133,6 +133,7 @@ def _simulate(
             params=cand.params,
             style=cand.style,
             extra=cand.extra,
+            generation=n - 2,  # a single lineage's proposal count
         )
         history.append(rec)
         op.observe(rec)

@@ -1,0 +1,104 @@
+"""The params operator's sampler learns: every proposal is the sampler's own trial, told back."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import LANDSCAPE, ROOT
+
+from metaexp.operators import Context, LineageState, experiment_rng, make_operator
+from metaexp.operators.styles import StyleMix
+from metaexp.operators.target import read_value
+from metaexp.record.records import ExperimentRecord, Status
+from metaexp.spec import Spec
+from metaexp.spec.space import load_space
+
+SPACE = load_space(ROOT / "search_spaces" / "landscape.yaml")
+FILES = {"params.py": (LANDSCAPE / "params.py").read_bytes()}
+OPTIMUM = {"X": 1.5, "Y": -0.5, "WIDTH": 12}
+SAMPLERS = [
+    "tpe",
+    "cmaes",
+    "random",
+    pytest.param("gp", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch")),
+]
+
+
+def _loss(files: dict[str, bytes]) -> float:
+    return sum((float(read_value("params.py", files["params.py"], k)) - v) ** 2 for k, v in OPTIMUM.items())
+
+
+def _operator(sampler: str, history: list[ExperimentRecord]) -> object:
+    spec = Spec.model_validate(
+        {
+            "tag": "t",
+            "target": ["params.py"],
+            "harness": {"command": "python evaluate.py"},
+            "metrics": {"loss": {}},
+            "objective": {"primary": "loss"},
+            "operator": {"kind": "params", "space": "space.yaml", "sampler": sampler},
+        }
+    )
+    assert spec.operator.style == "global"  # params' default: the sampler's own suggestion
+    ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), SPACE, history, FILES)
+    return make_operator(ctx)
+
+
+def _search(sampler: str, steps: int) -> tuple[object, list[ExperimentRecord]]:
+    """A ratchet in memory: each proposal evaluated on the landscape's bowl and told back."""
+    value = _loss(FILES)
+    history = [ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)]
+    op = _operator(sampler, list(history))
+    state = LineageState("c1", FILES, {"loss": value}, value)
+    for n in range(2, steps + 2):
+        cand = op.propose(state, n, experiment_rng(0, n))  # type: ignore[attr-defined]
+        files = {**state.files, **cand.files}
+        loss = _loss(files)
+        status = Status.KEEP if loss < (state.value or 0) else Status.DISCARD
+        rec = ExperimentRecord(
+            n, f"c{n}", state.commit, "", status, cand.description, {"loss": loss}, loss,
+            params=cand.params, extra=cand.extra, generation=n - 2,
+        )  # fmt: skip
+        history.append(rec)
+        op.observe(rec)  # type: ignore[attr-defined]
+        if status is Status.KEEP:
+            state = LineageState(f"c{n}", files, {"loss": loss}, loss)
+    return op, history
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_proposal_is_the_samplers_own_trial_told_back(sampler: str) -> None:
+    steps = 12 if sampler == "gp" else 30
+    op, history = _search(sampler, steps)
+    from optuna.trial import TrialState
+
+    trials = op.study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    own = [t for t in trials if t.state is TrialState.COMPLETE]  # the baseline has no params: not a trial
+    assert len(own) == steps
+    assert not [t for t in trials if t.state is TrialState.FAIL]
+    assert [t.params for t in own] == [r.extra["asked"] for r in history[1:]]  # what it asked, not a copy
+    told = [round(t.value, 9) for t in own]
+    assert told == [round(r.value, 9) for r in history[1:]]  # each told the value its evaluation gave
+    assert min(r.value for r in history) < history[0].value
+
+
+def test_cmaes_advances_its_generations_toward_the_optimum() -> None:
+    op, _ = _search("cmaes", 60)
+    trials = op.study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    key = next(k for t in trials for k in t.system_attrs if k.endswith("generation"))
+    generations: dict[int, list[float]] = {}
+    for t in trials:
+        if key in t.system_attrs and t.value is not None:
+            generations.setdefault(t.system_attrs[key], []).append(t.value)
+    assert max(generations) >= 3  # it completed generations: it learns from its own trials
+    first, last = min(generations), max(g for g, vals in generations.items() if len(vals) > 2)
+    assert sum(generations[last]) / len(generations[last]) < sum(generations[first]) / len(generations[first])
+
+
+def test_a_resumed_sampler_asks_what_an_uninterrupted_one_asks() -> None:
+    _, history = _search("cmaes", 30)
+    rebuilt = _operator("cmaes", history[:20])
+    state = LineageState("cX", FILES, {"loss": 1.0}, 1.0)
+    again = rebuilt.propose(state, 21, experiment_rng(0, 21))  # type: ignore[attr-defined]
+    assert again.extra["asked"] == history[20].extra["asked"]
