@@ -94,6 +94,8 @@ def sampled_spec(base: Spec, params: dict[str, Any], tag: str, seed: int, source
     """The base spec with the sampled values set, the inner tag and seed, and no meta block.
     A combination the spec refuses raises SpecError naming the keys."""
     data = base.model_dump(mode="json", exclude={"root", "meta"})
+    if "schedule" not in base.ray.model_fields_set:  # an outer trial's value does not depend on timing
+        data["ray"]["schedule"] = "ordered"
     for key, value in params.items():
         node = data
         for part in key.split(".")[:-1]:

@@ -58,6 +58,10 @@ def _drive(core: Core, scheduler: Scheduler) -> str:
     ray_spec = core.spec.ray
     connect(ray_spec)
     warm_workers(ray_spec.eval_resources, ray_spec.max_concurrent_evals)
+    if ray_spec.schedule == "ordered":
+        from metaexp.run.ordered import Ordered
+
+        return Ordered(core).drive()
     from metaexp.run.parallel import Parallel
 
     return Parallel(core).drive()

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from metaexp.candidate import Candidate, compose, fingerprint
+from metaexp.candidate import Candidate, compose
 from metaexp.decide.decision import decide
 from metaexp.decide.selectors import Individual
 from metaexp.evaluate.repeats import ParentTests
@@ -26,6 +26,7 @@ from metaexp.record import refs
 from metaexp.record.records import ExperimentRecord, Status
 from metaexp.run.budget import OnRecord
 from metaexp.run.lineage import Donor
+from metaexp.run.novelty import Novelty
 from metaexp.run.plan import Plan, make_plan
 from metaexp.run.populations import Populations
 from metaexp.run.recording import Flight, build_record
@@ -45,8 +46,8 @@ class Core:
         self.parent_tests = (
             ParentTests(self.spec.strategy.island_count) if self.spec.noise.method != "none" else None
         )
-        self.seen: dict[str, int] = {}  # normalised target files -> the experiment that ran them
-        self.evaluating: set[str] = set()  # ... and those being evaluated now
+        novelty, primary = self.spec.strategy.novelty, self.spec.objective.primary
+        self.novelty = Novelty(self.plan.space, novelty, session.records, primary)
         for rec in session.records:
             self._remember(rec)
         self._mark = time.monotonic()  # when the previous row was written: rows add up to the clock
@@ -115,11 +116,11 @@ class Core:
             why = self.plan.check_candidate(cand.parent_files, cand.files)
             if why:
                 return self._settle(flight, Status.REJECTED, why)
-            why, twin = self._duplicate(cand.tree)
+            why, twin = self.novelty.check(cand)
             if why:
                 flight.cand = replace(cand, extra={**cand.extra, **twin})
                 return self._settle(flight, Status.INVALID, why)
-        self.evaluating.add(fingerprint(cand.tree))
+        self.novelty.flying(cand)
         return flight
 
     def _compose(self, cand: Candidate) -> Candidate:
@@ -149,18 +150,6 @@ class Core:
         message = f"metaexp {where}{style}: {cand.description}"[:200] + "\n"
         tree = git.tree_with(ledger.listing(cand.parent), cand.files)
         return git.commit(tree, cand.parents, message)
-
-    def _duplicate(self, tree: Mapping[str, bytes]) -> tuple[str, dict[str, Any]]:
-        """Why the tree is not new ("" if it is), and what its twin scored (the operator learns it)."""
-        identity = fingerprint(tree)
-        n = self.seen.get(identity)
-        if n is not None:
-            earlier = self.session.records[n - 1]
-            why = f"duplicate of #{n} ({earlier.status}, {self.spec.objective.primary}={earlier.value})"
-            return why, {"twin": {"n": n, "value": earlier.value}}
-        if identity in self.evaluating:
-            return "duplicate of an evaluation in flight", {}
-        return "", {}
 
     def _settle(self, flight: Flight, status: Status, reason: str) -> None:
         """Record a candidate that never runs."""
@@ -206,10 +195,10 @@ class Core:
 
     def _tuned(self, flight: Flight, tuned: Candidate) -> None:
         """The tuned constants are the candidate: its files, params and description, and a commit."""
-        self.evaluating.discard(fingerprint(flight.cand.tree))
+        self.novelty.landed(flight.cand)
         changed = tuned.files != flight.cand.files
         flight.cand = replace(tuned, tune=None)
-        self.evaluating.add(fingerprint(tuned.tree))
+        self.novelty.flying(flight.cand)
         if changed:
             flight.commit = self._commit(flight.cand)
 
@@ -265,10 +254,7 @@ class Core:
             self.session.stopping.halt = halt or self.session.stopping.halt
 
     def _remember(self, rec: ExperimentRecord) -> None:
-        identity = rec.extra.get("fingerprint")
-        if identity and rec.status.harness_ran:
-            self.seen.setdefault(identity, rec.n)
-            self.evaluating.discard(identity)
+        self.novelty.remember(rec)
         if self.parent_tests is not None:
             self.parent_tests.learn(rec)
 
@@ -282,4 +268,4 @@ class Core:
 
     def forget(self, flight: Flight) -> None:
         """A flight that will not be recorded (its lineage died, or the run stops before it runs)."""
-        self.evaluating.discard(fingerprint(flight.cand.tree))
+        self.novelty.landed(flight.cand)

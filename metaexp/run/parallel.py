@@ -6,9 +6,8 @@ waiting for an island. A single lineage's ratchet has one experiment in flight a
 proposes what the serial scheduler would. Everything the driver waits on is a future in one
 `ray.wait`: proposals, evaluations, validations. The steps themselves are the core's.
 
-Faults: a lineage actor that dies is rebuilt from the records under a new name, with its
-candidates still in flight (they go on and are recorded once); one that dies MAX_DEATHS times in a
-row stops the run (resumable). An evaluation whose worker or node dies is retried by Ray on
+Faults: a lineage actor that dies is rebuilt (metaexp/run/actors.py); its candidates in flight go
+on and are recorded once. An evaluation whose worker or node dies is retried by Ray on
 another worker (cluster.RETRIES), then recorded as a crash; any other Ray failure stops the run
 with one line, the records so far intact.
 """
@@ -23,12 +22,12 @@ from metaexp.candidate import Candidate
 from metaexp.evaluate.harness import Outcome
 from metaexp.evaluate.runner import Evaluation
 from metaexp.record.records import Status
+from metaexp.run.actors import Actors, evaluation_failed, said
 from metaexp.run.budget import INTERRUPTED
 from metaexp.run.core import Core
 from metaexp.run.recording import Flight
 
 POLL_S = 0.5  # how long one wait for a finished future may block
-MAX_DEATHS = 3  # a lineage that dies this often without answering in between stops the run
 
 
 @dataclass
@@ -50,12 +49,9 @@ class Parallel:
         self.slots = self.spec.ray.max_concurrent_evals
         self.base_ref = ray.put(self.session.base.tar)
         self.evaluate, self.validate = remote_tasks(self.spec.ray.eval_resources)
-        self.actors: list[Any] = []
-        self.epochs = [0] * self.k
-        self.deaths = [0] * self.k  # deaths of each lineage since it last answered
         self.pending: dict[Any, _Pending] = {}
         self.ready: deque[Flight] = deque()  # prepared, waiting for an evaluation slot
-        core.tell = self._tell
+        self.actors = Actors(core, self._in_flight_of)
 
     # --- the schedule
 
@@ -87,15 +83,14 @@ class Parallel:
                 reason = INTERRUPTED
             except ray.exceptions.RayError as exc:  # Ray itself failed: the records so far stand
                 self._cancel()
-                reason = f"abort: Ray failed ({_said(exc)}); run it again to resume"
+                reason = f"abort: Ray failed ({said(exc)}); run it again to resume"
             finally:
-                for actor in self.actors:
-                    ray.kill(actor)
+                self.actors.kill_all()
         return reason or stopping.reason() or "done"
 
     def _start(self) -> None:
         if self.session.records:
-            self._spawn_all()
+            self.actors.spawn_all()
             return
         flight = self.core.prepare(self.core.baseline())
         assert flight is not None
@@ -128,8 +123,7 @@ class Parallel:
                 and busy[k] < share
                 and self.session.stopping.reason(self._in_flight()) is None
             ):
-                ref = self.actors[k].ask.remote(self.core.donor(k))
-                self.pending[ref] = _Pending("ask", k, self.epochs[k])
+                self.pending[self.actors.ask(k)] = _Pending("ask", k, self.actors.epochs[k])
                 busy[k] += 1
 
     def _submit(self) -> None:
@@ -152,14 +146,14 @@ class Parallel:
     def _advance(self, ref: Any, pending: _Pending) -> None:
         import ray
 
-        if pending.stage == "ask" and pending.epoch != self.epochs[pending.lineage]:
+        if pending.stage == "ask" and pending.epoch != self.actors.epochs[pending.lineage]:
             return  # asked of a lineage that died since; its rebuilt self is asked again
         try:
             value = ray.get(ref)
         except ray.exceptions.RayError as exc:
             return self._failed(pending, exc)
         if pending.stage == "ask":
-            self.deaths[pending.lineage] = 0
+            self.actors.answered(pending.lineage)
             self._asked(value)
         elif pending.stage == "evaluate":
             self._evaluated(pending, value)
@@ -174,10 +168,10 @@ class Parallel:
 
         if pending.stage == "ask":
             if isinstance(exc, ray.exceptions.RayActorError):
-                return self._lost(pending.lineage, exc)
+                return self.actors.lost(pending.lineage, exc)
             raise exc  # the lineage itself raised: a bug that asking again repeats
         assert pending.flight is not None
-        why = _evaluation_failed(exc)
+        why = evaluation_failed(exc)
         if pending.stage == "validate":
             self.core.validated(pending.flight, {"error": why}, "")
             return self._record(pending.flight)
@@ -206,61 +200,8 @@ class Parallel:
     def _record(self, flight: Flight) -> None:
         self.core.record(flight)
         if flight.cand.kind == "baseline" and self.session.tally.counts.get("keep"):
-            self._spawn_all()
-
-    # --- lineages
-
-    def _spawn_all(self) -> None:
-        self.actors = [self._spawn(k) for k in range(self.k)]
-
-    def _spawn(self, k: int) -> Any:
-        """Lineage k as an actor, from the records and its candidates still in flight, under a
-        name no earlier incarnation holds."""
-        from metaexp.run.cluster import lineage_actor
-
-        core, epoch = self.core, self.epochs[k]
-        name = f"metaexp:{self.spec.tag}:island-{k}" + (f":{epoch}" if epoch else "")
-        plan, files, out = core.lineage_plan(k), core.lineage_files(k), core.lineage_out(k)
-        return lineage_actor(name).remote(k, plan, self.session.records, files, out, self._in_flight_of(k))
+            self.actors.spawn_all()
 
     def _in_flight_of(self, k: int) -> list[Candidate]:
         flights = [*self.ready, *(p.flight for p in self.pending.values() if p.flight is not None)]
-        return [f.cand for f in flights if f.cand.lineage == k and f.cand.kind != "baseline"]
-
-    def _lost(self, k: int, exc: Exception) -> None:
-        """Lineage k's actor died: rebuild it (its evaluations in flight go on), or stop the run
-        when it keeps dying."""
-        import ray
-
-        self.deaths[k] += 1
-        why = _said(exc)
-        if self.deaths[k] >= MAX_DEATHS:
-            self.session.stopping.halt = (
-                f"abort: island {k} died {self.deaths[k]} times in a row ({why}); run it again to resume"
-            )
-            return
-        ray.kill(self.actors[k])  # if it is half alive: its name and resources go
-        self.epochs[k] += 1
-        self.actors[k] = self._spawn(k)
-        mine = sum(1 for r in self.session.records if r.island == k)
-        self.session.progress.note(f"island {k} died ({why}); rebuilt from {mine} records")
-
-    def _tell(self, k: int, rec: Any, tree: Any) -> None:
-        if self.actors:
-            self.actors[k].tell.remote(rec, tree)
-
-
-def _evaluation_failed(exc: Exception) -> str:
-    import ray
-
-    from metaexp.run.cluster import RETRIES
-
-    if isinstance(exc, ray.exceptions.RayTaskError):
-        return f"the evaluation failed: {_said(exc.cause if exc.cause is not None else exc)}"
-    return f"the evaluation's worker died on each of {RETRIES + 1} tries ({_said(exc)})"
-
-
-def _said(exc: BaseException) -> str:
-    """An exception in one line: its type and its message's last line (a Ray error's is the cause)."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1][:200]}" if lines else type(exc).__name__
+        return [f.cand for f in flights if f.cand.lineage == k]

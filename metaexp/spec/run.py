@@ -50,6 +50,11 @@ class NoiseSpec(_Strict):
 class RaySpec(_Strict):
     address: str | None = Field(None, description='null: a local Ray; "auto" or host:port: a cluster')
     max_concurrent_evals: int = Field(4, ge=1)
+    schedule: Literal["async", "ordered"] = Field(
+        "async",
+        description="a population's order: async records evaluations as they finish (throughput); "
+        "ordered records them as asked, so the records depend on the seed only (studies use it)",
+    )
     eval_resources: dict[str, Any] = Field(
         default_factory=lambda: {"num_cpus": 1}, description="Ray task options: num_cpus, num_gpus, resources"
     )

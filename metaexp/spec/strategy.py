@@ -62,6 +62,13 @@ class StrategySpec(_Strict):
     escape: EscapeSpec | None = None
     crossover_rate: float = Field(0.0, ge=0, le=1)
     features: list[FeatureSpec] = Field(default_factory=list, description="map_elites descriptors")
+    novelty: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="skip a candidate whose declared values lie this close to an evaluated one (unit "
+        "cube of the space, RMS per dimension); 0: only exact duplicates are skipped",
+    )
 
     @property
     def island_count(self) -> int:

@@ -60,6 +60,8 @@ def plan_runs(
             run["strategy"] = {"name": label, **preset}
             if budget is not None:
                 run["budget"] = {**(data.get("budget") or {}), "max_experiments": budget}
+            ray = data.get("ray") or {}
+            run["ray"] = {"schedule": "ordered", **ray}  # a study's figures do not depend on timing
             run["root"] = path.parent.resolve()
             try:
                 runs.append(PlannedRun(label, seed, Spec.model_validate(run)))

@@ -84,13 +84,19 @@ def _untimed(value: Any) -> Any:
     return value
 
 
+def _tree(project: Project, commit: str | None) -> str | None:
+    return git(project.root, "rev-parse", f"{commit}^{{tree}}").strip() if commit else None
+
+
 def _view(project: Project, rec: ExperimentRecord) -> dict[str, Any]:
-    """What must agree: every field but timing, and the commits' trees instead of their hashes."""
-    tree: Callable[[str | None], str | None] = lambda c: (  # noqa: E731
-        git(project.root, "rev-parse", f"{c}^{{tree}}").strip() if c else None
-    )
+    """What must agree: every field but timing, with commits named by their trees (a commit's hash
+    holds its time), in the description and a crossover's parents too."""
     data = _untimed(comparable(rec))
-    return {**data, "commit": tree(rec.commit), "parent": tree(rec.parent)}
+    for sha in (c for c in [rec.commit, rec.parent, *rec.extra.get("parents", [])] if c):
+        data["description"] = data["description"].replace(sha[:7], (_tree(project, sha) or "")[:7])
+    if "parents" in rec.extra:
+        data["extra"]["parents"] = [_tree(project, c) for c in rec.extra["parents"]]
+    return {**data, "commit": _tree(project, rec.commit), "parent": _tree(project, rec.parent)}
 
 
 @pytest.mark.parametrize(("kind", "noise"), CASES)
@@ -108,3 +114,46 @@ def test_serial_and_parallel_record_the_same_experiments(
         assert all("runs" in r["extra"] for r in one[1:] if r["status"] in (Status.KEEP, Status.DISCARD))
     if kind == "hybrid":
         assert any("tune" in r["extra"] for r in one)  # tuning ran (on a worker in the parallel run)
+
+
+POPULATION = {
+    "islands": 2,
+    "population": 3,
+    "migration": {"every": 3, "count": 1},
+    "crossover_rate": 0.3,
+    "escape": {"patience": 4, "action": "random_restart"},
+}
+
+
+def _population(
+    project: Project, scheduler: Scheduler, slots: int, cpus: float = 0.5
+) -> list[dict[str, Any]]:
+    settings: dict[str, Any] = {
+        "operator": {"kind": "perturb", "space": "space.yaml", "style": {"conservative": 1, "bold": 1}},
+        "strategy": POPULATION,
+        "budget": {"max_experiments": 16, "max_invalid_streak": 30},
+        "ray": {"max_concurrent_evals": slots, "eval_resources": {"num_cpus": cpus}, "schedule": "ordered"},
+    }
+    result = run(load_spec(project.spec(**settings)), out=io.StringIO(), scheduler=scheduler)
+    assert result.stop_reason == "max_experiments=16 reached", result.stop_reason
+    return [_view(project, r) for r in project.assert_consistent()]
+
+
+def test_an_ordered_population_records_the_same_run_after_run(
+    make_project: Callable[[str], Project], ray_session: None
+) -> None:
+    """ray.schedule ordered: the records depend on the seed only, not on which evaluation ends first."""
+    first = _population(make_project("one"), "parallel", slots=3)
+    again = _population(make_project("two"), "parallel", slots=3)
+    fewer_workers = _population(make_project("three"), "parallel", slots=3, cpus=1.0)  # 2 at once, not 3
+    assert first == again == fewer_workers
+    statuses = {r["status"] for r in first}
+    assert {Status.KEEP, Status.MIGRATE} <= statuses
+
+
+def test_serial_and_ordered_with_one_slot_record_the_same_population(
+    make_project: Callable[[str], Project], ray_session: None
+) -> None:
+    assert _population(make_project("serial"), "serial", slots=1) == _population(
+        make_project("ordered"), "parallel", slots=1
+    )
