@@ -17,6 +17,7 @@ FIGURES = {  # a line each smoke run must print: the figures, not just an exit c
     "meta_pruning.py": "successive_halving",
     "noise.py": "SPRT uses",
     "parallel_scaling.py": "of ideal",
+    "search_quality.py": "params + cmaes <= CMA-ES alone",
 }
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from metaexp.errors import MetaexpError, SpecError
 from metaexp.meta.plan import MetaPlan, meta_tag, plan_meta
 from metaexp.meta.space import distributions, sampled_spec, space_as_data
-from metaexp.meta.trial import InnerRun, TrialJob, make_pruner, objective_values, run_trial
+from metaexp.meta.trial import InnerRun, TrialJob, make_pruner, objective_values, reached_test, run_trial
 from metaexp.record.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -69,6 +69,10 @@ class _Outer:
         jobs = self._jobs(redo, fresh)
         interrupted = self._run_parallel(jobs) if self.meta.parallel > 1 else self._run_inline(jobs)
         self._summary()
+        if not interrupted and self.meta.reevaluate and len(self.meta.objectives) == 1:
+            from metaexp.meta.reevaluation import reevaluate
+
+            reevaluate(self.plan, self.study, self.ws.root, self.out)
         done = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
         return MetaResult(len(done), interrupted)
 
@@ -116,7 +120,11 @@ class _Outer:
         try:
             specs = [
                 sampled_spec(
-                    spec, params, self.plan.inner_tag(trial.number, r), spec.seed + r, self.plan.space_path
+                    spec,
+                    params,
+                    self.plan.inner_tag(trial.number, r),
+                    spec.seed + trial.number * r_count + r,  # fresh seeds per trial: picks cannot fit one
+                    self.plan.space_path,
                 )
                 for r in range(r_count)
             ]
@@ -213,18 +221,11 @@ class _Outer:
         if not last.curve:
             self._fail(trial, f"inner run {last.tag} produced no value: {last.stop_reason}")
             return False
-        values = objective_values(runs, list(self.meta.objectives), self.plan.budget, self._reached())
+        values = objective_values(runs, list(self.meta.objectives), self.plan.budget, reached_test(self.plan))
         self.study.tell(trial, values)
         shown = ", ".join(f"{o}={v:.6g}" for o, v in zip(self.meta.objectives, values, strict=True))
         self._line(trial, "COMPLETE", shown, runs)
         return False
-
-    def _reached(self) -> Any:
-        from metaexp.decide.objectives import Objective
-
-        objective = Objective.of(self.plan.spec)
-        target = self.meta.target if self.meta.target is not None else self.plan.spec.budget.target
-        return lambda value: objective.reached(value, target)
 
     def _fail(self, trial: Any, message: str) -> None:
         from optuna.trial import TrialState

@@ -41,6 +41,10 @@ class MetaSpec(_Strict):
     target: float | None = Field(None, description="experiments_to_target: default budget.target")
     pruner: PrunerSpec | None = Field(None, description="default: median (one objective), none (several)")
     repeats: int = Field(1, ge=1, description="inner seeds per sampled strategy; the outer value is the mean")
+    reevaluate: int = Field(
+        3, ge=0, description="the best outer trials re-run on fresh seeds before the best is named; 0: none"
+    )
+    reevaluate_seeds: int = Field(3, ge=1, description="fresh inner seeds each re-evaluated pick runs on")
     parallel: int = Field(1, ge=1, description="outer trials at once (Ray tasks when more than 1)")
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = Field(0, description="the outer sampler's seed")

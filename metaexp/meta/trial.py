@@ -188,3 +188,13 @@ def objective_values(runs: list[InnerRun], objectives: list[str], budget: int, r
         }
         per_run.append([table[name] for name in objectives])
     return [statistics.fmean(column) for column in zip(*per_run, strict=True)]
+
+
+def reached_test(plan: Any) -> Any:
+    """`reached(value)`: whether an inner best reaches the meta study's target (meta.target, or the
+    inner spec's budget.target)."""
+    from metaexp.decide.objectives import Objective
+
+    objective = Objective.of(plan.spec)
+    target = plan.meta.target if plan.meta.target is not None else plan.spec.budget.target
+    return lambda value: objective.reached(value, target)

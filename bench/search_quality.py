@@ -1,0 +1,275 @@
+"""Search quality against what a user would otherwise pick, side by side in one run.
+
+    python bench/search_quality.py [--parts bbob,landscapes,binpack] [--seeds 5] [--workers 2] [--smoke]
+
+* bbob: BBOB functions of coco-experiment (Rastrigin f15, Schwefel f20, Gallagher's 21 peaks f22,
+  Katsuura f23) in d = 5 and 10 on [-5, 5]^d, instance 1 + seed. Optuna's CmaEsSampler and
+  RandomSampler called directly, in this process, against real metaexp runs (a git repository, the
+  harness in a sandboxed subprocess, the ledger): params + cmaes as shipped (a single lineage),
+  the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), and four islands of it. Each
+  metaexp harness run asks this process for f(x) over a Unix socket, so a run is not dominated by
+  importing numpy. Figures: the median over seeds of the best f - f_opt after 100 and 300
+  evaluations. Targets: params + cmaes <= CMA-ES alone on every function; restarts or islands
+  <= 0.8 x CMA-ES alone on these multimodal functions.
+* landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
+  and 200 (ordered scheduling): success rates with Wilson intervals. Target at 200: the best
+  population strategy >= 80 % on both, hill_climb < 20 %.
+* binpack: the binpack example's offline operators at 200 evaluations against its best-fit
+  baseline (4.75 % excess): the median best excess. Target <= 4.0 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import socketserver
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FUNCTIONS = {15: "Rastrigin", 20: "Schwefel", 22: "Gallagher 21", 23: "Katsuura"}
+DIMS = (5, 10)
+BUDGETS = (100, 300)
+METHODS = ("optuna cmaes", "optuna random", "metaexp cmaes", "metaexp restarts", "metaexp islands")
+ISLANDS = {"islands": 4, "population": 1, "escape": {"patience": 40, "action": "random_restart"}}
+STRATEGIES = {
+    "metaexp cmaes": "strategies/hill_climb.yaml",
+    "metaexp restarts": "strategies/restarts.yaml",
+    "metaexp islands": ISLANDS,
+}
+LANDSCAPE_STRATEGIES = ["hill_climb", "explore_exploit", "restarts", "islands", "pbt", "ga"]
+
+HARNESS = """import os, re, socket, sys
+text = open('params.py').read()
+x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
+with socket.socket(socket.AF_UNIX) as s:
+    s.connect(os.environ['BBOB_SOCKET'])
+    s.sendall((' '.join([sys.argv[1], sys.argv[2], sys.argv[3], *map(repr, x)]) + '\\n').encode())
+    f = s.makefile().readline().strip()
+print('---')
+print('f:', f)
+"""
+_PROBLEMS: dict[tuple[int, int, int], Any] = {}  # per process: cocoex problems by (fid, dim, instance)
+
+
+# --------------------------------------------------------------------------- the BBOB problems
+
+
+def problem(fid: int, dim: int, instance: int) -> Any:
+    key = (fid, dim, instance)
+    if key not in _PROBLEMS:
+        import cocoex
+
+        options = f"dimensions:{dim} function_indices:{fid} instance_indices:{instance}"
+        _PROBLEMS[key] = next(iter(cocoex.Suite("bbob", "", options)))
+    return _PROBLEMS[key]
+
+
+def optimum(fid: int, dim: int, instance: int) -> float:
+    """f at the problem's optimum (coco writes the optimal x to a file in the working directory)."""
+    import numpy as np
+
+    p, here = problem(fid, dim, instance), os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            p._best_parameter("print")
+            x = np.array([float(v) for v in Path("._bbob_problem_best_parameter.txt").read_text().split()])
+        finally:
+            os.chdir(here)
+    return float(p(x))
+
+
+class _Evaluate(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        import numpy as np
+
+        fid, dim, inst, *x = self.rfile.readline().split()
+        f = problem(int(fid), int(dim), int(inst))
+        self.wfile.write(f"{float(f(np.array([float(v) for v in x])))!r}\n".encode())
+
+
+def serve(path: Path) -> None:
+    server = socketserver.ThreadingUnixStreamServer(str(path), _Evaluate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def optuna_run(fid: int, dim: int, seed: int, sampler: str, evals: int) -> list[float]:
+    import numpy as np
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    p = problem(fid, dim, 1 + seed)
+    make = {"cmaes": optuna.samplers.CmaEsSampler, "random": optuna.samplers.RandomSampler}[sampler]
+    study = optuna.create_study(sampler=make(seed=seed))
+    values = []
+    for _ in range(evals):
+        trial = study.ask()
+        value = float(p(np.array([trial.suggest_float(f"X{i}", -5.0, 5.0) for i in range(dim)])))
+        study.tell(trial, value)
+        values.append(value)
+    return values
+
+
+def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Path, sock: Path) -> list[float]:
+    """A real metaexp run (serial scheduler: no Ray in a pool worker), its evaluated values in order."""
+    from metaexp.record.records import read_records
+    from metaexp.run import run
+    from metaexp.spec import load_spec
+
+    root = tmp / f"f{fid}-d{dim}-s{seed}-{method.split()[-1]}"
+    root.mkdir(parents=True)
+    (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(dim)))
+    (root / "evaluate.py").write_text(HARNESS)
+    (root / "space.yaml").write_text(
+        "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(dim))
+    )
+    harness = {"command": f"python evaluate.py {fid} {dim} {1 + seed}", "immutable": ["evaluate.py"]}
+    spec = {
+        "tag": "bbob",
+        "target": ["params.py"],
+        "harness": {**harness, "env": {"BBOB_SOCKET": str(sock)}, "timeout_s": 30},
+        "metrics": {"f": {"direction": "minimize"}},
+        "objective": {"primary": "f"},
+        "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
+        "strategy": STRATEGIES[method],
+        "budget": {"max_experiments": evals, "max_invalid_streak": None, "abort_on_consecutive_crashes": 5},
+        "seed": seed,
+    }
+    (root / "metaexp.yaml").write_text(yaml.safe_dump(spec))
+    who = ["-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "bench"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    run(load_spec(root / "metaexp.yaml"), out=io.StringIO(), scheduler="serial")
+    records = read_records(root / ".metaexp" / "bbob" / "experiments.jsonl")
+    return [r.value for r in records if r.status.harness_ran and r.value is not None][:evals]
+
+
+def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str]) -> dict[str, Any]:
+    fid, dim, seed, method, budgets, tmp = job
+    t0 = time.monotonic()
+    if method.startswith("optuna"):
+        values = optuna_run(fid, dim, seed, method.split()[-1], max(budgets))
+    else:
+        sock = Path(tmp) / f"bbob-{os.getpid()}.sock"
+        if not sock.exists():
+            serve(sock)
+        values = metaexp_run(fid, dim, seed, method, max(budgets), Path(tmp), sock)
+    f_opt = optimum(fid, dim, 1 + seed)
+    best = {b: min(values[:b]) - f_opt for b in budgets}
+    return {"fid": fid, "dim": dim, "seed": seed, "method": method, "best": best, "s": time.monotonic() - t0}
+
+
+def bbob(seeds: int, workers: int, budgets: tuple[int, ...], dims: tuple[int, ...]) -> str:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp:
+        cells = [(f, d, s) for f in FUNCTIONS for d in dims for s in range(seeds)]
+        jobs = [(f, d, s, m, budgets, tmp) for f, d, s in cells for m in METHODS]
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for row in pool.imap_unordered(bbob_job, jobs):
+                rows.append(row)
+                where = f"f{row['fid']} d{row['dim']} s{row['seed']}"
+                print(
+                    f"  {row['method']} {where}: {row['best']} ({row['s']:.0f}s)", file=sys.stderr, flush=True
+                )
+    return bbob_table(rows, budgets, dims)
+
+
+def _median(rows: list[dict[str, Any]], fid: int, dim: int, method: str, budget: int) -> float:
+    return statistics.median(
+        r["best"][budget] for r in rows if (r["fid"], r["dim"], r["method"]) == (fid, dim, method)
+    )
+
+
+def bbob_table(rows: list[dict[str, Any]], budgets: tuple[int, ...], dims: tuple[int, ...]) -> str:
+    head = ["function", "d", "evals", *METHODS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    same, better = [], []
+    for fid, name in FUNCTIONS.items():
+        for dim in dims:
+            for b in budgets:
+                med = {m: _median(rows, fid, dim, m, b) for m in METHODS}
+                lines.append(
+                    "| "
+                    + " | ".join([f"f{fid} {name}", str(dim), str(b), *(f"{med[m]:.3g}" for m in METHODS)])
+                    + " |"
+                )
+                cma = med["optuna cmaes"]
+                same.append(med["metaexp cmaes"] <= cma)
+                better.append(min(med["metaexp restarts"], med["metaexp islands"]) <= 0.8 * cma)
+    lines.append(
+        "\nmedian over seeds of the best f - f_opt (lower is better). "
+        f"params + cmaes <= CMA-ES alone: {sum(same)}/{len(same)} rows; "
+        f"restarts or islands <= 0.8 x CMA-ES alone: {sum(better)}/{len(better)} rows"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- landscapes
+
+
+def landscapes(seeds: int, budgets: tuple[int, ...]) -> str:
+    import ray
+
+    from metaexp.study import format_table, run_study
+
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
+    out = []
+    with tempfile.TemporaryDirectory(prefix="search-quality-land-") as tmp:
+        demo = Path(tmp) / "demo"
+        init = [sys.executable, "-m", "metaexp", "init", "--example", "landscapes", str(demo)]
+        subprocess.run(init, check=True, capture_output=True)
+        for name in ("deceptive", "nk"):
+            for budget in budgets:
+                t0 = time.monotonic()
+                where = demo / f"out-{name}-{budget}"
+                result = run_study(
+                    demo / f"{name}.yaml", LANDSCAPE_STRATEGIES, seeds, budget, where, io.StringIO()
+                )
+                took = time.monotonic() - t0
+                out.append(f"{name}, budget {budget} ({took:.0f}s):\n{format_table(result.summary)}")
+                print(out[-1], file=sys.stderr, flush=True)
+    return "\n\n".join(out)
+
+
+def main() -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--parts", default="bbob,landscapes")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--landscape-seeds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--smoke", action="store_true", help="bbob: 1 seed, 20 evaluations, d = 5: that it runs"
+    )
+    args = parser.parse_args()
+    budgets, dims, land = BUDGETS, DIMS, (60, 200)
+    if args.smoke:
+        args.parts, args.seeds, args.workers, budgets, dims = "bbob", 1, 1, (10, 20), (5,)
+    parts = args.parts.split(",")
+    if "bbob" in parts:
+        print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
+    if "landscapes" in parts:
+        print(landscapes(args.landscape_seeds, land), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
