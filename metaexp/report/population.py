@@ -20,6 +20,12 @@ def format_population(data: dict[str, Any], metric: str) -> str:
                 cells *= int(bins)
             text += f", archive {len(archive['elites'])}/{cells} cells"
         lines.append(f"  island {island['island']}: {text}")
+    crossovers = data.get("crossovers") or {}
+    if crossovers:
+        total = sum(crossovers.values())
+        wasted = total - crossovers.get("evaluated", 0)
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(crossovers.items()))
+        lines.append(f"crossovers: {total} ({parts}); {wasted / total:.0%} never evaluated")
     members = data.get("hall_of_fame", {}).get("members", [])
     if members:
         lines.append(f"hall of fame ({metric}):")

@@ -35,6 +35,7 @@ class Populations:
         self.logbooks: dict[int, list[dict[str, float]]] = {}  # island -> statistics rows
         self.metrics: dict[str, dict[str, float]] = {}  # accepted commit -> metrics: a ratchet's yardstick
         self.restarted: dict[int, int] = {}  # island -> its experiment count when it last restarted
+        self.crossovers: dict[str, int] = {}  # evaluated / invalid / rejected crossover children
         for rec in records:
             self._learn(rec)
 
@@ -59,6 +60,9 @@ class Populations:
         if rec.commit and rec.value is not None and rec.status.accepted:
             self.metrics.setdefault(rec.commit, dict(rec.metrics))
             self.hof.update(individual(rec, self.spec))
+        if rec.style == "crossover" or rec.description.startswith("crossover"):
+            outcome = "evaluated" if rec.status.harness_ran else str(rec.status)
+            self.crossovers[outcome] = self.crossovers.get(outcome, 0) + 1
         if rec.n > 1 and rec.status.harness_ran:
             ran, kept = self.counts.get(rec.island, (0, 0))
             self.counts[rec.island] = (ran + 1, kept + (rec.status is Status.KEEP))
@@ -133,7 +137,7 @@ class Populations:
             archive = pop.archive.to_dict() if pop.archive is not None else None
             members = [m.to_dict() for m in pop.members]
             islands.append({"island": k, "logbook": book, "archive": archive, "members": members})
-        data = {"hall_of_fame": self.hof.to_dict(), "islands": islands}
+        data = {"hall_of_fame": self.hof.to_dict(), "islands": islands, "crossovers": self.crossovers}
         tmp = out / "population.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(out / "population.json")

@@ -78,6 +78,12 @@ class BudgetSpec(_Strict):
     max_evaluations: int | None = Field(
         None, ge=1, description="harness runs in all, repeats and hybrid tuning runs included"
     )
+    max_proposals: int | None = Field(
+        None,
+        ge=1,
+        description="records in all, those never run included (duplicates, invalid, rejected): a "
+        "strategy cannot buy progress with free proposals (metaexp study: 3 x max_experiments)",
+    )
 
 
 class StageSpec(_Strict):

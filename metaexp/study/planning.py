@@ -58,8 +58,10 @@ def plan_runs(
         for seed in range(base.seed, base.seed + seeds):
             run = {**data, "tag": f"{base.tag}-{label}-s{seed}", "seed": seed}
             run["strategy"] = {"name": label, **preset}
-            if budget is not None:
-                run["budget"] = {**(data.get("budget") or {}), "max_experiments": budget}
+            run["budget"] = {**(data.get("budget") or {}), **({"max_experiments": budget} if budget else {})}
+            evals = run["budget"].get("max_experiments") or base.budget.max_experiments
+            if evals and "max_proposals" not in run["budget"]:  # free proposals cannot win a study
+                run["budget"]["max_proposals"] = 3 * evals
             ray = data.get("ray") or {}
             run["ray"] = {"schedule": "ordered", **ray}  # a study's figures do not depend on timing
             run["root"] = path.parent.resolve()

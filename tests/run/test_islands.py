@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -13,8 +14,9 @@ from helpers import check_population, run_population
 
 from metaexp.errors import MetaexpError
 from metaexp.record.records import Status
-from metaexp.run import RunResult
+from metaexp.run import RunResult, run
 from metaexp.run.cluster import check_resources
+from metaexp.spec import load_spec
 
 
 def test_population_run_islands_migration_escape_and_resume(project: Project, ray_session: None) -> None:
@@ -178,3 +180,26 @@ def test_islands_can_work_on_different_aspects(project: Project, ray_session: No
     records = check_population(project)
     by_island = {k: {r.style for r in records[1:] if r.island == k and r.style} for k in (0, 1)}
     assert by_island == {0: {"bold"}, 1: {"conservative"}}
+
+
+def test_value_crossover_makes_children_of_two_parents_and_the_report_counts_them(project: Project) -> None:
+    strategy = {"islands": 1, "population": 4, "crossover_rate": 0.8, "selection": "tournament"}
+    operator = {"kind": "perturb", "space": "space.yaml", "style": "bold"}  # three values per mutation
+    spec = load_spec(project.spec(strategy=strategy, operator=operator, budget={"max_experiments": 16}))
+    run(spec, out=io.StringIO(), scheduler="serial")
+    records = check_population(project)
+    crossed = [r for r in records if r.style == "crossover"]
+    children = [r for r in crossed if r.status.harness_ran]
+    assert children, [r.description for r in records]
+    for child in children:  # each takes values from both parents
+        a, b = (next(r for r in records if r.commit == c) for c in child.extra["parents"])
+        assert child.parent == a.commit and child.extra["crossover"] in ("block", "uniform")
+        mine = {n for n, v in child.params.items() if v == a.params[n] != b.params[n]}
+        theirs = {n for n, v in child.params.items() if v == b.params[n] != a.params[n]}
+        assert mine and theirs
+    population = json.loads((project.root / ".metaexp/landscape/population.json").read_text())
+    assert population["crossovers"] == {
+        "evaluated": len(children),
+        **({"invalid": len(crossed) - len(children)} if len(crossed) > len(children) else {}),
+    }
+    assert "crossovers: " in project.cli("report", "metaexp.yaml").stdout
