@@ -26,3 +26,35 @@ def test_near_duplicates_are_skipped_before_they_cost_a_run(project: Project) ->
         for b in evaluated[:i]:
             squares = [(space[n].to_unit(a.params[n]) - space[n].to_unit(b.params[n])) ** 2 for n in space]
             assert (sum(squares) / len(squares)) ** 0.5 >= 0.05
+
+
+def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(project: Project) -> None:
+    """escape random_restart with params + cmaes: each restart starts a new search at a random point
+    (IPOP: a larger population), far from the best it leaves, never back at the start."""
+    from metaexp.spec.space import load_space
+
+    project.run(
+        operator={"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
+        strategy={"escape": {"patience": 6, "action": "random_restart"}},
+        budget={"max_experiments": 40},
+    )
+    records = project.assert_consistent()
+    restarts = [r for r in records if r.extra.get("restart")]
+    assert len(restarts) >= 2, [r.status for r in records]
+    space = load_space(project.root / "space.yaml")
+
+    def unit(params: dict) -> list[float]:
+        return [space[n].to_unit(params[n]) for n in sorted(space)]
+
+    baseline = unit(records[0].params)
+    centres = [unit(r.extra["x0"]) for r in restarts]
+    assert baseline not in centres and len({tuple(c) for c in centres}) == len(centres)
+    for rec in restarts:  # the first child of a restart is far from the incumbent it leaves
+        left = [r for r in records[: rec.n - 1] if r.status.accepted][-1]
+        gap = sum((a - b) ** 2 for a, b in zip(unit(rec.params), unit(left.params), strict=True)) ** 0.5
+        steps = [
+            sum((a - b) ** 2 for a, b in zip(unit(r.params), unit(left.params), strict=True)) ** 0.5
+            for r in records[max(1, rec.n - 7) : rec.n - 1]
+            if r.status.harness_ran and r.parent == left.commit
+        ]
+        assert gap > 0.05 and rec.status.name == "ESCAPE", (rec.n, rec.params, left.params, steps)
