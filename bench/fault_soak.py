@@ -58,6 +58,7 @@ def make_repo(root: Path, experiments: int, workers: Path) -> Path:
             "command": "python evaluate.py",
             "immutable": ["evaluate.py"],
             "env": {"WORKERS": str(workers)},
+            "sandbox": "off",  # the soak's fault injection reads the harness's host PIDs
         },
         "metrics": {"loss": {"direction": "minimize"}},
         "objective": {"primary": "loss"},

@@ -143,7 +143,7 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
     spec = {
         "tag": "bbob",
         "target": ["params.py"],
-        "harness": {**harness, "env": {"BBOB_SOCKET": str(sock)}, "timeout_s": 30},
+        "harness": {**harness, "env": {"BBOB_SOCKET": str(sock)}, "timeout_s": 30, "sandbox": "off"},
         "metrics": {"f": {"direction": "minimize"}},
         "objective": {"primary": "f"},
         "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes"},

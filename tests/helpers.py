@@ -76,7 +76,8 @@ def worker_killer(project: Project, target: str, once: bool) -> dict[str, Any]:
     marker.touch()
     project.write("killer.py", WORKER_KILLER)
     env = {"MARKER": str(marker), "TARGET": target, **({"ONCE": "1"} if once else {})}
-    return {"command": "python killer.py", "immutable": ["evaluate.py", "killer.py"], "env": env}
+    harness = {"command": "python killer.py", "immutable": ["evaluate.py", "killer.py"], "env": env}
+    return {**harness, "sandbox": "off"}  # a fault from outside: the sandbox would hide the worker
 
 
 # --- two metrics: loss (the landscape's) and width (params.WIDTH, maximised)

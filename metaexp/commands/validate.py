@@ -7,6 +7,7 @@ import os
 import random
 import sys
 
+from metaexp.evaluate.isolation import isolation_for
 from metaexp.run.plan import Plan, make_plan
 from metaexp.spec import HarnessSpec, Spec, load_spec
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for line in _operator_notes(spec, plan):
         print(f"  {line}")
+    print(f"  {isolation_for(spec.harness.sandbox, spec.harness.network).why}")
     _print_checks(spec.harness)
     if spec.noise.method != "none":
         confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""

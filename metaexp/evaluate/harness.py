@@ -7,42 +7,19 @@ timeout, a reason and the log's tail (metaexp/evaluate/program.py).
 
 from __future__ import annotations
 
-import fnmatch
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from metaexp.evaluate.cascade import run_cascade, seconds
+from metaexp.evaluate.environment import harness_env
+from metaexp.evaluate.isolation import isolation_for
 from metaexp.evaluate.metrics import parse_metrics
 from metaexp.evaluate.program import Interrupted, Outcome, run_program
 from metaexp.evaluate.sandbox import BaseTree, discard
 from metaexp.record.records import Status
 from metaexp.spec import Spec
 
-__all__ = ["Interrupted", "Outcome", "evaluate", "harness_env", "is_secret", "validate"]
-
-SECRET_PATTERNS = ("*_API_KEY", "*_TOKEN", "*_SECRET", "*_SECRET_KEY", "*PASSWORD*", "*_ACCESS_KEY")
-
-
-def is_secret(name: str, extra: list[str]) -> bool:
-    upper = name.upper()
-    return name in extra or any(fnmatch.fnmatchcase(upper, p) for p in SECRET_PATTERNS)
-
-
-def harness_env(
-    spec: Spec, n: int, base: Mapping[str, str] | None = None, seed: int | None = None
-) -> dict[str, str]:
-    """The parent environment less secrets (unless passed on purpose), plus METAEXP_*."""
-    base = os.environ if base is None else base
-    keep = set(spec.harness.pass_env)
-    strip = [*spec.harness.strip_env, spec.operator.api_key_env]  # the operator's key, whatever its name
-    env = {k: v for k, v in base.items() if k in keep or not is_secret(k, strip)}
-    env.update(spec.harness.env)
-    env["METAEXP_TIME_BUDGET"] = f"{spec.harness.time_budget_s:g}"
-    env["METAEXP_SEED"] = str(spec.seed if seed is None else seed)
-    env["METAEXP_EXPERIMENT"] = str(n)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the sandbox (and any shared file) clean
-    return env
+__all__ = ["Interrupted", "Outcome", "evaluate", "harness_env", "validate"]
 
 
 def evaluate(
@@ -57,7 +34,7 @@ def evaluate(
 ) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness.
     `cascade`: run the spec's cheap stages first (metaexp/evaluate/cascade.py)."""
-    box = base.sandbox(files)
+    box = base.sandbox(files, bound=_bound(spec))
     env = {**harness_env(spec, n, seed=seed), **(extra_env or {})}
     try:
         stages, stopped = run_cascade(spec, base, box, env, log_path) if cascade else ([], None)
@@ -85,7 +62,7 @@ def validate(
     It never decides anything; a failing run is recorded, not fatal."""
     held_out = spec.harness.validation
     assert held_out is not None
-    box = base.sandbox(files)
+    box = base.sandbox(files, bound=_bound(spec))
     try:
         env = {**harness_env(spec, n), "METAEXP_VALIDATION": "1"}
         ran = run_program(spec, held_out, base, box, env, log_path)
@@ -98,3 +75,8 @@ def validate(
     if problem:
         return {"error": problem, "metrics": metrics, "harness_s": spent}
     return {"metrics": metrics, "harness_s": spent}
+
+
+def _bound(spec: Spec) -> bool:
+    """Whether the isolation binds the base into the sandbox (bubblewrap) or the tree links to it."""
+    return isolation_for(spec.harness.sandbox, spec.harness.network).full

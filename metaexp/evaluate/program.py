@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metaexp.evaluate.isolation import HOME, isolation_for, wrap
 from metaexp.evaluate.sandbox import BaseTree
 from metaexp.evaluate.supervisor import Supervised, supervise
 from metaexp.record.records import Status
@@ -51,12 +52,17 @@ class Ran:
 def run_program(
     spec: Spec, command: _Command, base: BaseTree, cwd: Path, env: Mapping[str, str], log: Path
 ) -> Ran:
-    """Run `command` in the sandbox `cwd`; shared base files it wrote through are restored (and make
-    the run a crash)."""
+    """Run `command` in the sandbox tree `cwd`, isolated as `harness.sandbox` says; shared base files
+    it wrote through (possible only without isolation) are restored and make the run a crash."""
+    h = spec.harness
+    iso = isolation_for(h.sandbox, h.network)
+    env = {**env, "HOME": HOME} if iso.full else dict(env)
+    gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES")) or bool(spec.ray.eval_resources.get("num_gpus"))
+    argv = wrap(iso, command.argv, cwd, base.frozen_files(), h.network, gpus)
     run = supervise(
-        command.argv,
+        argv,
         cwd=str(cwd),
-        env=dict(env),
+        env=env,
         log_path=str(log),
         timeout_s=command.timeout_s,
         grace_s=spec.harness.grace_s,

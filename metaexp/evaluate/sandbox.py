@@ -2,17 +2,20 @@
 
 A base is the files every candidate shares (the start commit without its
 target files), shipped as tar bytes and unpacked once per node into a
-read-only tree. A sandbox is a fresh directory whose base files are hard
-links into that tree (nothing big is copied per evaluation) and whose target
-files are real files. A harness that writes through a link anyway (root
-ignores read-only modes) is caught after the run by a stat check, and the
-base file is restored from the tar.
+read-only tree, verified by content whenever a run opens it. A sandbox is a
+fresh directory whose target files are real files and whose base files are
+bound read-only by the isolation (isolation.py), or without it symlinks into
+the base (nothing big is copied per evaluation). A harness that writes through
+a link anyway (root ignores read-only modes) is caught after the run by a
+stat check that includes ctime (os.utime cannot reset it), and the base file
+is restored from the tar.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import shutil
@@ -31,13 +34,32 @@ class BaseTree:
         self.root, self.key = Path(root), key
         self._tar = tar
         self.root.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            self._members = {m.name: m for m in archive.getmembers() if not m.isdir()}
+            self._digests = {m.name: _digest(archive, m) for m in self._members.values()}
         with _locked(self.root.parent / f"{self.root.name}.lock"):
             if _read(self.root / _STAMP) != key:
                 self._unpack()
-        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-            self._members = {m.name: m for m in archive.getmembers() if not m.isdir()}
+            self.tampered = self._verify()  # by content: a resumed run trusts no size or time
         self._manifest = {name: _signature(self.root / name) for name in self._members}
         self._folders = sorted({os.path.dirname(name) for name in self._members} - {""})
+
+    def _verify(self) -> list[str]:
+        """Files whose content is not what was frozen (each is restored from the tar)."""
+        bad = [name for name, digest in self._digests.items() if _file_digest(self.root / name) != digest]
+        if bad:
+            with tarfile.open(fileobj=io.BytesIO(self._tar)) as tar:
+                for name in bad:
+                    self._extract(tar, name)
+        return bad
+
+    def _extract(self, tar: tarfile.TarFile, name: str) -> None:
+        dest = self.root / name
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()  # needs only the folder writable, not the file
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tar.extract(self._members[name], self.root, filter="tar")
+        _freeze(dest)
 
     def _unpack(self) -> None:
         _make_writable(self.root)
@@ -55,8 +77,10 @@ class BaseTree:
         """The base as it travels to other nodes (unpacked there once per key)."""
         return self._tar
 
-    def sandbox(self, files: Mapping[str, bytes], name: str | None = None) -> Path:
-        """A fresh tree beside the base: base files linked in, `files` written as real files."""
+    def sandbox(self, files: Mapping[str, bytes], name: str | None = None, bound: bool = False) -> Path:
+        """A fresh tree beside the base: `files` written as real files, base files as symlinks into
+        the base (creating them leaves the base's inodes, ctime included, alone), or, `bound`, left
+        for the isolation to bind read-only (only the base's own symlinks are made)."""
         box = self.root.parent / f"{self.root.name}-sandboxes" / (name or uuid.uuid4().hex)
         discard(box)
         box.mkdir(parents=True)
@@ -68,14 +92,19 @@ class BaseTree:
             src = self.root / path
             if src.is_symlink():
                 os.symlink(os.readlink(src), box / path)
-            else:
-                os.link(src, box / path)
+            elif not bound:
+                os.symlink(src, box / path)
         for path, content in files.items():
             (box / path).write_bytes(content)
         return box
 
+    def frozen_files(self) -> dict[str, Path]:
+        """Every regular base file by its path in a sandbox tree: what the isolation binds read-only."""
+        return {name: self.root / name for name, m in self._members.items() if not m.issym()}
+
     def restore_shared(self) -> list[str]:
-        """Base files changed since they were frozen; each is restored from the tar."""
+        """Base files changed since they were frozen (size, times, mode, inode: `os.utime` cannot
+        hide a write, which moves ctime); each is restored from the tar."""
         changed = [p for p, sig in self._manifest.items() if _signature(self.root / p) != sig]
         if not changed:
             return []
@@ -84,13 +113,8 @@ class BaseTree:
             tarfile.open(fileobj=io.BytesIO(self._tar)) as tar,
         ):
             for path in changed:
-                dest = self.root / path
-                if dest.exists() or dest.is_symlink():
-                    dest.unlink()  # needs only the folder writable, not the file
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tar.extract(self._members[path], self.root, filter="tar")
-                _freeze(dest)
-                self._manifest[path] = _signature(dest)
+                self._extract(tar, path)
+                self._manifest[path] = _signature(self.root / path)
         return changed
 
 
@@ -132,12 +156,28 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _signature(path: Path) -> tuple[int, int, int]:
+def _signature(path: Path) -> tuple[int, ...]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return (-1, -1, -1)
-    return (st.st_size, st.st_mtime_ns, st.st_mode)
+        return (-1,)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_ino)
+
+
+def _digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "link:" + member.linkname
+    data = archive.extractfile(member)
+    return hashlib.sha256(data.read() if data is not None else b"").hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    if path.is_symlink():
+        return "link:" + os.readlink(path)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _freeze(path: Path) -> None:

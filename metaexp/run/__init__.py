@@ -35,6 +35,7 @@ def run(
         from metaexp.run.pipeline import run_pipeline
 
         return run_pipeline(spec, out, on_record, scheduler)
+    from metaexp.evaluate.isolation import isolation_for
     from metaexp.run.core import Core
     from metaexp.run.session import Session
 
@@ -42,6 +43,7 @@ def run(
     with Session(spec, out) as session:
         core = Core(session, on_record)
         session.progress.start(resumed=session.tally.total)
+        session.progress.note(isolation_for(spec.harness.sandbox, spec.harness.network).why)
         reason = _drive(core, chosen)
         core.island_lines()
         session.progress.finish(reason)

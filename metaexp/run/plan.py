@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaexp.errors import SpecError
+from metaexp.evaluate.isolation import isolation_for
 from metaexp.operators import Context, Operator, make_operator
 from metaexp.operators.styles import StyleMix
 from metaexp.record.git import Entry, Git
@@ -88,6 +89,7 @@ def make_plan(spec: Spec, start: str | None = None) -> Plan:
     styles = StyleMix(spec.operator.style, root)
     plan = Plan(spec, root, sha, listing, target_files, {p: files[p].sha for p in immutable}, space, styles)
     plan.operator([], target_files)  # names in the space exist, the sampler can run
+    isolation_for(spec.harness.sandbox, spec.harness.network)  # harness.sandbox required: the tool works
     return plan
 
 

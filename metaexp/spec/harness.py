@@ -106,6 +106,12 @@ class HarnessSpec(_Command):
     validation: ValidationSpec | None = Field(
         None, description="a held-out harness run on every new best (its metrics go into the row)"
     )
+    sandbox: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="isolate the harness with bubblewrap: auto where it works (a line says which), "
+        "required refuses to run without it, off runs it as you",
+    )
+    network: bool = Field(False, description="the sandboxed harness may use the network (loopback included)")
 
 
 def argv_of(command: str | list[str]) -> list[str]:

@@ -6,8 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Project
 
+from metaexp.evaluate.isolation import available
 from metaexp.record.records import Status
 
 EVIL = """\
@@ -46,6 +48,7 @@ def test_hanging_forking_term_ignoring_harness_is_killed_with_no_process_left(
             "timeout_s": 2,
             "grace_s": 0.5,
             "env": {"PIDS": str(pids)},
+            "sandbox": "off",  # the supervisor alone: the harness writes host PIDs to a host folder
             "immutable": ["evil.py"],
         },
         budget={"max_experiments": 1},
@@ -83,16 +86,18 @@ def test_harness_sees_no_secrets_unless_passed(project: Project, monkeypatch: ob
     assert {"KEEP_ME_API_KEY", "METAEXP_TIME_BUDGET", "METAEXP_SEED", "METAEXP_EXPERIMENT"} <= names
 
 
-def test_harness_writing_to_a_shared_file_does_not_change_it(project: Project) -> None:
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_harness_writing_to_a_shared_file_does_not_change_it(project: Project, sandbox: str) -> None:
     project.write("data.txt", "precious\n")
     project.write("vandal.py", "open('data.txt', 'w').write('vandalised')\nprint('loss: 1')\n")
-    project.run(
-        harness={"command": "python vandal.py", "immutable": ["vandal.py"]}, budget={"max_experiments": 2}
-    )
+    harness = {"command": "python vandal.py", "immutable": ["vandal.py"], "sandbox": sandbox}
+    project.run(harness=harness, budget={"max_experiments": 2})
     base = project.root / ".metaexp/landscape/base/data.txt"
     assert base.read_text() == "precious\n"
     rec = project.records()[0]
-    if os.geteuid() == 0:  # root can write through the read-only link: caught and restored
+    if sandbox == "auto" and available() == "bwrap":  # the base is bound read-only: nobody writes
+        assert rec.status is Status.CRASH and "Read-only file system" in rec.log_tail
+    elif os.geteuid() == 0:  # root writes through the read-only link: caught and restored
         assert rec.status is Status.CRASH and "data.txt" in rec.reason
     else:  # everyone else is stopped by the read-only base
         assert rec.status is Status.CRASH and "Permission" in rec.log_tail

@@ -36,7 +36,8 @@ def test_sigkill_while_the_harness_runs(project: Project) -> None:
             "os.path.exists(os.environ['HANG']):\n        time.sleep(60)",
         ),
     )
-    spec = project.spec(budget={"max_experiments": 5}, harness={"env": {"HANG": str(marker)}})
+    harness = {"env": {"HANG": str(marker)}, "sandbox": "off"}  # the harness sees the host's marker
+    spec = project.spec(budget={"max_experiments": 5}, harness=harness)
     proc = subprocess.Popen(
         [sys.executable, "-m", "metaexp", "run", str(spec)],
         cwd=project.root,
