@@ -19,6 +19,7 @@ from metaexp.crashpoints import crashpoint
 from metaexp.errors import LedgerError
 from metaexp.record import refs
 from metaexp.record.git import Entry
+from metaexp.record.quarantine import quarantine, trusted
 from metaexp.record.records import ExperimentRecord, Status, read_records
 from metaexp.record.storage import describe_study, open_study
 
@@ -46,13 +47,17 @@ class Ledger:
         self._fd: int | None = None
         self._study: optuna.Study | None = None
         self._listings: dict[str, dict[str, Entry]] = {}
+        self.quarantined: list[ExperimentRecord] = []  # lines open() moved aside
 
     # --- start-up
 
     def open(self) -> list[ExperimentRecord]:
-        """Read the records, drop a torn last line, and repair TSV, Optuna and refs from them."""
-        records = read_records(self.jsonl)
+        """Read the records, drop a torn last line, quarantine lines this run did not write, and
+        repair TSV, Optuna and refs from the rest."""
         self._truncate_torn_tail()
+        records, self.quarantined = trusted(read_records(self.jsonl), self.ws.git, self.ws.refs_prefix)
+        if self.quarantined:
+            quarantine(self.jsonl, records, self.quarantined)
         self._fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_tsv(records)
         self._repair_study(records)

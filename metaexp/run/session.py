@@ -63,8 +63,19 @@ class Session:
         self.base: BaseTree = self.ws.prepare_base(
             self.plan.start, self.plan.listing, sorted(self.plan.target_files)
         )
+        if self.base.tampered:  # restored already; say so before anything runs on it
+            raise WorkspaceError(
+                f"the frozen harness files {', '.join(self.base.tampered)} of run {self.spec.tag!r} were "
+                "changed since the run last used them (a harness or another program wrote them); they are "
+                "restored from git: find what changed them, then run again"
+            )
         self.ledger = Ledger(self.ws, self.spec, self.plan.space)
         self.records = self.ledger.open()
+        for rec in self.ledger.quarantined:
+            self.progress.note(
+                f"warning: experiments.jsonl held a line this run did not write (#{rec.n}, {rec.commit}): "
+                "moved to experiments.quarantine.jsonl"
+            )
         for rec in self.records:
             self.tally.add(rec)
 
