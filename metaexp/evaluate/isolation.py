@@ -21,10 +21,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from metaexp.errors import SpecError
+from metaexp.errors import MetaexpError, SpecError
 
 TOOLS_VARIABLE = "METAEXP_SANDBOX_TOOLS"  # which tools to look for ("bwrap:unshare"; "" hides both)
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys")
@@ -123,6 +125,7 @@ def wrap(
     args += ["--bind", str(box), str(box)]
     for rel, frozen in sorted(base_files.items()):
         args += ["--ro-bind", str(frozen), str(box / rel)]
+    args += ["--remount-ro", "/"]  # nothing else writable: not even the folders made for the mounts
     return [*args, "--chdir", str(box), "--", *argv]
 
 
@@ -138,9 +141,23 @@ def _python_paths() -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if Path(p).exists() and not p.startswith(under_system)))
 
 
+def gpus() -> list[str]:
+    """This machine's NVIDIA GPU devices (nvidia0, nvidia1, ...)."""
+    return sorted(n for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit())
+
+
+def check_local_gpus(request: Mapping[str, Any]) -> None:
+    """A GPU request evaluated on this machine (no Ray): refuse it here when there is no GPU."""
+    wanted = request.get("num_gpus") or 0
+    if wanted and len(gpus()) < wanted:
+        raise MetaexpError(
+            f"ray.eval_resources: num_gpus={wanted:g}, but this machine has {len(gpus())} GPU(s) "
+            "(no /dev/nvidia* devices) and this run evaluates here; remove num_gpus or run on a GPU machine"
+        )
+
+
 def _gpu_devices() -> list[str]:
     args: list[str] = []
-    names = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit())
-    for name in [*names, *GPU_DEVICES]:
+    for name in [*gpus(), *GPU_DEVICES]:
         args += ["--dev-bind-try", f"/dev/{name}", f"/dev/{name}"]
     return args

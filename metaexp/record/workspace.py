@@ -11,8 +11,10 @@ import contextlib
 import fcntl
 import fnmatch
 import hashlib
+import io
 import json
 import os
+import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -128,9 +130,25 @@ class Workspace:
         blobs = json.dumps({p: e.sha for p, e in sorted(shared.items())}).encode()
         key = hashlib.sha256(blobs).hexdigest()[:16]
         tar = self.out / "base.tar"
-        if not (tar.exists() and (self.out / "base.key").read_text() == key):
+        data = tar.read_bytes() if tar.exists() and (self.out / "base.key").read_text() == key else b""
+        if not (data and _holds(data, shared)):  # the tar is checked against git, never trusted
             data = base_tar({p: (e.mode, self.git.blob(e.sha)) for p, e in shared.items()})
             tar.write_bytes(data)
             (self.out / "base.key").write_text(key)
-        self.base_tree = BaseTree(self.base, tar.read_bytes(), key)
+        self.base_tree = BaseTree(self.base, data, key)
         return self.base_tree
+
+
+def _holds(data: bytes, shared: Mapping[str, Entry]) -> bool:
+    """Whether a base tar holds exactly the blobs git lists (by their git hashes)."""
+    algorithm = "sha256" if any(len(e.sha) == 64 for e in shared.values()) else "sha1"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        found = {}
+        for member in tar.getmembers():
+            if member.issym():
+                content = member.linkname.encode()
+            else:
+                fh = tar.extractfile(member)
+                content = fh.read() if fh is not None else b""
+            found[member.name] = hashlib.new(algorithm, b"blob %d\0" % len(content) + content).hexdigest()
+    return found == {p: e.sha for p, e in shared.items()}

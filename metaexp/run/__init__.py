@@ -35,11 +35,13 @@ def run(
         from metaexp.run.pipeline import run_pipeline
 
         return run_pipeline(spec, out, on_record, scheduler)
-    from metaexp.evaluate.isolation import isolation_for
+    from metaexp.evaluate.isolation import check_local_gpus, isolation_for
     from metaexp.run.core import Core
     from metaexp.run.session import Session
 
     chosen = scheduler or ("parallel" if spec.strategy.is_population else "serial")
+    if chosen == "serial":  # it evaluates here, not on Ray (which checks a cluster's resources)
+        check_local_gpus(spec.ray.eval_resources)
     with Session(spec, out) as session:
         core = Core(session, on_record)
         session.progress.start(resumed=session.tally.total)
