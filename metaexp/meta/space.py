@@ -32,10 +32,10 @@ def load_strategy_space(ref: str, base: Path) -> tuple[Path, Space]:
     """Read and resolve a strategy space file (relative to `base`, or one metaexp ships)."""
     from metaexp.resources import resolve_data_file
 
-    path = resolve_data_file(ref, base)
+    path = resolve_data_file(ref, base, "meta.space")
     if path is None:
         raise SpecError(f"meta space: file {ref!r} not found (relative to {base}, nor among metaexp's)")
-    space = load_space(path)
+    space = load_space(path, "meta.space")
     for key in space:
         resolve_key(path, key)
     for key in space:

@@ -23,9 +23,22 @@ def open_study(storage: str | None, root: Path, tag: str, direction: str | list[
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [direction] if isinstance(direction, str) else direction
-    return optuna.create_study(
-        storage=make_storage(storage, root), study_name=tag, directions=directions, load_if_exists=True
-    )
+    try:
+        return optuna.create_study(
+            storage=make_storage(storage, root), study_name=tag, directions=directions, load_if_exists=True
+        )
+    except (ImportError, OSError) as exc:  # a missing database driver, an unwritable journal
+        raise SpecError(f"storage {masked(storage or '.metaexp/optuna.journal')}: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "grpc"):
+            raise
+        raise SpecError(f"storage {masked(storage or '')}: cannot open it: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error's own message, without SQLAlchemy's wrapping and background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe_study(study: optuna.Study, metric_names: list[str], spec: Spec | None) -> None:

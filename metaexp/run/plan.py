@@ -18,7 +18,7 @@ from metaexp.operators.styles import StyleMix
 from metaexp.record.git import Entry, Git
 from metaexp.record.records import ExperimentRecord
 from metaexp.record.workspace import matches
-from metaexp.resources import resolve_data_file
+from metaexp.resources import resolve_data_file, shorten
 from metaexp.spec import Spec
 from metaexp.spec.space import Space, load_space
 
@@ -121,7 +121,10 @@ def _check_command(spec: Spec, files: dict[str, Entry], root: Path) -> None:
 def _space(spec: Spec, root: Path) -> Space | None:
     if not spec.operator.space:
         return None
-    path = resolve_data_file(spec.operator.space, spec.root) or resolve_data_file(spec.operator.space, root)
+    key = "operator.space"
+    path = resolve_data_file(spec.operator.space, spec.root, key) or resolve_data_file(
+        spec.operator.space, root, key
+    )
     if path is None:
-        raise SpecError(f"operator.space: file {spec.operator.space!r} not found")
-    return load_space(path)
+        raise SpecError(f"operator.space: file {shorten(spec.operator.space)!r} not found")
+    return load_space(path, key)

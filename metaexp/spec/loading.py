@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from metaexp.errors import SpecError
+from metaexp.resources import shorten
 from metaexp.spec.run import Spec
 
 
@@ -20,9 +21,11 @@ def load_spec(path: str | Path) -> Spec:
     data = _read_yaml_mapping(path)
     strategy = data.get("strategy")
     if isinstance(strategy, str):
-        strategy_path = resolve_data_file(strategy, path.parent)
+        strategy_path = resolve_data_file(strategy, path.parent, f"{path}: strategy")
         if strategy_path is None:
-            raise SpecError(f"{path}: strategy: file {strategy!r} not found (nor among metaexp's presets)")
+            raise SpecError(
+                f"{path}: strategy: file {shorten(strategy)!r} not found (nor among metaexp's presets)"
+            )
         data["strategy"] = {"name": strategy_path.stem, **_read_yaml_mapping(strategy_path)}
     data["root"] = path.parent.resolve()
     try:
@@ -46,7 +49,8 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def format_validation_error(path: Path, exc: ValidationError, prefix: str = "") -> str:
-    """`prefix` is the key path of the validated part inside the file, e.g. 'LEARNING_RATE'."""
+    """One line per problem (one problem: one line in all); `prefix` is the key path of the validated
+    part inside the file, e.g. 'LEARNING_RATE'."""
     lines = [f"{path}: {exc.error_count()} problem(s):"]
     for err in exc.errors():
         where = ".".join([prefix] * bool(prefix) + [str(part) for part in err["loc"]])
@@ -60,7 +64,9 @@ def format_validation_error(path: Path, exc: ValidationError, prefix: str = "") 
             if not err["loc"]:  # a check across keys: its message names them
                 lines.append(f"  {prefix + ': ' if prefix else ''}{msg}")
             else:
-                lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+                lines.append(f"  {where}: {msg} (got {shorten(repr(err.get('input')))})")
+    if len(lines) == 2:  # one problem: one line
+        return f"{path}: {lines[1].strip()}"
     return "\n".join(lines)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from metaexp.spec.base import _Strict
+
+STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class PricesSpec(_Strict):
@@ -65,6 +68,18 @@ class OperatorSpec(_Strict):
     llm: OperatorSpec | None = Field(None, description="hybrid: the llm operator's settings; null: offline")
     tune: TuneSpec = TuneSpec()
     schedule: ScheduleSpec = ScheduleSpec()
+
+    @field_validator("style")
+    @classmethod
+    def _style_names(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        """A style is a name (strategies/styles/<name>.yaml), never a path."""
+        for name in [value] if isinstance(value, str) else value:
+            if not STYLE_NAME.fullmatch(name):
+                raise ValueError(
+                    "not a style name (letters, digits, _ and -, at most 64: "
+                    "strategies/styles/<name>.yaml in the project or shipped)"
+                )
+        return value
 
     @model_validator(mode="before")
     @classmethod

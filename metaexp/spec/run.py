@@ -127,6 +127,14 @@ class Spec(_Strict):
     # Where the spec file lives; relative paths in it resolve from here.
     root: Path = Field(Path("."), exclude=True)
 
+    @field_validator("start")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        """A commit, branch or tag name: git takes no control characters, the OS no NUL byte."""
+        if not value or len(value) > 256 or any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise ValueError("not a commit, branch or tag name (empty, too long or a control character)")
+        return value
+
     @field_validator("target", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:

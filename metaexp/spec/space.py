@@ -88,16 +88,17 @@ class Param(BaseModel):
 Space = dict[str, Param]
 
 
-def load_space(path: Path) -> Space:
+def load_space(path: Path, key: str = "operator.space") -> Space:
+    """The search space file `path`; `key` (the spec key that names it) starts every error."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise SpecError(f"operator.space: file {path} not found") from None
+        raise SpecError(f"{key}: file {path} not found") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{key}: {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or not raw:
         raise SpecError(
-            f"{path}: must map names to distributions, "
+            f"{key}: {path}: must map names to distributions, "
             "e.g. LR: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}"
         )
     space: Space = {}
@@ -105,5 +106,6 @@ def load_space(path: Path) -> Space:
         try:
             space[str(name)] = Param.model_validate(body)
         except ValidationError as exc:
-            raise SpecError(format_validation_error(path, exc, prefix=str(name))) from None
+            message = format_validation_error(path, exc, prefix=str(name))
+            raise SpecError(f"{key}: {message}") from None
     return space

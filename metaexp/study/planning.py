@@ -76,7 +76,7 @@ def plan_runs(
 def resolve_strategy(name: str, base: Path) -> tuple[str, dict[str, Any]]:
     """A preset name (hill_climb) or a strategy YAML, found in the project first, then shipped."""
     ref = name if name.endswith((".yaml", ".yml")) else f"strategies/{name}.yaml"
-    found = resolve_data_file(ref, base)
+    found = resolve_data_file(ref, base, "--strategies")
     if found is None:
         known = sorted({p.stem for p in data_dir("strategies").glob("*.yaml")})
         raise SpecError(

@@ -117,7 +117,8 @@ def test_cli_reports_errors_with_exit_code_1(project: Project) -> None:
     project.spec(objective={"primary": "acc"})
     proc = project.cli("validate", "metaexp.yaml", check=False)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("metaexp: error: metaexp.yaml: 1 problem(s):")
+    assert proc.stderr.startswith("metaexp: error: metaexp.yaml: objective.primary: ")
+    assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
 
 
