@@ -8,6 +8,10 @@ operator uses the target files, the style and how often that state was
 asked), which lets a run whose prompts differ reuse recorded proposals. The
 API key is read from the named variable when the first live request is made
 and is never written anywhere.
+
+The recording is bounded: a reply or a message longer than RECORD_LIMIT characters is kept as its
+first RECORD_HEAD characters, its size and its sha256 (`"truncated": true`); a truncated reply is
+never replayed (its text is gone), a truncated request still matches by its key.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from metaexp.errors import MetaexpError
+
+RECORD_LIMIT = 256 * 1024  # characters of one reply or message kept in llm.jsonl
+RECORD_HEAD = 4096  # what is kept of a longer one
 
 
 class LLMError(MetaexpError):
@@ -172,8 +179,8 @@ class LLMClient:
             "purpose": purpose,
             "key": key,
             "state_key": state_key,
-            "request": request,
-            "response": None if reply is None else {"content": reply.content, "usage": asdict(reply.usage)},
+            "request": {**request, "messages": [_bounded_message(m) for m in request["messages"]]},
+            "response": None if reply is None else {**_bounded(reply.content), "usage": asdict(reply.usage)},
             "replayed": bool(reply and reply.replayed),
             "error": error,
         }
@@ -197,8 +204,8 @@ class _Recording:
                 line = json.loads(raw)
             except ValueError:
                 raise LLMError(f"operator.replay: {path} line {number} is not a JSON record") from None
-            if line.get("response") is None:
-                continue
+            if line.get("response") is None or line["response"].get("truncated"):
+                continue  # no reply, or one too long to have been kept
             key = line["key"] if replay_key == "request" else line.get("state_key") or line["key"]
             self.replies[key].append(line["response"])
 
@@ -214,6 +221,19 @@ def _usage(response: Any, prices: Prices) -> Usage:
     details = getattr(usage, "prompt_tokens_details", None)
     cached = int(getattr(details, "cached_tokens", 0) or 0)
     return Usage(prompt, completion, cached, round(prices.cost(prompt, completion, cached), 8), calls=1)
+
+
+def _bounded(content: str) -> dict[str, Any]:
+    """{"content": text}, or for a text over RECORD_LIMIT its head, size and hash."""
+    if len(content) <= RECORD_LIMIT:
+        return {"content": content}
+    digest = hashlib.sha256(content.encode(errors="surrogatepass")).hexdigest()
+    return {"content": content[:RECORD_HEAD], "truncated": True, "chars": len(content), "sha256": digest}
+
+
+def _bounded_message(message: dict[str, str]) -> dict[str, Any]:
+    content = message.get("content")
+    return {**message, **_bounded(content)} if isinstance(content, str) else dict(message)
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -222,6 +222,33 @@ def test_record_has_one_line_per_call(server: FakeOpenAI, tmp_path: Path) -> Non
     assert failed["request"] == ok["request"]
 
 
+def test_a_huge_reply_or_prompt_is_recorded_as_its_head_size_and_hash(
+    server: FakeOpenAI, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from metaexp.llm.client import RECORD_HEAD, RECORD_LIMIT
+
+    record = tmp_path / "llm.jsonl"
+    huge = "y" * (4 * RECORD_LIMIT)
+    server.reply(huge)
+    server.reply("small")
+    client = make_client(server, record_path=record)
+    big_prompt = [{"role": "user", "content": "p" * (2 * RECORD_LIMIT)}]
+    assert client.complete(big_prompt, state_key="s").content == huge  # the caller gets it whole
+    client.complete(ASK, state_key="s")
+    assert record.stat().st_size < 3 * RECORD_HEAD + 4096  # two lines, neither holds a huge text
+    first, second = read_lines(record)
+    assert first["response"]["truncated"] is True and first["response"]["chars"] == len(huge)
+    assert first["response"]["content"] == huge[:RECORD_HEAD]
+    assert first["response"]["sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+    assert first["request"]["messages"][0]["chars"] == 2 * RECORD_LIMIT
+    assert second["response"] == {"content": "small", "usage": second["response"]["usage"]}
+    # a replay by state skips the reply it no longer has, and answers with the next one
+    replay = make_client(server, replay_path=record, replay_key="state")
+    assert replay.complete(OTHER, state_key="s").content == "small"
+
+
 # ------------------------------------------------------------------ replay
 
 
