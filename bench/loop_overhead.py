@@ -46,6 +46,9 @@ from typing import Any
 
 TARGET_MEDIAN_MS = 20.0  # per-experiment overhead the loop should stay under
 TARGET_GROWTH = 1.3  # median overhead, largest size / smallest size
+TARGET_SANDBOX_MS = 15.0  # median extra per experiment with the sandbox (bubblewrap) on
+TARGET_KILL_S = 0.5  # kill at the timeout: at most grace_s + this, with no process left
+KILL_CHILDREN = 50
 WINDOW = 100  # experiments in the "first"/"last" windows and in the TPE buckets
 PROGRESS_EVERY = 250  # experiments between progress lines on stderr
 
@@ -85,11 +88,12 @@ OPERATORS = {
 }
 
 
-def make_repo(root: Path, kind: str, n: int) -> Path:
+def make_repo(root: Path, kind: str, n: int, sandbox: str = "auto") -> Path:
     """A fresh repository with one commit; returns the spec's path."""
     spec = (
         f"tag: bench\ntarget: [params.py]\n"
         f"harness:\n  command: sh evaluate.sh\n  immutable: [evaluate.sh]\n  timeout_s: 30\n"
+        f"  sandbox: '{sandbox}'\n"
         f"metrics:\n  loss: {{direction: minimize}}\nobjective: {{primary: loss}}\n"
         f"{OPERATORS[kind]}strategy: strategies/hill_climb.yaml\n"
         f"budget:\n  max_experiments: {n}\n  abort_on_consecutive_crashes: null\n"
@@ -219,7 +223,7 @@ def _split_harness(prof: Profiler, run: Any) -> None:
 # --- one run, in a worker process
 
 
-def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
+def worker(kind: str, n: int, heap: bool, keep: bool, sandbox: str = "auto") -> dict[str, Any]:
     """One loop run; with `heap`, under tracemalloc (which slows it: its timings are not used)."""
     import optuna  # noqa: F401  imported before tracemalloc starts: the heap peak is the loop's own
 
@@ -230,7 +234,7 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
     instrument(prof)
     root = Path(tempfile.mkdtemp(prefix=f"metaexp-bench-{kind}-{n}-"))
     try:
-        spec_path = make_repo(root, kind, n)
+        spec_path = make_repo(root, kind, n, sandbox)
         if heap:
             tracemalloc.start()
         t0 = time.perf_counter()
@@ -255,6 +259,7 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
     return {
         "kind": kind,
         "n": n,
+        "sandbox": sandbox,
         "stop": result.stop_reason,
         "counts": result.tally.counts,
         "status": [r["status"] for r in records],
@@ -269,11 +274,14 @@ def worker(kind: str, n: int, heap: bool, keep: bool) -> dict[str, Any]:
     }
 
 
-def run_worker(kind: str, n: int, args: argparse.Namespace, heap: bool = False) -> dict[str, Any]:
+def run_worker(
+    kind: str, n: int, args: argparse.Namespace, heap: bool = False, sandbox: str = "auto"
+) -> dict[str, Any]:
     what = f"{kind}: {n} experiments" + (" under tracemalloc (memory only)" if heap else "")
+    what += "" if sandbox == "auto" else f", sandbox {sandbox}"
     print(f"{what} ...", file=sys.stderr, flush=True)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        argv = [sys.executable, __file__, "--worker", f"{kind}:{n}", "--worker-out", out.name]
+        argv = [sys.executable, __file__, "--worker", f"{kind}:{n}:{sandbox}", "--worker-out", out.name]
         argv += ["--heap"] * heap + ["--keep"] * args.keep
         if subprocess.run(argv).returncode != 0:
             sys.exit(f"{what}: the worker failed (see above)")
@@ -433,6 +441,122 @@ def tpe_section(run: dict[str, Any]) -> str:
     return "\n".join([table(rows), summary])
 
 
+def sandbox_section(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """The same run with harness.sandbox off and required, alternated: a whole experiment's time."""
+
+    def whole(r: dict[str, Any]) -> list[float]:  # loop overhead + the harness (bwrap starts in it)
+        harness = r["components_ms"]["harness"]
+        return [f + h for f, h in zip(tried(r, "full_ms"), harness[1:], strict=True)]
+
+    rows = [["sandbox (ms per experiment)", "whole median", "whole p90", "harness median", "full median"]]
+    for off, on in pairs:
+        for r in (off, on):
+            rows.append(
+                [
+                    f"n={r['n']} sandbox {r['sandbox']}",
+                    *(f"{v:.2f}" for v in stats(whole(r))[:2]),
+                    f"{median(r['components_ms']['harness'][1:]):.2f}",
+                    f"{median(tried(r, 'full_ms')):.2f}",
+                ]
+            )
+    extra = median([median(whole(on)) - median(whole(off)) for off, on in pairs])
+    flag = "" if extra <= TARGET_SANDBOX_MS else "   <-- over target"
+    return "\n".join(
+        [
+            table(rows),
+            f"sandbox extra per experiment (median over {len(pairs)} alternated pairs): {extra:.2f} ms "
+            f"(target <= {TARGET_SANDBOX_MS:g}){flag}",
+            "whole = full overhead + the harness's own seconds (bubblewrap's start and mounts are in the "
+            "harness's time); the runs alternate off/required so the machine's drift hits both.",
+        ]
+    )
+
+
+TREE = f"""\
+import os, signal, subprocess, sys, time
+# {KILL_CHILDREN} children that ignore SIGTERM, half in sessions of their own, then hang.
+for i in range({KILL_CHILDREN}):
+    subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done", sys.argv[1]],
+                     start_new_session=bool(i % 2))
+print("started", flush=True)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(1000)
+"""
+
+
+def _with_marker(marker: str) -> list[int]:
+    """Processes whose command line names `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def kill_section(repeats: int, timeout_s: float = 2.0, grace_s: float = 1.0) -> str:
+    """A harness whose 50 children ignore SIGTERM, hanging past its timeout: how long the kill takes
+    after the timeout, and what is left, with the sandbox off and on (the supervisor's own code path)."""
+    from metaexp.errors import SpecError
+    from metaexp.evaluate.isolation import isolation_for, wrap
+    from metaexp.evaluate.supervisor import supervise
+
+    head = ["kill at the timeout, 50-child tree", "latency median s", "latency max s", "survivors", "started"]
+    rows = [head]
+    worst = 0.0
+    survivors_total = 0
+    for mode in ("off", "required"):
+        try:
+            iso = isolation_for(mode, False)
+        except SpecError as exc:  # no bubblewrap here: say so, keep the rest
+            rows.append([f"sandbox {mode}", "-", "-", "-", f"skipped: {exc}"])
+            continue
+        latencies, survivors, started = [], 0, 0
+        for i in range(repeats):
+            box = Path(tempfile.mkdtemp(prefix="metaexp-bench-kill-"))
+            try:
+                (box / "tree.py").write_text(TREE)
+                marker = f"metaexp-bench-kill-{os.getpid()}-{mode}-{i}"
+                argv = wrap(iso, [sys.executable, "tree.py", marker], box, {}, False, False)
+                t0 = time.monotonic()
+                supervise(
+                    argv,
+                    cwd=str(box),
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                    log_path=str(box / "run.log"),
+                    timeout_s=timeout_s,
+                    grace_s=grace_s,
+                )
+                latencies.append(time.monotonic() - t0 - timeout_s)
+                survivors += len(_with_marker(marker))
+                started += "started" in (box / "run.log").read_text()
+            finally:
+                shutil.rmtree(box, ignore_errors=True)
+        worst = max(worst, max(latencies))
+        survivors_total += survivors
+        rows.append(
+            [
+                f"sandbox {mode}",
+                f"{median(latencies):.3f}",
+                f"{max(latencies):.3f}",
+                str(survivors),
+                f"{started}/{repeats}",
+            ]
+        )
+    ok = worst <= grace_s + TARGET_KILL_S and survivors_total == 0
+    return "\n".join(
+        [
+            table(rows),
+            f"kill latency = wall time of the supervised run minus timeout_s={timeout_s:g} "
+            f"(grace_s={grace_s:g}): worst {worst:.3f} s (target <= grace_s + {TARGET_KILL_S:g} = "
+            f"{grace_s + TARGET_KILL_S:g} s), survivors {survivors_total} (target 0)"
+            + ("" if ok else "   <-- over target"),
+        ]
+    )
+
+
 # --- command line
 
 
@@ -446,6 +570,14 @@ def main() -> int:
         help="repeat each perturb run under tracemalloc for the Python heap's peak "
         "(about doubles the time; the timings always come from untraced runs)",
     )
+    parser.add_argument(
+        "--sandbox-size",
+        type=int,
+        default=300,
+        help="experiments in each of the sandbox off/required runs (0: skip the sandbox figures)",
+    )
+    parser.add_argument("--sandbox-pairs", type=int, default=2, help="alternated off/required pairs")
+    parser.add_argument("--kill-repeats", type=int, default=5, help="timeouts of the 50-child tree per mode")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes (10, 20; TPE 10): checks the bench runs"
@@ -455,16 +587,26 @@ def main() -> int:
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        kind, n = args.worker.split(":")
-        Path(args.worker_out).write_text(json.dumps(worker(kind, int(n), args.heap, args.keep)))
+        kind, n, sandbox = args.worker.split(":")
+        result = worker(kind, int(n), args.heap, args.keep, sandbox)
+        Path(args.worker_out).write_text(json.dumps(result))
         return 0
     if args.smoke:
         args.sizes, args.tpe_size = "10,20", 10
+        args.sandbox_size, args.sandbox_pairs, args.kill_repeats = 10, 1, 1
     sizes = sorted(int(s) for s in args.sizes.split(","))
     runs = [run_worker("perturb", n, args) for n in sizes]
     for r in runs if args.heap else []:
         r["heap_peak_mb"] = run_worker("perturb", r["n"], args, heap=True)["heap_peak_mb"]
     tpe = run_worker("tpe", args.tpe_size, args) if args.tpe_size else None
+    pairs = []
+    from metaexp.evaluate.isolation import available
+
+    bwrap = available() == "bwrap"
+    for _ in range(args.sandbox_pairs if args.sandbox_size and bwrap else 0):
+        pairs.append(
+            tuple(run_worker("perturb", args.sandbox_size, args, sandbox=m) for m in ("off", "required"))
+        )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     machine = (
         f"{os.cpu_count()} CPUs; load average at the end {load} (other work on the machine skews "
@@ -473,6 +615,13 @@ def main() -> int:
     sections = [machine, overhead_section(runs), breakdown_section(runs)]
     if tpe:
         sections.append(tpe_section(tpe))
+    if pairs:
+        sections.append(sandbox_section(pairs))
+    elif args.sandbox_size:
+        sections.append("sandbox figures skipped: bubblewrap does not work on this machine")
+    if args.kill_repeats:
+        print(f"kill at the timeout: {args.kill_repeats} x 2 ...", file=sys.stderr, flush=True)
+        sections.append(kill_section(args.kill_repeats))
     text = "\n\n".join(sections)
     print(text)
     if args.out:

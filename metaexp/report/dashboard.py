@@ -14,6 +14,8 @@ from metaexp.record.storage import make_storage, masked
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+STOP_WAIT_S = 5.0  # after Ctrl-C: how long a request in flight may take to be answered
+
 
 @dataclass(frozen=True)
 class Target:
@@ -129,31 +131,43 @@ def serve(target: Target, host: str, port: int, out: TextIO = sys.stdout) -> int
     for line in study_links(storage, base, target.tag):
         print(line, file=out)
     print(f"listening at {base}  (Ctrl-C stops)", file=out, flush=True)
-    run_until_interrupted(server)
+    run_until_interrupted(server, out)
     print("dashboard stopped", file=out, flush=True)
     return 0
 
 
-def run_until_interrupted(server: WSGIServer) -> None:
-    """Requests are served on a thread of their own: wsgiref swallows a KeyboardInterrupt that lands
-    inside a request (its handler catches everything), so the main thread only waits for Ctrl-C."""
+def run_until_interrupted(server: WSGIServer, out: TextIO = sys.stdout) -> None:
+    """Serve until Ctrl-C or SIGTERM, then answer the request in flight (for up to STOP_WAIT_S) and
+    close. Requests are served on a thread of their own, and the signals are taken synchronously
+    (blocked, then sigtimedwait) rather than as a KeyboardInterrupt: wsgiref swallows one that lands
+    inside a request, and one that interrupts Thread.join can leave the thread looking finished
+    while its request is still running (the old code then closed the server under it)."""
     import signal
     import threading
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    stops = {signal.SIGINT, signal.SIGTERM}
+    stopped = threading.Event()
 
-    serving = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
-    previous = signal.signal(signal.SIGTERM, stop)
-    serving.start()
+    def serve() -> None:
+        try:
+            server.serve_forever()
+        finally:
+            stopped.set()
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # the serving thread inherits it
     try:
-        while serving.is_alive():
-            serving.join(timeout=0.5)
-    except KeyboardInterrupt:
-        threading.Thread(target=server.shutdown, daemon=True).start()  # waits for a request in flight
-        serving.join(timeout=5)
+        threading.Thread(target=serve, name="dashboard", daemon=True).start()
+        while not stopped.is_set():
+            if signal.sigtimedwait(stops, 0.5) is not None:
+                what = f"stopping: answering the request in flight (up to {STOP_WAIT_S:g} s)"
+                print(what, file=out, flush=True)
+                threading.Thread(target=server.shutdown, daemon=True).start()  # the request ends first
+                stopped.wait(STOP_WAIT_S)
+                break
+        while signal.sigtimedwait(stops, 0) is not None:  # a second Ctrl-C meanwhile: taken too
+            pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         server.server_close()
 
 
