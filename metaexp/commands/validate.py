@@ -7,6 +7,7 @@ import os
 import random
 import sys
 
+from metaexp.evaluate.cgroups import describe
 from metaexp.evaluate.isolation import isolation_for
 from metaexp.run.plan import Plan, make_plan
 from metaexp.spec import HarnessSpec, Spec, load_spec
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for line in _operator_notes(spec, plan):
         print(f"  {line}")
     print(f"  {isolation_for(spec.harness.sandbox, spec.harness.network).why}")
+    if limits := describe(spec.harness.memory_mb, spec.harness.cpus):
+        print(f"  {limits}")
     _print_checks(spec.harness)
     if spec.noise.method != "none":
         confirm = ", winners re-run on fresh seeds" if spec.noise.reevaluate_elites else ""

@@ -67,6 +67,7 @@ def run_program(
         timeout_s=command.timeout_s,
         grace_s=spec.harness.grace_s,
         memory_mb=spec.harness.memory_mb,
+        cpus=spec.harness.cpus,
     )
     touched = base.restore_shared()
     if run.aborted:

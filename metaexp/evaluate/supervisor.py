@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from metaexp.evaluate import cgroups
 from metaexp.evaluate.process_tree import descendants, kill_descendants, rss_mb
 
 PR_SET_PDEATHSIG = 1
@@ -106,8 +107,10 @@ def supervise(
     timeout_s: float,
     grace_s: float,
     memory_mb: float | None = None,
+    cpus: float | None = None,
 ) -> Supervised:
-    """Run `argv` with its output in `log_path`, under this process's supervisor."""
+    """Run `argv` with its output in `log_path`, under this process's supervisor; the limits by a
+    cgroup of its own where the machine allows (cgroups.py), memory by RSS polling otherwise."""
     global _SUPERVISOR
     if _SUPERVISOR is None or _SUPERVISOR._owner != os.getpid():
         _SUPERVISOR = Supervisor()
@@ -119,6 +122,7 @@ def supervise(
         "timeout_s": timeout_s,
         "grace_s": grace_s,
         "memory_mb": memory_mb,
+        "cpus": cpus,
     }
     return _SUPERVISOR.run(job)
 
@@ -177,6 +181,15 @@ def serve(parent: int) -> None:
 
 
 def _run(job: dict, requests: _Lines) -> Supervised:
+    group = cgroups.limited(job["memory_mb"], job.get("cpus"))
+    try:
+        return _run_in(job, requests, group)
+    finally:
+        if group is not None:
+            group.remove()
+
+
+def _run_in(job: dict, requests: _Lines, group: cgroups.Group | None) -> Supervised:
     start = time.monotonic()
     fd = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -188,19 +201,26 @@ def _run(job: dict, requests: _Lines) -> Supervised:
             stdout=fd,
             stderr=fd,
             start_new_session=True,
+            preexec_fn=None if group is None else group.join,  # in the group before it can fork
         )
-    except OSError as exc:
-        return Supervised(None, 0.0, error=f"cannot start {job['argv'][0]!r}: {exc.strerror or exc}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return Supervised(None, 0.0, error=f"cannot start {job['argv'][0]!r}: {why}")
     finally:
         os.close(fd)
     flags: dict[str, bool] = {}
     peak = 0.0
+    polled = None if group is not None and group.memory is not None else job["memory_mb"]
     try:
-        peak = _wait(proc, start + job["timeout_s"], job["memory_mb"], flags, requests)
+        peak = _wait(proc, start + job["timeout_s"], polled, flags, requests)
     except _Abort:
         flags["aborted"] = True
     seconds = time.monotonic() - start
     kill_descendants(job["grace_s"])
+    if group is not None and group.memory is not None:
+        peak = group.peak_mb()
+        if group.oom_killed() and not flags.get("timed_out"):
+            flags["memory_exceeded"] = True
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return Supervised(code, seconds, peak_rss_mb=peak, **flags)
 

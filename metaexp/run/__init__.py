@@ -35,6 +35,7 @@ def run(
         from metaexp.run.pipeline import run_pipeline
 
         return run_pipeline(spec, out, on_record, scheduler)
+    from metaexp.evaluate.cgroups import describe
     from metaexp.evaluate.isolation import check_local_gpus, isolation_for
     from metaexp.run.core import Core
     from metaexp.run.session import Session
@@ -46,6 +47,8 @@ def run(
         core = Core(session, on_record)
         session.progress.start(resumed=session.tally.total)
         session.progress.note(isolation_for(spec.harness.sandbox, spec.harness.network).why)
+        if limits := describe(spec.harness.memory_mb, spec.harness.cpus):
+            session.progress.note(limits)
         reason = _drive(core, chosen)
         core.island_lines()
         session.progress.finish(reason)

@@ -94,7 +94,15 @@ class HarnessSpec(_Command):
     )
     time_budget_s: float = Field(10.0, gt=0, description="exported as METAEXP_TIME_BUDGET")
     grace_s: float = Field(3.0, ge=0, description="seconds between SIGTERM and SIGKILL")
-    memory_mb: float | None = Field(None, gt=0, description="limit on the harness's total resident memory")
+    memory_mb: float | None = Field(
+        None,
+        gt=0,
+        description="limit on the harness's memory: its tmpfs files included, by a cgroup where the "
+        "machine allows one (else its processes' total RSS, polled)",
+    )
+    cpus: float | None = Field(
+        None, gt=0, description="CPU time the harness may use, in CPUs (a cgroup CPU quota; needs cgroups)"
+    )
     pass_env: list[str] = Field(
         default_factory=list, description="variables passed although they look secret"
     )
