@@ -115,11 +115,13 @@ def wrap(
         "--die-with-parent",
         "--new-session",
     ]
+    # The private /tmp and HOME first: a Python (a virtual environment) or a tree that lives under
+    # /tmp is bound on top of them, not hidden by them.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", HOME]
     for path in SYSTEM:
         args += ["--ro-bind-try", path, path]
     for path in _python_paths():
         args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", HOME]
     if gpus:
         args += _gpu_devices()
     args += ["--bind", str(box), str(box)]

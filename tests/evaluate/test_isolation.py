@@ -390,3 +390,23 @@ def test_a_forged_base_tar_is_rebuilt_from_git(project: Project) -> None:
     assert b"{-1.0:.6f}" not in (out / "base.tar").read_bytes()
     assert (out / "base/evaluate.py").read_bytes() == (LANDSCAPE / "evaluate.py").read_bytes()
     assert all(r.value is not None and r.value >= 0 for r in project.assert_consistent())
+
+
+def test_a_python_that_lives_under_tmp_is_seen_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual environment under /tmp (a CI clone, a scratch checkout) is bound over the private
+    /tmp, not hidden by it."""
+    from metaexp.evaluate import isolation
+
+    assert str(tmp_path).startswith("/tmp/")
+    tool = tmp_path / "venv" / "bin" / "hello"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho inside\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(isolation, "_python_paths", lambda: (str(tmp_path / "venv"),))
+    box = tmp_path / "box"
+    box.mkdir()
+    argv = isolation.wrap(isolation.Isolation("bwrap", ""), [str(tool)], box, {}, False, False)
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert ran.stdout == "inside\n", ran.stderr
