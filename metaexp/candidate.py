@@ -1,5 +1,6 @@
 """The candidate: one change a lineage asks to be tried, and what can be said of its target files
-(size, diff, identity, and the composition of two commits by git's three-way merge).
+(size, diff, identity, whether they parse, and the composition of two commits by git's three-way
+merge).
 
 An operator returns the change (parent, changed files, description, values); the lineage that asked
 for it fills in where it comes from (which lineage, its proposal count, the parent's files) and how
@@ -91,6 +92,43 @@ def diff_lines(before: Mapping[str, bytes], changed: Mapping[str, bytes]) -> int
         diff = difflib.unified_diff(old, new.decode(errors="replace").splitlines(), lineterm="", n=0)
         total += sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
     return total
+
+
+def malformed(changed: Mapping[str, bytes]) -> str | None:
+    """Why a changed file does not parse as what its name says (Python, YAML, JSON, TOML), before
+    anything runs it; None when every one does (other files are not checked)."""
+    import ast
+    import json
+    import tomllib
+    import warnings
+
+    import yaml
+
+    for path, data in sorted(changed.items()):
+        suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+        if suffix not in ("py", "yaml", "yml", "json", "toml"):
+            continue
+        try:
+            text = data.decode()
+            if suffix == "py":
+                with warnings.catch_warnings():  # invalid escapes and the like: not our business
+                    warnings.simplefilter("ignore")
+                    ast.parse(text, filename=path)
+            elif suffix in ("yaml", "yml"):
+                list(yaml.safe_load_all(text))
+            elif suffix == "json":
+                json.loads(text)
+            elif suffix == "toml":
+                tomllib.loads(text)
+        except UnicodeDecodeError as exc:
+            return f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+            return f"{path} does not parse as Python: {exc.msg} ({where})"
+        except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError, ValueError) as exc:
+            kind = {"json": "JSON", "toml": "TOML"}.get(suffix, "YAML")
+            return f"{path} does not parse as {kind}: " + " ".join(str(exc).split())[:300]
+    return None
 
 
 def fingerprint(tree: Mapping[str, bytes]) -> str:

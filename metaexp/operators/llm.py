@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from metaexp.candidate import Candidate
+from metaexp.candidate import Candidate, malformed
 from metaexp.errors import SpecError
 from metaexp.llm import LLMClient, LLMError, Reply, Usage
 from metaexp.llm.client import Prices
@@ -106,8 +106,10 @@ class LLMOperator:
         return reply, usage + reply.usage
 
     def _apply(self, content: str, state: LineageState) -> Any:
+        """The reply's edit on the files; EditError when it does not apply or leaves a target file
+        that does not parse (the retry tells the model the parser's message)."""
         try:
-            return apply_reply(
+            edit = apply_reply(
                 content,
                 self.op.edit_format,
                 state.files,
@@ -116,6 +118,10 @@ class LLMOperator:
             )
         except EditRejected as exc:
             raise RejectedProposal(str(exc)) from None
+        why = malformed(edit.files)
+        if why:
+            raise EditError(why)
+        return edit
 
     def _maybe_reflect(self) -> Usage:
         """Every notes_every experiments: the model rewrites notes.md from the results so far."""

@@ -92,8 +92,8 @@ def retry_messages(first: list[dict[str, str]], reply: str, error: str) -> list[
         {"role": "assistant", "content": reply},
         {
             "role": "user",
-            "content": f"That edit could not be applied: {error}\n"
-            "Reply again, in the exact format, with an edit that applies.",
+            "content": f"That edit could not be used: {error}\n"
+            "Reply again, in the exact format, with an edit that applies and leaves every file valid.",
         },
     ]
 

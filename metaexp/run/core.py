@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from metaexp.candidate import Candidate, compose
+from metaexp.candidate import Candidate, compose, malformed
 from metaexp.decide.decision import decide
 from metaexp.decide.selectors import Individual
 from metaexp.evaluate.repeats import ParentTests
@@ -116,6 +116,9 @@ class Core:
             why = self.plan.check_candidate(cand.parent_files, cand.files)
             if why:
                 return self._settle(flight, Status.REJECTED, why)
+            why = malformed(cand.files)  # a target that does not parse never runs nor counts
+            if why:
+                return self._settle(flight, Status.INVALID, why)
             why, twin = self.novelty.check(cand)
             if why:
                 flight.cand = replace(cand, extra={**cand.extra, **twin})

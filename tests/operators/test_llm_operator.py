@@ -276,3 +276,28 @@ def test_warm_start_seeds_notes_from_an_earlier_run(project: Project, server: Fa
     assert (
         project.root / ".metaexp/landscape/notes.md"
     ).read_text() == "- WIDTH near 12 was best last night\n"
+
+
+X_LINE = "X = 3.0  # first coordinate (optimum 1.5)"
+
+
+def test_an_edit_that_does_not_parse_is_retried_with_the_parsers_message(
+    project: Project, server: FakeOpenAI
+) -> None:
+    kept = "X = 1.5  # first coordinate (optimum 1.5)"
+    server.reply(diff(X_LINE, "X = (1.5  # first coordinate (optimum 1.5)"))  # a syntax error
+    server.reply(diff(X_LINE, kept, hypothesis="fixed"))
+    server.reply(diff(kept, "X = [2.0  # first coordinate (optimum 1.5)"))  # broken, and ...
+    server.reply(diff(kept, "X = 2.0 +  # first coordinate (optimum 1.5)"))  # ... broken again
+    server.reply(diff(kept, "X = 1.6  # first coordinate (optimum 1.5)"))
+    result = project.run(operator=llm_spec(server), budget={"max_experiments": 3, "max_invalid_streak": 3})
+    records = project.assert_consistent()
+    statuses = [r.status for r in records]
+    assert statuses == [Status.KEEP, Status.KEEP, Status.INVALID, Status.DISCARD], records
+    retry = server.requests[1]["messages"][-1]["content"]
+    assert "params.py does not parse as Python: '(' was never closed (line" in retry, retry
+    assert records[1].description == "fixed" and records[1].usage["calls"] == 2
+    broken = records[2]
+    assert "does not parse as Python" in broken.reason and "nor did the retry" in broken.reason
+    assert broken.commit is None and broken.harness_s == 0  # never committed, never run
+    assert result.tally.counts.get("invalid") == 1 and result.tally.ran == 3  # it cost no experiment

@@ -77,3 +77,32 @@ def test_invalid_proposals_stop_after_a_streak(project: Project, scripted: list[
     assert result.aborted and "3 rejected/invalid" in result.stop_reason
     assert [r.status for r in records] == [Status.KEEP] + [Status.INVALID] * 3
     assert records[1].commit is None and records[1].reason == "garbage reply"
+
+
+def test_target_files_that_do_not_parse_are_invalid_and_never_run(
+    project: Project, scripted: list[Any]
+) -> None:
+    project.write("config.yaml", "lr: 0.1\n")
+    project.write("table.json", "[1, 2]\n")
+    project.write("blob.bin", "")
+    scripted.extend(
+        [
+            {"params.py": b"X = (1.5\nY = -0.5\nWIDTH = 12\n"},
+            {"config.yaml": b"lr: [0.1\n"},
+            {"table.json": b"[1, 2,]\n"},
+            {"blob.bin": b"\xff\xfe not text, not checked"},
+            {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n"},
+        ]
+    )
+    result = project.run(
+        target=["params.py", "config.yaml", "table.json", "blob.bin"], budget={"max_experiments": 3}
+    )
+    records = project.assert_consistent()
+    statuses = [r.status for r in records]
+    assert statuses == [Status.KEEP, *[Status.INVALID] * 3, Status.DISCARD, Status.KEEP]  # blob.bin: ran
+    assert "params.py does not parse as Python: '(' was never closed (line 1" in records[1].reason
+    assert "config.yaml does not parse as YAML" in records[2].reason
+    assert "table.json does not parse as JSON" in records[3].reason
+    for rec in records[1:4]:
+        assert rec.harness_s == 0.0 and not (project.root / f".metaexp/landscape/logs/{rec.n}.log").exists()
+    assert result.tally.ran == 3 and records[5].value == 0.0
