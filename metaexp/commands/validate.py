@@ -92,7 +92,10 @@ def _tuning_notes(sampler: str, budget: int) -> list[str]:
 
 
 def _print_checks(h: HarnessSpec) -> None:
-    """The harness's cascade stages and its held-out validation."""
+    """The harness's precheck, cascade stages and held-out validation."""
+    print("  candidates whose .py/.yaml/.json/.toml targets do not parse: invalid, never run")
+    if h.precheck is not None:
+        print(f"  precheck of each candidate: {' '.join(h.precheck.argv)} (failing it: invalid, not run)")
     for stage in h.cascade:
         gate = " ".join(
             f"{stage.metric} {op} {bound:g}"

@@ -19,7 +19,7 @@ from metaexp.evaluate.sandbox import BaseTree, discard
 from metaexp.record.records import Status
 from metaexp.spec import Spec
 
-__all__ = ["Interrupted", "Outcome", "evaluate", "harness_env", "validate"]
+__all__ = ["Interrupted", "Outcome", "evaluate", "harness_env", "precheck", "validate"]
 
 
 def evaluate(
@@ -52,6 +52,31 @@ def evaluate(
     if problem:
         return Outcome(Status.CRASH, metrics, spent, problem, ran.tail, cascade=stages)
     return Outcome(None, metrics, spent, "", ran.tail, cascade=stages)
+
+
+def precheck(
+    spec: Spec,
+    base: BaseTree,
+    n: int,
+    files: Mapping[str, bytes],
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Outcome | None:
+    """`harness.precheck` on a candidate, before any harness run: the `invalid` outcome of a
+    failure (its last line in the reason), None when it passes."""
+    check = spec.harness.precheck
+    assert check is not None
+    box = base.sandbox(files, bound=_bound(spec))
+    try:
+        env = {**harness_env(spec, n), "METAEXP_PRECHECK": "1", **(extra_env or {})}
+        ran = run_program(spec, check, base, box, env, log_path)
+    finally:
+        discard(box)
+    if ran.failure is None:
+        return None
+    last = (ran.tail.strip().splitlines() or [""])[-1][:200]
+    reason = f"precheck failed ({ran.failure[1]})" + (f": {last}" if last else "")
+    return Outcome(Status.INVALID, {}, ran.seconds, reason, ran.tail)
 
 
 def validate(

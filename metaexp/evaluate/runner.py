@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaexp.evaluate.harness import Outcome, evaluate, validate
+from metaexp.evaluate.harness import Outcome, evaluate, precheck, validate
 from metaexp.evaluate.program import read_end
 
 if TYPE_CHECKING:
@@ -65,6 +65,11 @@ def run_job(spec: Spec, base: BaseTree, job: Job, log: Path | None = None) -> Ev
 
 
 def _run(spec: Spec, base: BaseTree, job: Job, log: Path) -> Evaluation:
+    if spec.harness.precheck is not None and job.cand.kind != "baseline":
+        check_log = log.with_name(f"{log.stem}.precheck.log")
+        failed = precheck(spec, base, job.label, job.cand.tree, check_log, job.env)
+        if failed is not None:  # invalid: no harness run, no tuning, no paired test
+            return Evaluation(failed, {})
     run = _runner(spec, base, job.label, log, job.env)
     test = tuned = None
     if job.cand.tune is not None:

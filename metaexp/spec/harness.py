@@ -76,6 +76,14 @@ class CascadeStageSpec(_Command):
         return self
 
 
+class PrecheckSpec(_Command):
+    """A cheap check of a candidate of the user's own (a linter, an import) before any harness run,
+    in the same sandbox: a failure makes the candidate `invalid` (it never counts as an
+    experiment), like a target file that does not parse."""
+
+    timeout_s: float = Field(30.0, gt=0)
+
+
 class ValidationSpec(_Command):
     """A held-out harness (against overfitting the eval): run on each new best, never decides."""
 
@@ -108,6 +116,11 @@ class HarnessSpec(_Command):
     )
     strip_env: list[str] = Field(default_factory=list, description="more variable names to remove")
     env: dict[str, str] = Field(default_factory=dict, description="extra variables for the harness")
+    precheck: PrecheckSpec | None = Field(
+        None,
+        description="a command (or {command, timeout_s}) run on each candidate first; "
+        "failing it is `invalid`, not an experiment",
+    )
     cascade: list[CascadeStageSpec] = Field(
         default_factory=list, description="cheap stages run first; a candidate failing one skips the rest"
     )
@@ -120,6 +133,11 @@ class HarnessSpec(_Command):
         "required refuses to run without it, off runs it as you",
     )
     network: bool = Field(False, description="the sandboxed harness may use the network (loopback included)")
+
+    @field_validator("precheck", mode="before")
+    @classmethod
+    def _precheck_shorthand(cls, value: object) -> object:
+        return {"command": value} if isinstance(value, str | list) else value
 
 
 def argv_of(command: str | list[str]) -> list[str]:

@@ -106,3 +106,24 @@ def test_target_files_that_do_not_parse_are_invalid_and_never_run(
     for rec in records[1:4]:
         assert rec.harness_s == 0.0 and not (project.root / f".metaexp/landscape/logs/{rec.n}.log").exists()
     assert result.tally.ran == 3 and records[5].value == 0.0
+
+
+def test_a_failed_precheck_is_invalid_and_costs_no_harness_run(project: Project, scripted: list[Any]) -> None:
+    check = "import sys\nimport params\nif params.WIDTH > 16:\n    sys.exit('WIDTH above 16: too wide')\n"
+    project.write("check.py", check)
+    scripted.extend(
+        [
+            {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 20\n"},
+            {"params.py": b"X = 1.5\nY = -0.5\nWIDTH = 12\n"},
+        ]
+    )
+    harness = {"command": "python evaluate.py", "immutable": ["evaluate.py", "check.py"]}
+    result = project.run(harness={**harness, "precheck": "python check.py"}, budget={"max_experiments": 2})
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.INVALID, Status.KEEP]
+    bad = records[1]
+    assert bad.reason == "precheck failed (exit code 1): WIDTH above 16: too wide", bad.reason
+    logs = project.root / ".metaexp/landscape/logs"
+    assert (logs / "2.precheck.log").exists() and not (logs / "2.log").exists()  # the harness never ran
+    assert (logs / "3.precheck.log").exists() and not (logs / "1.precheck.log").exists()  # not the baseline
+    assert result.tally.ran == 2 and records[2].value == 0.0
