@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from metaexp.candidate import Candidate, malformed
+from metaexp.candidate import Candidate, fingerprint, malformed
 from metaexp.errors import SpecError
 from metaexp.llm import LLMClient, LLMError, Reply, Usage
 from metaexp.llm.client import Prices
@@ -40,6 +40,9 @@ class LLMOperator:
         self.styles = ctx.styles
         self.out = ctx.out
         self.history: list[ExperimentRecord] = list(ctx.history)
+        self.tried: dict[str, ExperimentRecord] = {}  # target files (fingerprint) -> the try that ran them
+        for record in self.history:
+            self._remember(record)
         self.optimiser: Callable[[LineageState], OptimiserState] | None = None  # set by the hybrid
         self.notes_path = self.out / "notes.md" if self.out else None
         self.client = self._client(ctx)
@@ -72,23 +75,22 @@ class LLMOperator:
         messages = proposal_messages(brief)
         state_key = self._state_key(state, style.name)
         reply, usage = self._ask(messages, state_key, "propose", usage)
-        try:
-            edit = self._apply(reply.content, state)
-        except EditError as first:
-            if not self.op.retry_invalid:
-                raise InvalidProposal(f"the reply does not apply: {first}", usage=_dict(usage)) from None
-            reply, usage = self._ask(
-                retry_messages(messages, reply.content, str(first)), state_key + ":retry", "retry", usage
-            )
-            try:
-                edit = self._apply(reply.content, state)
-            except EditError as second:
+        edit, first = self._attempt(reply.content, state)
+        if first and self.op.retry_invalid:  # once more, told why: it does not apply, parse, or is a repeat
+            retry = retry_messages(messages, reply.content, first)
+            reply, usage = self._ask(retry, state_key + ":retry", "retry", usage)
+            again, second = self._attempt(reply.content, state)
+            if again is None:
                 reason = f"the reply does not apply ({first}); nor did the retry ({second})"
                 raise InvalidProposal(reason, usage=_dict(usage)) from None
+            edit = again  # a repeat again: the core records it as the duplicate it is, and runs nothing
+        if edit is None:
+            raise InvalidProposal(f"the reply does not apply: {first}", usage=_dict(usage)) from None
         return Candidate(state.commit, edit.files, edit.description, style.name, {}, {}, _dict(usage))
 
     def observe(self, record: ExperimentRecord) -> None:
         self.history.append(record)
+        self._remember(record)
         self._since_notes += 1
 
     def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
@@ -104,6 +106,28 @@ class LLMOperator:
         except LLMError as exc:
             raise InvalidProposal(str(exc), usage=_dict(usage)) from None
         return reply, usage + reply.usage
+
+    def _attempt(self, content: str, state: LineageState) -> tuple[Any, str]:
+        """(the edit, "") for a new change; (the edit, why) for a repeat of a try that ran;
+        (None, why) when the reply does not apply or leaves a file that does not parse."""
+        try:
+            edit = self._apply(content, state)
+        except EditError as exc:
+            return None, str(exc)
+        earlier = self.tried.get(fingerprint({**state.files, **edit.files}))
+        if earlier is None:
+            return edit, ""
+        scored = f"{self.spec.objective.primary}={earlier.value}" if earlier.value is not None else "no value"
+        return edit, (
+            f"it is the same change as experiment #{earlier.n} ({earlier.status}, {scored}), "
+            "already tried: propose a different one"
+        )
+
+    def _remember(self, record: ExperimentRecord) -> None:
+        if record.status.harness_ran:
+            for key in ("fingerprint", "proposed_fingerprint"):  # the tuned files, and the edit as proposed
+                if identity := record.extra.get(key):
+                    self.tried.setdefault(identity, record)
 
     def _apply(self, content: str, state: LineageState) -> Any:
         """The reply's edit on the files; EditError when it does not apply or leaves a target file

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from metaexp.candidate import Candidate, compose, malformed
+from metaexp.candidate import Candidate, compose, fingerprint, malformed
 from metaexp.decide.decision import decide
 from metaexp.decide.selectors import Individual
 from metaexp.evaluate.repeats import ParentTests
@@ -200,7 +200,9 @@ class Core:
         """The tuned constants are the candidate: its files, params and description, and a commit."""
         self.novelty.landed(flight.cand)
         changed = tuned.files != flight.cand.files
-        flight.cand = replace(tuned, tune=None)
+        proposed = {"proposed_fingerprint": fingerprint(flight.cand.tree)} if changed else {}
+        flight.cand = replace(tuned, tune=None, extra={**tuned.extra, **proposed})  # a repeat of the
+        # proposed edit is a duplicate too: it would run all its tuning again
         self.novelty.flying(flight.cand)
         if changed:
             flight.commit = self._commit(flight.cand)

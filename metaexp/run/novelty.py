@@ -62,6 +62,8 @@ class Novelty:
         if identity and rec.status.harness_ran:
             self.seen.setdefault(identity, rec.n)
             self.evaluating.pop(identity, None)
+            if proposed := rec.extra.get("proposed_fingerprint"):  # a hybrid edit, before its tuning
+                self.seen.setdefault(proposed, rec.n)
             point = self._point(rec.params)
             if point is not None and self.threshold:
                 self.points.append((rec.n, point))

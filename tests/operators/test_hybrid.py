@@ -30,8 +30,9 @@ def diff(old: str, new: str, hypothesis: str = "an edit") -> str:
 
 
 def widen(request: dict[str, Any]) -> str:
-    """A scripted model: one more WIDTH, whatever the file says (always applies)."""
-    prompt = request["messages"][-1]["content"]
+    """A scripted model: one more WIDTH, whatever the file says (always applies; asked again after a
+    repeat, it answers the same)."""
+    prompt = next(m["content"] for m in request["messages"] if m["role"] == "user")
     line = re.search(r"^WIDTH = (\d+)(.*)$", prompt, re.M)
     assert line is not None
     return diff(line.group(0), f"WIDTH = {int(line.group(1)) + 1}{line.group(2)}", "one more WIDTH")
@@ -131,7 +132,10 @@ def test_prompt_shows_best_constants_importances_bounds_and_tuning_gains(
     op = hybrid(server, schedule={"llm": 0.3, "params": 0.7}, tune={"budget": 8}, style="bold")
     project.run(operator=op, budget={"max_experiments": None, "max_evaluations": 48})
     records = project.assert_consistent()
-    prompts = [r["messages"][-1]["content"] for r in server.requests]
+    asked = [r["messages"][-1]["content"] for r in server.requests]
+    prompts = [p for p in asked if not p.startswith("That edit could not be used")]
+    retries = [p for p in asked if p.startswith("That edit could not be used")]
+    assert all("it is the same change as experiment #" in p for p in retries)  # repeats, told so
     llm_records = [r for r in records if r.extra.get("arm") == "llm"]
     assert len(prompts) == len(llm_records) >= 2
     assert "Parameter importances: too few trials yet" in prompts[0]

@@ -186,8 +186,9 @@ def test_cost_budget_stops_before_an_expensive_call(project: Project, server: Fa
 
 
 def test_replay_reproduces_the_ledger_rows(make_project: Any, server: FakeOpenAI) -> None:
-    def responder(body: dict[str, Any]) -> str:
-        value = int(re.search(r"WIDTH = (\d+)", body["messages"][-1]["content"]).group(1))
+    def responder(body: dict[str, Any]) -> str:  # a retry (a repeat) gets the same answer again
+        prompt = next(m["content"] for m in body["messages"] if "WIDTH = " in m["content"])
+        value = int(re.search(r"WIDTH = (\d+)", prompt).group(1))
         step = 3 if value < 12 else -1
         return diff(
             f"WIDTH = {value}  # an integer setting (optimum 12)",
@@ -301,3 +302,20 @@ def test_an_edit_that_does_not_parse_is_retried_with_the_parsers_message(
     assert "does not parse as Python" in broken.reason and "nor did the retry" in broken.reason
     assert broken.commit is None and broken.harness_s == 0  # never committed, never run
     assert result.tally.counts.get("invalid") == 1 and result.tally.ran == 3  # it cost no experiment
+
+
+def test_a_repeated_change_is_retried_once_and_never_run_again(project: Project, server: FakeOpenAI) -> None:
+    kept = "X = 1.5  # first coordinate (optimum 1.5)"
+    server.reply(diff(X_LINE, kept))  # better: kept
+    server.reply(diff(kept, X_LINE))  # back to the baseline's files: a repeat of #1 ...
+    server.reply(diff(kept, X_LINE))  # ... and again when told so: recorded as the duplicate, not run
+    width = "WIDTH = {}  # an integer setting (optimum 12)"
+    server.reply(diff(width.format(7), width.format(12)))
+    project.run(operator=llm_spec(server), budget={"max_experiments": 3, "max_invalid_streak": 3})
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.INVALID, Status.KEEP], records
+    retry = server.requests[2]["messages"][-1]["content"]
+    assert "it is the same change as experiment #1 (keep, loss=" in retry, retry
+    assert records[2].reason.startswith("duplicate of #1") and records[2].usage["calls"] == 2
+    logs = project.root / ".metaexp/landscape/logs"
+    assert not (logs / "3.log").exists() and (logs / "4.log").exists()  # the repeat never ran
