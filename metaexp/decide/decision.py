@@ -6,8 +6,9 @@ ran is accepted as such; then the candidate is kept if it beats its yardstick: a
 ratchet asks the objective against its parent's metrics (every objective mode, min_delta and ties),
 a population asks whether the child would be admitted (DEAP selection, MAP-Elites cells); with a
 noisy harness the paired test against the parent must also say better. Otherwise it is explored
-when the strategy says so (every explore_every-th proposal of the lineage, or the candidate's draw
-under explore_rate), and discarded.
+when the strategy says so (a tie with a ratchet's parent under explore_ties, every
+explore_every-th proposal of the lineage, or the candidate's draw under explore_rate), and
+discarded.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def decide(
     if _beats(spec, objective, pop, cand, commit, outcome, test, accepted):
         return Status.KEEP, ""
     s = spec.strategy
+    plateau = s.explore_ties and pop.ratchet and test is None  # a noisy test has no exact ties
+    if plateau and objective.tie(outcome.metrics, dict(incumbent or {})):
+        return Status.EXPLORE, "a tie with its parent: a step across the plateau (strategy.explore_ties)"
     every = s.explore_every is not None and (cand.generation + 2) % s.explore_every == 0
     if every or cand.draw < s.explore_rate:
         return Status.EXPLORE, ""

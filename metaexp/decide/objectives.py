@@ -68,6 +68,16 @@ class Objective:
         decision, reason = self.multi.decide(metrics, incumbent or None)
         return self.multi.keeps(decision), decision is not Decision.INFEASIBLE, reason
 
+    def tie(self, metrics: dict[str, float], incumbent: dict[str, float] | None) -> bool:
+        """The candidate neither better nor worse than the incumbent (within min_delta, or equal in
+        the multi-metric mode's terms)."""
+        if incumbent is None:
+            return False
+        if self.multi is None:
+            value, base = metrics.get(self.primary), incumbent.get(self.primary)
+            return value is not None and base is not None and self.compare(value, base) is Comparison.TIE
+        return self.multi.decide(metrics, incumbent)[0] is Decision.TIE
+
     def gain(self, value: float, incumbent: float) -> float:
         """Improvement of `value` over `incumbent`: positive is better."""
         return self.sign * (value - incumbent)

@@ -54,6 +54,11 @@ class StrategySpec(_Strict):
     name: str = "custom"
     explore_rate: float = Field(0.0, ge=0, le=1, description="probability to accept a worse change")
     explore_every: int | None = Field(None, ge=1, description="every Nth experiment accepts regardless")
+    explore_ties: bool = Field(
+        False,
+        description="a single lineage accepts a change that ties its parent as an explore step "
+        "(a walk across a plateau; objective.ties: keep counts it as a keep instead)",
+    )
     islands: int | list[IslandSpec] = Field(1, description="number of islands, or one override block each")
     population: int = Field(1, ge=1, description="individuals kept per island")
     selection: Literal["tournament", "best", "nsga2", "map_elites"] = "tournament"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Project
 from helpers import TWO, TWO_HARNESS, two_metrics
 
@@ -56,3 +57,31 @@ def test_pareto_mode_records_every_metric_as_trial_values(project: Project) -> N
     for t in complete:
         rec = records[t.user_attrs["experiment"] - 1]
         assert t.values == [rec.metrics["loss"], rec.metrics["width"]]
+
+
+PLATEAU = (  # only X matters: a change of Y or WIDTH ties its parent exactly
+    "import re\nx = float(re.search(r'^X = (\\S+)', open('params.py').read(), re.M).group(1))\n"
+    "print('loss:', round((x - 1.5) ** 2, 6))\n"
+)
+
+
+@pytest.mark.parametrize("ties", [True, False], ids=["explore_ties", "hill_climb"])
+def test_explore_ties_walks_a_plateau_that_hill_climbing_discards(project: Project, ties: bool) -> None:
+    project.write("plateau.py", PLATEAU)
+    project.run(
+        harness={"command": "python plateau.py", "immutable": ["evaluate.py", "plateau.py"]},
+        operator={"kind": "perturb", "space": "space.yaml"},
+        strategy={"explore_ties": ties},
+        budget={"max_experiments": 16},
+        seed=3,
+    )
+    records = project.assert_consistent()
+    by_commit = {r.commit: r for r in records}
+    tied = [r for r in records[1:] if r.value is not None and r.value == by_commit[r.parent].value]
+    assert tied, "no tie in 15 moves: the test's premise failed"
+    if ties:
+        assert all(r.status is Status.EXPLORE and "strategy.explore_ties" in r.reason for r in tied)
+    else:
+        assert all(r.status is Status.DISCARD for r in tied) and not any(
+            r.status is Status.EXPLORE for r in records
+        )
