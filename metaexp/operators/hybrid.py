@@ -72,6 +72,10 @@ class HybridOperator:
         if self.llm is not None:
             self.llm.observe(record)
 
+    def observe_shared(self, record: ExperimentRecord) -> None:
+        if self.llm is not None:
+            self.llm.observe_shared(record)
+
     def params_of(self, files: Mapping[str, bytes]) -> dict[str, Any]:
         try:
             return read_values(_located(self._knobs(files)), files)

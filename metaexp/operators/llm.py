@@ -29,6 +29,8 @@ from metaexp.operators.prompt import (
 )
 from metaexp.record.records import ExperimentRecord, Status
 
+SHARED_SHOWN = 5  # other islands' bests and migrants shown in a prompt
+
 
 class LLMOperator:
     name = "llm"
@@ -41,6 +43,7 @@ class LLMOperator:
         self.out = ctx.out
         self.history: list[ExperimentRecord] = list(ctx.history)
         self.tried: dict[str, ExperimentRecord] = {}  # target files (fingerprint) -> the try that ran them
+        self.shared: dict[int, ExperimentRecord] = {}  # other islands' bests and migrants received, by n
         for record in self.history:
             self._remember(record)
         self.optimiser: Callable[[LineageState], OptimiserState] | None = None  # set by the hybrid
@@ -71,6 +74,7 @@ class LLMOperator:
             edit_format=self.op.edit_format,
             incumbent=state.value,
             optimiser=self.optimiser(state) if self.optimiser else None,
+            shared=self._shared_best(),
         )
         messages = proposal_messages(brief)
         state_key = self._state_key(state, style.name)
@@ -87,6 +91,16 @@ class LLMOperator:
         if edit is None:
             raise InvalidProposal(f"the reply does not apply: {first}", usage=_dict(usage)) from None
         return Candidate(state.commit, edit.files, edit.description, style.name, {}, {}, _dict(usage))
+
+    def observe_shared(self, record: ExperimentRecord) -> None:
+        """Another island's new best, or a migrant this island received (populations only)."""
+        if record.value is not None:
+            self.shared[record.n] = record
+
+    def _shared_best(self) -> list[ExperimentRecord]:
+        sign = 1.0 if self.spec.direction == "minimize" else -1.0
+        ranked = sorted(self.shared.values(), key=lambda r: (sign * float(r.value or 0.0), r.n))
+        return ranked[:SHARED_SHOWN]
 
     def observe(self, record: ExperimentRecord) -> None:
         self.history.append(record)

@@ -33,6 +33,7 @@ class Brief:
     edit_format: str
     incumbent: float | None
     optimiser: OptimiserState | None = None  # the hybrid operator's numeric search, if any
+    shared: Sequence[ExperimentRecord] = ()  # populations: other islands' bests and migrants, best first
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ def proposal_messages(brief: Brief) -> list[dict[str, str]]:
     parts.append("# Target files\n" + "\n\n".join(_file_block(p, t) for p, t in brief.files.items()))
     if brief.history:
         parts.append("# Recent experiments (oldest first)\n" + history_table(brief.history, brief.metric))
+    if brief.shared:
+        parts.append(
+            "# Found elsewhere in the population (best first; not in your files unless migrated)\n"
+            + shared_table(brief.shared, brief.metric)
+        )
     if brief.crash_tail:
         parts.append(
             f"# The last try from this state crashed; the end of its log\n```\n{brief.crash_tail}\n```"
@@ -83,6 +89,15 @@ def proposal_messages(brief: Brief) -> list[dict[str, str]]:
         + edit_format_instructions(brief.edit_format, list(brief.files))
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def shared_table(records: Sequence[ExperimentRecord], metric: str) -> str:
+    """One line per record another island found (or that migrated here): where, how, its value."""
+    lines = []
+    for r in records:
+        how = "migrated here" if r.status == "migrate" else f"new best on island {r.island}"
+        lines.append(f"- #{r.n} ({how}): {metric}={_num(r.value)}: {r.description}")
+    return "\n".join(lines)
 
 
 def retry_messages(first: list[dict[str, str]], reply: str, error: str) -> list[dict[str, str]]:

@@ -227,6 +227,10 @@ class Core:
         rec = self._row(flight)
         self._write(rec, flight.logs)
         self.tell(rec.island, rec, flight.cand.tree or None)
+        if self.population and rec.best and rec.n != 1:  # every island hears of a new best
+            for k in range(self.spec.strategy.island_count):
+                if k != rec.island:
+                    self.tell(k, rec, None)
         if self.populations.lines_due(self.session.tally.ran) and rec.status.harness_ran:
             self.island_lines()
         for migrant in self.populations.migrants(rec, lambda n: self.session.records[n - 1]):

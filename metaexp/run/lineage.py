@@ -56,6 +56,9 @@ class Lineage:
         )
         self._asked: dict[int, Candidate] = {c.generation: c for c in pending}  # not yet told
         self._escaping = False
+        for rec in records:  # what the other islands found: a rebuilt lineage knows it too
+            if rec.island != k and rec.best and rec.n != 1:
+                self._share(rec)
 
     # --- ask
 
@@ -171,6 +174,9 @@ class Lineage:
     def tell(self, rec: ExperimentRecord, tree: Mapping[str, bytes] | None = None) -> None:
         """A recorded experiment of this lineage (or a migrant it received); `tree`: the child's
         target files as recorded (a crossover's composed, a hybrid's tuned ones)."""
+        if rec.island != self.k:  # another island's new best: only for the operator to learn from
+            self._share(rec)
+            return
         asked = self._asked.pop(rec.generation, None) if rec.status is not Status.MIGRATE else None
         if rec.commit and rec.value is not None:
             self.values[rec.commit] = (rec.metrics, rec.value)
@@ -182,7 +188,16 @@ class Lineage:
         self.pop.observe(rec, self.spec)
         if rec.status is not Status.MIGRATE:
             self.operator.observe(rec)
+        else:
+            self._share(rec)
         self._forget()
+
+    def _share(self, rec: ExperimentRecord) -> None:
+        """A migrant received, or another island's new best: operators that learn from the whole
+        population (the LLM's prompt) hear of it; it is not this lineage's history."""
+        observe_shared = getattr(self.operator, "observe_shared", None)
+        if observe_shared is not None:
+            observe_shared(rec)
 
     def _forget(self) -> None:
         """Keep the files of members, of parents still asked about, and of the baseline only."""

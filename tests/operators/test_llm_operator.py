@@ -319,3 +319,34 @@ def test_a_repeated_change_is_retried_once_and_never_run_again(project: Project,
     assert records[2].reason.startswith("duplicate of #1") and records[2].usage["calls"] == 2
     logs = project.root / ".metaexp/landscape/logs"
     assert not (logs / "3.log").exists() and (logs / "4.log").exists()  # the repeat never ran
+
+
+def test_an_islands_prompt_shows_the_bests_found_on_other_islands(
+    project: Project, server: FakeOpenAI
+) -> None:
+    import io
+
+    from metaexp.run import run
+    from metaexp.spec import load_spec
+
+    def responder(body: dict[str, Any]) -> str:  # one step towards WIDTH 12 from what the file says
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        value = int(re.search(r"^WIDTH = (\d+)", prompt, re.M).group(1))  # type: ignore[union-attr]
+        step = 1 if value < 12 else -1
+        line = "WIDTH = {}  # an integer setting (optimum 12)"
+        return diff(line.format(value), line.format(value + step), hypothesis=f"WIDTH {value + step}")
+
+    server.responder(responder)
+    strategy = {"islands": 2, "population": 1, "migration": {"every": 100}}
+    spec = project.spec(operator=llm_spec(server), strategy=strategy, budget={"max_experiments": 9})
+    run(load_spec(spec), out=io.StringIO(), scheduler="serial")
+    records = project.assert_consistent()
+    island_of = {r.n: r.island for r in records}
+    asked = [r["messages"][-1]["content"] for r in server.requests]
+    shown = re.findall(r"^- #(\d+) \(new best on island (\d)\): loss=", "\n".join(asked), re.M)
+    assert shown, "no prompt showed another island's best"
+    assert all(island_of[int(n)] == int(k) for n, k in shown)
+    # the section is the other islands' only: a prompt never lists its own island's best under it
+    for prompt in asked:
+        listed = {int(k) for k in re.findall(r"new best on island (\d)", prompt)}
+        assert len(listed) <= 1
