@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from metaexp.api import callable_package
 from metaexp.run.budget import OnRecord, RunResult, Tally
 from metaexp.spec import Spec
 
@@ -52,7 +53,7 @@ def run(
         reason = _drive(core, chosen)
         core.island_lines()
         session.progress.finish(reason)
-        return RunResult.of(reason, session.tally)
+        return RunResult.of(reason, session.tally, session.ws.out)
 
 
 def _drive(core: Core, scheduler: Scheduler) -> str:
@@ -72,3 +73,6 @@ def _drive(core: Core, scheduler: Scheduler) -> str:
     from metaexp.run.parallel import Parallel
 
     return Parallel(core).drive()
+
+
+callable_package(__name__)  # metaexp.run(...) calls metaexp.api.run (see metaexp/api.py)

@@ -11,9 +11,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metaexp.record.records import ExperimentRecord
+from metaexp.record.records import ExperimentRecord, read_records
 
 if TYPE_CHECKING:
     from metaexp.decide.objectives import Objective
@@ -88,15 +89,69 @@ OnRecord = Callable[[ExperimentRecord, Tally], str | None]  # after each record:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run (or a pipeline's last stage) ended with: why it stopped, its counts, its best, and
+    where its ledger lies. The counts and the best cover the whole run, resumed parts included."""
+
     stop_reason: str
     aborted: bool  # stopped by a failure (crash streak, invalid streak, a broken baseline)
     interrupted: bool
     tally: Tally
+    out_dir: Path | None = None  # the run's outputs, .metaexp/<tag>/ in the repository
 
     @classmethod
-    def of(cls, reason: str, tally: Tally) -> RunResult:
+    def of(cls, reason: str, tally: Tally, out_dir: Path | None = None) -> RunResult:
         interrupted = reason.startswith(("interrupted", CTRL_C))
-        return cls(reason, reason.startswith("abort"), interrupted, tally)
+        return cls(reason, reason.startswith("abort"), interrupted, tally, out_dir)
+
+    @property
+    def best(self) -> ExperimentRecord | None:
+        """The record of the best experiment (the last new best), or None if none ran."""
+        return self.tally.best
+
+    @property
+    def best_commit(self) -> str | None:
+        return self.best.commit if self.best else None
+
+    @property
+    def best_value(self) -> float | None:
+        """The best's decision metric (the objective's primary value)."""
+        return self.best.value if self.best else None
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        return dict(self.best.metrics) if self.best else {}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Records per status (keep, discard, crash, invalid, ...)."""
+        return dict(self.tally.counts)
+
+    @property
+    def experiments(self) -> int:
+        """Records whose harness ran (what budget.max_experiments counts)."""
+        return self.tally.ran
+
+    @property
+    def proposals(self) -> int:
+        """Every record, including the ones that never ran (rejected, invalid, migrants)."""
+        return self.tally.total
+
+    @property
+    def cost_usd(self) -> float:
+        return self.tally.cost_usd
+
+    @property
+    def experiments_jsonl(self) -> Path | None:
+        """The ledger (one JSON line per record, the source of truth)."""
+        return self.out_dir / "experiments.jsonl" if self.out_dir else None
+
+    @property
+    def results_tsv(self) -> Path | None:
+        return self.out_dir / "results.tsv" if self.out_dir else None
+
+    def records(self) -> list[ExperimentRecord]:
+        """Every record of the run, in order, read from experiments.jsonl."""
+        return read_records(self.experiments_jsonl) if self.experiments_jsonl else []
 
 
 class Stopping:

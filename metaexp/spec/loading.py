@@ -1,7 +1,10 @@
-"""Reading a spec file: YAML, strategy presets, validation errors that name the key, the JSON schema."""
+"""Reading a spec (a YAML file, or a dict with its project directory): strategy presets, validation
+errors that name the key, the JSON schema."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +15,57 @@ from metaexp.errors import SpecError
 from metaexp.resources import shorten
 from metaexp.spec.run import Spec
 
+SpecSource = str | os.PathLike[str] | Mapping[str, Any]  # a spec file, or its keys as a mapping
+DICT_LABEL = "spec"  # what error messages call a spec given as a mapping (a file's are its path)
 
-def load_spec(path: str | Path) -> Spec:
-    """Read, resolve presets, validate. Every error names the file and the key path."""
+
+def load_spec(source: SpecSource, *, root: str | os.PathLike[str] | None = None) -> Spec:
+    """Read, resolve presets, validate. Every error is a SpecError that names the file and the key path.
+
+    `source` is a spec YAML file (its project is the file's folder) or a mapping of the same keys;
+    a mapping's project is `root` (default: the current directory), against which `strategy:`
+    presets, `operator.space` and every other relative path resolve as they do beside a file.
+    """
     from metaexp.resources import resolve_data_file
 
-    path = Path(path)
-    data = _read_yaml_mapping(path)
+    label, data, folder = read_source(source, root)
     strategy = data.get("strategy")
     if isinstance(strategy, str):
-        strategy_path = resolve_data_file(strategy, path.parent, f"{path}: strategy")
+        strategy_path = resolve_data_file(strategy, folder, f"{label}: strategy")
         if strategy_path is None:
             raise SpecError(
-                f"{path}: strategy: file {shorten(strategy)!r} not found (nor among metaexp's presets)"
+                f"{label}: strategy: file {shorten(strategy)!r} not found (nor among metaexp's presets)"
             )
         data["strategy"] = {"name": strategy_path.stem, **_read_yaml_mapping(strategy_path)}
-    data["root"] = path.parent.resolve()
+    data["root"] = folder
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(path, exc)) from None
+        raise SpecError(format_validation_error(label, exc)) from None
+
+
+def read_source(
+    source: SpecSource, root: str | os.PathLike[str] | None = None
+) -> tuple[str, dict[str, Any], Path]:
+    """A spec's keys as given, unvalidated: (what errors call it, a fresh copy of its keys, the
+    resolved project folder its relative paths start from)."""
+    if isinstance(source, Mapping):
+        if "root" in source:
+            raise SpecError(
+                f"{DICT_LABEL}: root: not a spec key; give the project as load_spec(..., root=DIR)"
+            )
+        folder = Path(root if root is not None else Path.cwd()).expanduser().resolve()
+        if not folder.is_dir():
+            raise SpecError(f"{DICT_LABEL}: root: {shorten(str(folder))!r} is not a directory")
+        return DICT_LABEL, dict(source), folder
+    if not isinstance(source, str | os.PathLike):
+        raise SpecError(
+            f"{DICT_LABEL}: must be a spec file's path or a mapping of its keys (got {type(source).__name__})"
+        )
+    if root is not None:
+        raise SpecError(f"{source}: root: a spec file's project is its folder; root= is for a dict spec")
+    path = Path(source)
+    return str(path), _read_yaml_mapping(path), path.parent.resolve()
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -48,7 +82,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(path: Path, exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(path: str | Path, exc: ValidationError, prefix: str = "") -> str:
     """One line per problem (one problem: one line in all); `prefix` is the key path of the validated
     part inside the file, e.g. 'LEARNING_RATE'."""
     lines = [f"{path}: {exc.error_count()} problem(s):"]

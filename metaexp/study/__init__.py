@@ -13,6 +13,7 @@ outputs.py   study.json, the table in study.txt, the curves in study.png
 
 from __future__ import annotations
 
+from metaexp.api import callable_package
 from metaexp.study.outputs import format_table, plot_curves, write_outputs
 from metaexp.study.planning import DEFAULT_STRATEGIES, PlannedRun, plan_runs, resolve_strategy
 from metaexp.study.running import StudyResult, run_study
@@ -34,3 +35,5 @@ __all__ = [
     "wilson",
     "write_outputs",
 ]
+
+callable_package(__name__)  # metaexp.study(...) calls metaexp.api.study (see metaexp/api.py)

@@ -5,6 +5,7 @@ Each run gets its own tag `<tag>-<strategy>-s<seed>` in the spec's project and s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from metaexp.errors import SpecError
 from metaexp.resources import data_dir, resolve_data_file
 from metaexp.spec import Spec, format_validation_error, load_spec
+from metaexp.spec.loading import SpecSource, read_source
 
 __all__ = ["DEFAULT_STRATEGIES", "PlannedRun", "plan_runs", "resolve_strategy"]
 
@@ -30,11 +32,16 @@ class PlannedRun:
 
 
 def plan_runs(
-    spec_path: str | Path, strategies: Sequence[str], seeds: int, budget: int | None = None
+    spec_path: SpecSource,
+    strategies: Sequence[str],
+    seeds: int,
+    budget: int | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> tuple[Spec, list[PlannedRun]]:
-    """The base spec and every run, validated before anything starts."""
-    path = Path(spec_path)
-    base = load_spec(path)
+    """The base spec and every run, validated before anything starts. `spec_path` is a spec file or
+    a mapping of its keys whose project is `root` (as load_spec takes them)."""
+    base = load_spec(spec_path, root=root)
+    path, data, folder = read_source(spec_path, root)
     if base.budget.target is None:
         raise SpecError(
             f"{path}: budget.target: a study needs the known optimum as budget.target "
@@ -46,10 +53,9 @@ def plan_runs(
         raise SpecError(f"--seeds: at least 1 (got {seeds})")
     if not strategies:
         raise SpecError("--strategies: name at least one strategy, e.g. hill_climb islands")
-    data = yaml.safe_load(path.read_text())
     presets = {}
     for name in strategies:
-        label, preset = resolve_strategy(name, path.parent)
+        label, preset = resolve_strategy(name, folder)
         if label in presets:
             raise SpecError(f"--strategies: {name!r} is given twice")
         presets[label] = preset
@@ -64,7 +70,7 @@ def plan_runs(
                 run["budget"]["max_proposals"] = 3 * evals
             ray = data.get("ray") or {}
             run["ray"] = {"schedule": "ordered", **ray}  # a study's figures do not depend on timing
-            run["root"] = path.parent.resolve()
+            run["root"] = folder
             try:
                 runs.append(PlannedRun(label, seed, Spec.model_validate(run)))
             except ValidationError as exc:

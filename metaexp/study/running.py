@@ -6,6 +6,7 @@ A study that is run again skips the runs its ledgers show finished and resumes t
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from metaexp.errors import MetaexpError
 from metaexp.record.records import read_records
 from metaexp.run.budget import RunResult
 from metaexp.spec import Spec
+from metaexp.spec.loading import SpecSource
 from metaexp.study.outputs import write_outputs
 from metaexp.study.planning import DEFAULT_STRATEGIES, PlannedRun, plan_runs
 from metaexp.study.summary import RunSummary, summarize, summarize_run
@@ -37,19 +39,21 @@ class StudyResult:
 
 
 def run_study(
-    spec_path: str | Path,
+    spec_path: SpecSource,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     seeds: int = 20,
     budget: int | None = None,
-    out_dir: str | Path | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
     stream: TextIO = sys.stderr,
     verbose: bool = False,
+    root: str | os.PathLike[str] | None = None,
 ) -> StudyResult:
-    """Run (or resume) every planned run, then write study.json, study.txt and study.png."""
+    """Run (or resume) every planned run, then write study.json, study.txt and study.png.
+    `spec_path` is a spec file, or a mapping of its keys whose project is `root`."""
     from metaexp.record.git import Git
     from metaexp.run.plan import make_plan
 
-    base, runs = plan_runs(spec_path, strategies, seeds, budget)
+    base, runs = plan_runs(spec_path, strategies, seeds, budget, root)
     for run in {r.strategy: r for r in runs}.values():  # `metaexp validate`'s checks, before any run
         make_plan(run.spec)
     root = Git(base.root).toplevel()
