@@ -2,12 +2,18 @@
 backoff for 429, 5xx and timeouts), prices for cost, and a recording of every exchange.
 
 A recording (`llm.jsonl`) can answer later requests instead of the network:
-`replay_key: request` matches the exact request (model, messages, temperature)
-and reproduces a run; `replay_key: state` matches a caller-given key (the
+`replay_key: request` matches the exact request (model, messages, temperature:
+the key was made of these before max_tokens was sent, and shipped recordings
+keep matching) and reproduces a run; `replay_key: state` matches a caller-given key (the
 operator uses the target files, the style and how often that state was
 asked), which lets a run whose prompts differ reuse recorded proposals. The
 API key is read from the named variable when the first live request is made
 and is never written anywhere.
+
+Every request carries `max_tokens` (unless it is None), so a small local model cannot ramble up to
+its context and the client's timeout. An endpoint that refuses it for `max_completion_tokens`
+(OpenAI's reasoning models: HTTP 400, "Unsupported parameter") gets the same limit under that name,
+from then on.
 
 The recording is bounded: a reply or a message longer than RECORD_LIMIT characters is kept as its
 first RECORD_HEAD characters, its size and its sha256 (`"truncated": true`); a truncated reply is
@@ -83,6 +89,7 @@ class LLMClient:
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         temperature: float = 0.7,
+        max_tokens: int | None = 4096,
         timeout_s: float = 120.0,
         max_retries: int = 2,
         prices: Prices | None = None,
@@ -93,6 +100,8 @@ class LLMClient:
     ) -> None:
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.temperature, self.timeout_s, self.max_retries = temperature, timeout_s, max_retries
+        self.max_tokens = max_tokens
+        self._limit_name = "max_tokens"  # max_completion_tokens once the endpoint asks for that
         self.prices = prices or Prices()
         self.record_path = record_path
         self.replay_key, self.replay_miss = replay_key, replay_miss
@@ -104,7 +113,9 @@ class LLMClient:
     ) -> Reply:
         """One chat completion. Raises LLMError when no reply can be had."""
         request = {"model": self.model, "messages": messages, "temperature": self.temperature}
-        key = request_key(request)
+        key = request_key(request)  # over these three only: recordings made before max_tokens still match
+        if self.max_tokens is not None:
+            request[self._limit_name] = self.max_tokens
         if self._replay is not None:
             found = self._replay.take(key if self.replay_key == "request" else (state_key or key))
             if found is not None:
@@ -115,12 +126,22 @@ class LLMClient:
                 what = "request" if self.replay_key == "request" else f"state {state_key}"
                 raise LLMError(f"replay: no recorded reply for this {what} (replay_miss: live would ask)")
         try:
-            reply = self._live(request)
+            reply = self._ask(request)
         except LLMError as exc:
             self._record(request, key, state_key, purpose, None, str(exc))
             raise
         self._record(request, key, state_key, purpose, reply, None)
         return reply
+
+    def _ask(self, request: dict[str, Any]) -> Reply:
+        """The live reply; a request whose `max_tokens` the endpoint refuses is sent once more with
+        `max_completion_tokens` (and so is every later one). `request` names the limit that was sent."""
+        try:
+            return self._live(request)
+        except _RenameLimit:
+            self._limit_name = "max_completion_tokens"
+            request["max_completion_tokens"] = request.pop("max_tokens")
+            return self._live(request)
 
     def _live(self, request: dict[str, Any]) -> Reply:
         import openai
@@ -128,6 +149,10 @@ class LLMClient:
         client = self._connect()
         try:
             response = client.chat.completions.create(**request)
+        except openai.BadRequestError as exc:
+            if "max_tokens" in request and "max_completion_tokens" in str(exc.message):
+                raise _RenameLimit from None
+            raise LLMError(f"{self.model}: HTTP 400 from the endpoint: {_short(exc.message)}") from None
         except openai.APIStatusError as exc:
             status = exc.status_code
             message = _short(exc.message)
@@ -186,6 +211,10 @@ class LLMClient:
         }
         with self.record_path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+class _RenameLimit(Exception):
+    """The endpoint wants the token limit as max_completion_tokens."""
 
 
 class _Recording:

@@ -26,10 +26,15 @@ class TuneSpec(_Strict):
 
 
 class ScheduleSpec(_Strict):
-    """hybrid: the share of proposals from each arm, drawn per proposal."""
+    """hybrid: each arm's share of the evaluations (or, with `counts: proposals`, of the proposals),
+    drawn per proposal."""
 
     llm: float = Field(0.3, ge=0, description="an LLM edit (llm: null: a bold restart), then tuning")
     params: float = Field(0.7, ge=0, description="one numeric step of Optuna over the constants")
+    counts: Literal["evaluations", "proposals"] = Field(
+        "evaluations",
+        description="what the shares are of: harness runs (an edit costs its tuning budget), or proposals",
+    )
 
     @model_validator(mode="after")
     def _some_share(self) -> ScheduleSpec:
@@ -50,7 +55,13 @@ class OperatorSpec(_Strict):
     model: str | None = Field(None, description="llm: the model name the endpoint knows")
     base_url: str | None = Field(None, description="llm: e.g. http://localhost:11434/v1; null: OpenAI")
     api_key_env: str = Field("OPENAI_API_KEY", description="llm: the variable that holds the key")
-    temperature: float = Field(0.7, ge=0, le=2)
+    temperature: float = Field(0.7, ge=0, le=2, description="llm: sent with every request")
+    max_tokens: int | None = Field(
+        4096,
+        gt=0,
+        description="llm: the reply's token limit, sent with every request (a reasoning model's "
+        "thinking counts too); null: none sent, the endpoint's own",
+    )
     timeout_s: float = Field(120.0, gt=0, description="llm: per request, before the client's retries")
     max_retries: int = Field(2, ge=0, description="llm: the client's retries for 429, 5xx, timeouts")
     edit_format: Literal["diff", "rewrite"] = "diff"

@@ -211,7 +211,7 @@ def test_record_has_one_line_per_call(server: FakeOpenAI, tmp_path: Path) -> Non
         client.complete(ASK, purpose="propose")
 
     ok, failed = read_lines(record)
-    assert ok["request"] == {"model": "fake-model", "messages": ASK, "temperature": 0.7}
+    assert ok["request"] == {"model": "fake-model", "messages": ASK, "temperature": 0.7, "max_tokens": 4096}
     assert (ok["purpose"], ok["state_key"], ok["error"], ok["replayed"]) == ("propose", "s1", None, False)
     assert ok["response"]["content"] == "first"
     usage = ok["response"]["usage"]
