@@ -75,14 +75,14 @@ def summarize_run(spec: Spec, strategy: str, records: list[ExperimentRecord]) ->
 
 
 def wilson(successes: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
-    """Wilson's score interval for a binomial proportion (sound at 0/n and n/n, unlike p ± z·se)."""
+    """Wilson's score interval for a binomial proportion (sound at 0/n and n/n, unlike p ± z·se), by
+    scipy; `z` is the two-sided normal quantile (1.96: 95%). No runs: the whole of [0, 1]."""
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from scipy.stats import binomtest, norm
+
+    interval = binomtest(successes, n).proportion_ci(confidence_level=2 * norm.cdf(z) - 1, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def median_to_target(evals: Sequence[int | None]) -> int | None:

@@ -92,6 +92,25 @@ def test_the_default_spec_is_the_deceptive_one() -> None:
     assert default == deceptive
 
 
+@pytest.mark.parametrize(
+    ("successes", "n", "interval"),
+    [
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+    ],
+)
+def test_wilson_matches_newcombes_published_score_intervals(
+    successes: int, n: int, interval: tuple[float, float]
+) -> None:
+    """Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (the score interval)."""
+    assert wilson(successes, n) == pytest.approx(interval, abs=5e-5)
+    low, high = wilson(successes, n, z=2.5758)  # 99%: wider on both sides (or pinned at 0)
+    assert low <= interval[0] and high > interval[1]
+    assert wilson(0, 0) == (0.0, 1.0)  # no finished runs: nothing is known
+
+
 def test_wilson_interval_and_censored_median() -> None:
     assert wilson(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
     assert wilson(10, 20) == pytest.approx((0.2993, 0.7007), abs=1e-4)
