@@ -1,8 +1,9 @@
 """The hybrid operator: the LLM edits structure, Optuna tunes the constants, each sees the other.
 
-Each proposal is drawn from `operator.schedule`: a structural arm (an LLM edit, or with `llm: null`
-a bold restart of the constants) whose candidate the loop tunes for up to `tune.budget` evaluations
-before deciding (metaexp/tuning.py), or a numeric arm, one Optuna step over the constants of the
+Each proposal is drawn from `operator.schedule` (shares of the evaluations by default: an edit
+costs its tuning budget): a structural arm (an LLM edit, or with `llm: null` a bold restart of the
+constants) whose candidate the loop tunes for up to `tune.budget` evaluations before deciding
+(metaexp/tuning.py), or a numeric arm, one Optuna step over the constants of the
 incumbent's structure, learned from every evaluation of that structure (operators/trials.py). The
 LLM's prompt carries what the numeric search learned.
 """
@@ -38,7 +39,9 @@ class HybridOperator:
         self.styles = ctx.styles
         self.restart = StyleMix(RESTART_STYLE, ctx.root).pick(random.Random(0))
         self.trials = Trials(ctx.spec.direction)
+        self.spent = {"structural": 0, "numeric": 0}  # evaluations (at least 1 per proposal) per arm
         for rec in ctx.history:
+            self._spend(rec)
             self.trials.add(rec)
         try:
             knobs = find_knobs(ctx.files, ctx.space, self.trials.seen)
@@ -56,18 +59,23 @@ class HybridOperator:
     # --- the Operator protocol
 
     def propose(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
-        schedule = self.op.schedule
-        structural = rng.random() < schedule.llm / (schedule.llm + schedule.params)
+        structural = self._structural(rng.random())
         knobs = self._knobs(state.files)
         if not knobs and self.llm is None:
             raise InvalidProposal("no numeric constants to tune in the current state")
         if structural or not knobs:
             if self.llm is not None:
-                return self._tuned(self.llm.propose(state, n, rng), state, "llm", rng)
+                try:
+                    edit = self.llm.propose(state, n, rng)
+                except InvalidProposal as exc:  # its turn was spent all the same (the schedule counts it)
+                    exc.extra = {**exc.extra, "arm": "llm"}
+                    raise
+                return self._tuned(edit, state, "llm", rng)
             return self._tuned(self._restart(state, knobs, rng), state, "restart", rng)
         return self._numeric(state, knobs, rng)
 
     def observe(self, record: ExperimentRecord) -> None:
+        self._spend(record)
         self.trials.add(record)
         if self.llm is not None:
             self.llm.observe(record)
@@ -140,6 +148,26 @@ class HybridOperator:
         return replace(cand, params=params, extra=extra, tune=plan)
 
     # --- helpers
+
+    def _structural(self, draw: float) -> bool:
+        """Whether this proposal is structural. `counts: proposals`: a draw under the llm share.
+        `counts: evaluations` (the default): the arm whose cost brings the share spent so far nearer
+        p (an edit costs its tuning runs, a numeric step one; a proposal that ran nothing costs
+        one), so `llm: 0.3` is 30 % of the harness runs; the draw decides only the first proposal.
+        Replayed from the records, a resumed run chooses as an uninterrupted one would."""
+        schedule = self.op.schedule
+        p = schedule.llm / (schedule.llm + schedule.params)
+        spent, total = self.spent["structural"], self.spent["structural"] + self.spent["numeric"]
+        if schedule.counts == "proposals" or p in (0.0, 1.0) or total == 0:
+            return draw < p
+        cost = max(1, self.op.tune.budget)  # what an edit will cost: the step that lands nearer p wins
+        return abs((spent + cost) / (total + cost) - p) <= abs(spent / (total + 1) - p)
+
+    def _spend(self, record: ExperimentRecord) -> None:
+        arm = record.extra.get("arm")
+        if arm in ("llm", "restart", "params"):
+            cost = max(1, len(record.extra.get("runs", []))) if record.status.harness_ran else 1
+            self.spent["numeric" if arm == "params" else "structural"] += cost
 
     def _knobs(self, files: Mapping[str, bytes]) -> dict[str, Knob]:
         return find_knobs(files, self.space, self.trials.seen)

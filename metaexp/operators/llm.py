@@ -231,6 +231,7 @@ class LLMOperator:
             base_url=op.base_url,
             api_key_env=op.api_key_env,
             temperature=op.temperature,
+            max_tokens=op.max_tokens,
             timeout_s=op.timeout_s,
             max_retries=op.max_retries,
             prices=Prices(**op.prices.model_dump()),

@@ -130,11 +130,6 @@ def test_the_llm_operator_sends_the_default_limit_and_the_spec_temperature(
     assert {(body["max_tokens"], body["temperature"]) for body in requests} == {(4096, 0.2)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metaexp/operators/llm.py (_client) must pass max_tokens=op.max_tokens to LLMClient; "
-    "remove this mark when it does",
-)
 def test_the_llm_operator_sends_the_spec_max_tokens(project: Project, server: FakeOpenAI) -> None:
     requests = run_llm(project, server, max_tokens=512, temperature=0.0)
     assert {(body.get("max_tokens"), body["temperature"]) for body in requests} == {(512, 0.0)}

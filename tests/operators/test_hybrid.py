@@ -129,7 +129,8 @@ def test_prompt_shows_best_constants_importances_bounds_and_tuning_gains(
     project: Project, server: FakeOpenAI
 ) -> None:
     server.responder(widen)
-    op = hybrid(server, schedule={"llm": 0.3, "params": 0.7}, tune={"budget": 8}, style="bold")
+    schedule = {"llm": 0.3, "params": 0.7, "counts": "proposals"}  # enough edits to see the prompts
+    op = hybrid(server, schedule=schedule, tune={"budget": 8}, style="bold")
     project.run(operator=op, budget={"max_experiments": None, "max_evaluations": 48})
     records = project.assert_consistent()
     asked = [r["messages"][-1]["content"] for r in server.requests]
@@ -263,3 +264,27 @@ def test_tuning_never_picks_a_run_that_breaks_a_constraint(project: Project) -> 
             assert rec.extra["runs"][best]["metrics"]["width"] <= 9
         if rec.status.accepted:
             assert rec.metrics["width"] <= 9
+
+
+@pytest.mark.parametrize("counts", ["evaluations", "proposals"])
+def test_the_schedule_is_a_share_of_evaluations(project: Project, server: FakeOpenAI, counts: str) -> None:
+    server.responder(widen)
+    schedule = {"llm": 0.3, "params": 0.7, "counts": counts}
+    op = hybrid(server, schedule=schedule, tune={"budget": 8})
+    budget = {"max_experiments": None, "max_evaluations": 100, "max_invalid_streak": 50}
+    result = project.run(operator=op, budget=budget)
+    records = project.assert_consistent()
+    ran = [r for r in records[1:] if r.status.harness_ran]
+
+    def evaluations(arm: str) -> int:
+        return sum(max(1, len(r.extra.get("runs", []))) for r in ran if r.extra.get("arm") == arm)
+
+    share = evaluations("llm") / (evaluations("llm") + evaluations("params"))
+    arms = [r.extra.get("arm") for r in records[1:]]
+    proposals = arms.count("llm") / (arms.count("llm") + arms.count("params"))
+    if counts == "evaluations":
+        assert 0.2 <= share <= 0.4, f"LLM edits took {share:.0%} of the evaluations"
+        assert proposals < 0.15  # an edit costs up to 8 runs: few of them
+    else:  # a share of the proposals
+        assert 0.15 <= proposals <= 0.45, (proposals, share)
+    assert result.tally.evaluations >= 95
