@@ -364,6 +364,7 @@ def record_run(questions: dict[str, str]) -> int:
         spec["operator"].pop("replay", None)
         spec["operator"]["base_url"] = url
         spec["harness"]["env"]["JUDGES_RECORD"] = str(answers)
+        spec["harness"]["sandbox"] = "off"  # the harness appends the live answers to `answers`, outside its tree
         (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
         rubric = repo / "rubric.yaml"
         rubric.write_text(re.sub(r"(?m)^base_url: .*$", f"base_url: {url}", rubric.read_text()))
@@ -382,7 +383,8 @@ def record_run(questions: dict[str, str]) -> int:
         rows = [json.loads(line) for line in (out / "experiments.jsonl").read_text().splitlines()]
     print(f"recorded {len(rows)} experiments' operator exchanges in llm.jsonl; {added} new judge answers")
     for row in rows:
-        print(f"  {row['n']:>2} {row['status']:<8} {row['value']:.6f}  {row['description']}")
+        value = "-" if row["value"] is None else f"{row['value']:.6f}"
+        print(f"  {row['n']:>2} {row['status']:<8} {value:>8}  {row['description']} {row['reason']}")
     return 0
 
 

@@ -14,6 +14,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 EDIT_FORMATS = ("diff", "rewrite")
+# The prompt's worked example: a file and names no target has, so a model cannot take the example's
+# lines for lines of its own file (LEARNING_RATE = 3e-3 once was, in a file of constants).
+EXAMPLE_PATH = "example/not_your_file.py"
+EXAMPLE_NAME = "EXAMPLE_ONLY_SETTING"
+EXAMPLE_OTHER = "EXAMPLE_ONLY_OTHER"
+EXAMPLE_HYPOTHESIS = "one line on what the change does and why it should help"
 MAX_DESCRIPTION = 200  # characters kept of the model's hypothesis line
 START_MARKER = "EVOLVE-BLOCK-START"
 END_MARKER = "EVOLVE-BLOCK-END"
@@ -47,7 +53,7 @@ class Block:
 
 
 def edit_format_instructions(fmt: str, paths: list[str]) -> str:
-    """The instructions and a worked example for the prompt, naming the real paths."""
+    """The instructions, naming the real paths, and a worked example on a file that is not one."""
     if fmt not in EDIT_FORMATS:
         raise ValueError(f"unknown edit format {fmt!r}; use one of {', '.join(EDIT_FORMATS)}")
     if not paths:
@@ -58,11 +64,11 @@ def edit_format_instructions(fmt: str, paths: list[str]) -> str:
         f"If a file has {START_MARKER} and {END_MARKER} marker lines, change only the lines between "
         "them; leave the marker lines and everything outside them exactly as they are.\n"
     )
-    body = _diff_instructions(paths[0]) if fmt == "diff" else _rewrite_instructions(paths[0])
+    body = _diff_instructions() if fmt == "diff" else _rewrite_instructions()
     return head + body
 
 
-def _diff_instructions(path: str) -> str:
+def _diff_instructions() -> str:
     return (
         "Give each change as a SEARCH/REPLACE block:\n"
         "1. a line with the file's path, exactly as written above;\n"
@@ -74,22 +80,24 @@ def _diff_instructions(path: str) -> str:
         "6. the line >>>>>>> REPLACE\n"
         "Use several blocks for several changes; they apply in order, each to the result of the ones "
         "before. To create a new file, leave its SEARCH section empty.\n\n"
-        "Example (the lines are an illustration; quote the real ones):\n\n"
-        "Hypothesis: a larger learning rate converges further within the time budget\n\n"
-        f"{path}\n<<<<<<< SEARCH\nLEARNING_RATE = 3e-3\n=======\nLEARNING_RATE = 4e-3\n>>>>>>> REPLACE\n"
+        f"Example, for a file that is not yours ({EXAMPLE_PATH}); write your real paths and quote your "
+        "real lines:\n\n"
+        f"Hypothesis: {EXAMPLE_HYPOTHESIS}\n\n"
+        f"{EXAMPLE_PATH}\n<<<<<<< SEARCH\n{EXAMPLE_NAME} = 1\n=======\n{EXAMPLE_NAME} = 2\n>>>>>>> REPLACE\n"
     )
 
 
-def _rewrite_instructions(path: str) -> str:
-    fence = "```" + _LANGUAGES.get(posixpath.splitext(path)[1], "")
+def _rewrite_instructions() -> str:
+    fence = "```" + _LANGUAGES.get(posixpath.splitext(EXAMPLE_PATH)[1], "")
     return (
         "Give the complete new contents of each file you change: a line with the file's path, exactly "
         "as written above, then the whole file in a ``` fenced code block. Include every line, the "
         'unchanged ones too; never abbreviate with "..." or "rest unchanged". Leave out files you do '
         "not change.\n\n"
-        "Example (a two-line file, as an illustration):\n\n"
-        "Hypothesis: a larger learning rate converges further within the time budget\n\n"
-        f"{path}\n{fence}\nLEARNING_RATE = 4e-3\nBATCH_SIZE = 64\n```\n"
+        f"Example, for a two-line file that is not yours ({EXAMPLE_PATH}); write your real paths and "
+        "whole files:\n\n"
+        f"Hypothesis: {EXAMPLE_HYPOTHESIS}\n\n"
+        f"{EXAMPLE_PATH}\n{fence}\n{EXAMPLE_NAME} = 2\n{EXAMPLE_OTHER} = 3\n```\n"
     )
 
 

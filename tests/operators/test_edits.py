@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import random
+from pathlib import Path
 
 import pytest
 
+from metaexp.operators.edit_reply import EXAMPLE_HYPOTHESIS, EXAMPLE_NAME, EXAMPLE_OTHER, EXAMPLE_PATH
 from metaexp.operators.edits import (
     EditError,
     EditRejected,
@@ -301,8 +303,38 @@ def test_instructions_name_paths_and_their_example_applies(fmt: str) -> None:
     assert "model.py" in text
     assert "train.py" in text
     assert "Hypothesis:" in text
-    example = text[text.index("Hypothesis: a larger") :]
-    edit = apply_reply(example, fmt, {"model.py": b"LEARNING_RATE = 3e-3\n"}, targets=TARGETS)
-    assert b"LEARNING_RATE = 4e-3\n" in edit.files["model.py"]
+    example = text[text.index(f"Hypothesis: {EXAMPLE_HYPOTHESIS}") :]
+    edit = apply_reply(
+        example, fmt, {EXAMPLE_PATH: f"{EXAMPLE_NAME} = 1\n".encode()}, targets=["example/*.py"]
+    )
+    assert f"{EXAMPLE_NAME} = 2\n".encode() in edit.files[EXAMPLE_PATH]
+
+
+def test_no_name_of_the_prompts_example_occurs_in_a_shipped_target() -> None:
+    """The example cannot be mistaken for lines of the file being edited (#14: 16-17 % of invalid
+    rows once quoted the example's LEARNING_RATE line as if it were the target's)."""
+    import fnmatch
+    import re
+
+    import yaml
+
+    texts = [edit_format_instructions(f, ["t.py"]) for f in ("diff", "rewrite")]
+    blocks = "".join(t[t.index("Example, ") :] for t in texts)
+    names = set(re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", blocks)) - {"SEARCH", "REPLACE"}
+    assert names == {EXAMPLE_NAME, EXAMPLE_OTHER}
+    harnesses = Path(__file__).resolve().parents[2] / "harnesses"
+    checked = 0
+    for spec_path in harnesses.glob("**/*.yaml"):
+        spec = yaml.safe_load(spec_path.read_text())
+        if not isinstance(spec, dict) or "target" not in spec:
+            continue
+        for path in spec_path.parent.rglob("*"):
+            rel = path.relative_to(spec_path.parent).as_posix()
+            if path.is_file() and any(fnmatch.fnmatch(rel, t) for t in spec["target"]):
+                text = path.read_text(errors="replace")
+                assert not any(n in text for n in names) and EXAMPLE_PATH not in text, rel
+                assert not (spec_path.parent / EXAMPLE_PATH).exists()
+                checked += 1
+    assert checked >= 5, checked
     with pytest.raises(ValueError):
         edit_format_instructions("unified", ["train.py"])
