@@ -13,6 +13,7 @@ BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
 FIGURES = {  # a line each smoke run must print: the figures, not just an exit code
     "fault_soak.py": "wall time with faults / without",
     "hybrid.py": "| curve (≤ 0.1) | hybrid |",
+    "llm_path.py": "evaluations spent on repeats or broken edits by the llm methods",
     "loop_overhead.py": "sum = full overhead",
     "meta_pruning.py": "successive_halving",
     "noise.py": "SPRT uses",
