@@ -104,4 +104,5 @@ def validate(
 
 def _bound(spec: Spec) -> bool:
     """Whether the isolation binds the base into the sandbox (bubblewrap) or the tree links to it."""
-    return isolation_for(spec.harness.sandbox, spec.harness.network).full
+    warm = bool(spec.harness.preload)  # a warm server's view binds the base whole: trees link into it
+    return isolation_for(spec.harness.sandbox, spec.harness.network).full and not warm

@@ -92,9 +92,11 @@ def wrap(
     base_files: dict[str, Path],
     network: bool,
     gpus: bool,
+    base_root: Path | None = None,
 ) -> list[str]:
     """`argv` run inside the isolation, in the sandbox tree `box`; `base_files`: path in the tree
-    -> the frozen file to bind read-only there."""
+    -> the frozen file to bind read-only there; or `base_root`, the frozen base bound read-only as a
+    whole (a tree whose base files are symlinks into it, as under harness.preload)."""
     if iso.tool == "unshare":
         return [
             "unshare",
@@ -127,8 +129,23 @@ def wrap(
     args += ["--bind", str(box), str(box)]
     for rel, frozen in sorted(base_files.items()):
         args += ["--ro-bind", str(frozen), str(box / rel)]
+    if base_root is not None:
+        args += ["--ro-bind", str(base_root), str(base_root)]
     args += ["--remount-ro", "/"]  # nothing else writable: not even the folders made for the mounts
     return [*args, "--chdir", str(box), "--", *argv]
+
+
+def wrap_server(
+    iso: Isolation, argv: list[str], trees: Path, base_root: Path, network: bool, gpus: bool
+) -> list[str]:
+    """The warm harness server (forkserver.py) inside the isolation, as PID 1 of its namespace (the
+    forks' orphans come back to it; the namespace dies with it): every sandbox tree under `trees`
+    writable, the frozen base read-only, the rest as for a plain harness."""
+    if iso.tool != "bwrap":
+        return wrap(iso, argv, trees, {}, network, gpus)
+    box = wrap(iso, argv, trees, {}, network, gpus, base_root=base_root)
+    cut = box.index("--chdir")
+    return [box[0], "--as-pid-1", *box[1:cut], "--chdir", "/", *box[cut + 2 :]]
 
 
 @functools.cache

@@ -13,25 +13,33 @@ import signal
 import time
 
 
-def kill_descendants(grace_s: float) -> None:
-    """SIGTERM everything below this process, wait up to grace_s, SIGKILL the rest, reap all."""
-    _signal_all(signal.SIGTERM)
+def kill_descendants(grace_s: float, spare: frozenset[int] = frozenset()) -> None:
+    """SIGTERM everything below this process but `spare` (a warm harness server and the isolation
+    around it), wait up to grace_s, SIGKILL the rest, reap all."""
+    _signal_all(signal.SIGTERM, spare)
     deadline = time.monotonic() + grace_s
-    while _reap() and (left := deadline - time.monotonic()) > 0:
-        _wait_for_an_exit(min(left, 0.05))
-    while _reap():
-        _signal_all(signal.SIGKILL)
-        _wait_for_an_exit(0.005)
+    while _alive(spare) and (left := deadline - time.monotonic()) > 0:
+        _wait_for_an_exit(min(left, 0.05), spare)
+    while _alive(spare):
+        _signal_all(signal.SIGKILL, spare)
+        _wait_for_an_exit(0.005, spare)
 
 
-def _wait_for_an_exit(timeout_s: float) -> None:
+def _alive(spare: frozenset[int]) -> bool:
+    if not spare:
+        return _reap()
+    _reap()
+    return any(pid not in spare and not _is_zombie(pid) for pid in descendants(os.getpid()))
+
+
+def _wait_for_an_exit(timeout_s: float, spare: frozenset[int] = frozenset()) -> None:
     """Until one of the live processes below this one exits (their pidfds tell at once: a namespace
     that takes a millisecond to tear down costs a millisecond), or timeout_s; new ones are found
     by the caller's next look."""
     fds = []
     try:
         for pid in descendants(os.getpid()):
-            if not _is_zombie(pid):  # a zombie's pidfd is always ready: it would spin
+            if pid not in spare and not _is_zombie(pid):  # a zombie's pidfd is always ready
                 with contextlib.suppress(OSError):  # gone already
                     fds.append(os.pidfd_open(pid))
         if fds:
@@ -43,10 +51,11 @@ def _wait_for_an_exit(timeout_s: float) -> None:
             os.close(fd)
 
 
-def _signal_all(sig: int) -> None:
+def _signal_all(sig: int, spare: frozenset[int] = frozenset()) -> None:
     for pid in descendants(os.getpid()):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+        if pid not in spare:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
 
 def _reap() -> bool:

@@ -7,12 +7,15 @@ an exception (a second Ctrl-C aside): it comes back as a status and a reason, wi
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metaexp.evaluate.isolation import HOME, isolation_for, wrap
+from metaexp.evaluate.forkserver import is_script
+from metaexp.evaluate.isolation import HOME, isolation_for, wrap, wrap_server
 from metaexp.evaluate.sandbox import BaseTree
 from metaexp.evaluate.supervisor import Supervised, supervise
 from metaexp.record.records import Status
@@ -58,7 +61,16 @@ def run_program(
     iso = isolation_for(h.sandbox, h.network)
     env = {**env, "HOME": HOME} if iso.full else dict(env)
     gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES")) or bool(spec.ray.eval_resources.get("num_gpus"))
-    argv = wrap(iso, command.argv, cwd, base.frozen_files(), h.network, gpus)
+    warm = None
+    if h.preload and is_script(command.argv):  # a fork of the warm server runs the script
+        server = [sys.executable, "-m", "metaexp.evaluate.forkserver", "{fd}", *h.preload]
+        server = wrap_server(iso, server, cwd.parent, base.root, h.network, gpus)
+        warm = {"key": json.dumps([server, sorted(env)]), "argv": server, "env": env}
+        argv = command.argv
+    elif h.preload:  # trees link into the base: bind it whole
+        argv = wrap(iso, command.argv, cwd, {}, h.network, gpus, base_root=base.root)
+    else:
+        argv = wrap(iso, command.argv, cwd, base.frozen_files(), h.network, gpus)
     run = supervise(
         argv,
         cwd=str(cwd),
@@ -68,6 +80,7 @@ def run_program(
         grace_s=spec.harness.grace_s,
         memory_mb=spec.harness.memory_mb,
         cpus=spec.harness.cpus,
+        warm=warm,
     )
     touched = base.restore_shared()
     if run.aborted:

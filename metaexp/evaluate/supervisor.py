@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from metaexp.evaluate import cgroups
+from metaexp.evaluate import cgroups, warm
 from metaexp.evaluate.process_tree import descendants, kill_descendants, rss_mb
 
 PR_SET_PDEATHSIG = 1
@@ -108,6 +108,7 @@ def supervise(
     grace_s: float,
     memory_mb: float | None = None,
     cpus: float | None = None,
+    warm: dict[str, object] | None = None,
 ) -> Supervised:
     """Run `argv` with its output in `log_path`, under this process's supervisor; the limits by a
     cgroup of its own where the machine allows (cgroups.py), memory by RSS polling otherwise."""
@@ -123,6 +124,7 @@ def supervise(
         "grace_s": grace_s,
         "memory_mb": memory_mb,
         "cpus": cpus,
+        "warm": warm,  # {"key", "argv"}: run argv's script in a fork of that warm server
     }
     return _SUPERVISOR.run(job)
 
@@ -177,10 +179,12 @@ def serve(parent: int) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        kill_descendants(1.0)
+        kill_descendants(1.0)  # the warm harness server too
 
 
 def _run(job: dict, requests: _Lines) -> Supervised:
+    if job.get("warm"):
+        return _run_warm(job, requests)
     group = cgroups.limited(job["memory_mb"], job.get("cpus"))
     try:
         return _run_in(job, requests, group)
@@ -216,13 +220,26 @@ def _run_in(job: dict, requests: _Lines, group: cgroups.Group | None) -> Supervi
     except _Abort:
         flags["aborted"] = True
     seconds = time.monotonic() - start
-    kill_descendants(job["grace_s"])
+    kill_descendants(job["grace_s"], warm.spared())  # a warm harness server stays for its next run
     if group is not None and group.memory is not None:
         peak = group.peak_mb()
         if group.oom_killed() and not flags.get("timed_out"):
             flags["memory_exceeded"] = True
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return Supervised(code, seconds, peak_rss_mb=peak, **flags)
+
+
+def _run_warm(job: dict, requests: _Lines) -> Supervised:
+    """A fork of the warm harness server (harness.preload; warm.py); limits by RSS polling."""
+    server = warm.server_for(job["warm"]["key"], job["warm"]["argv"], job["warm"]["env"])
+    if server.error:
+        with open(job["log_path"], "w") as log:
+            print(server.error, file=log)
+        return Supervised(None, 0.0, error=server.error)
+    code, seconds, flags, peak, error = server.run(job, requests)
+    if error and code is None:
+        return Supervised(None, seconds, error=error, **flags)
+    return Supervised(code if code is not None else -signal.SIGKILL, seconds, peak_rss_mb=peak, **flags)
 
 
 def _wait(
@@ -247,7 +264,8 @@ def _wait(
             if requests.fd in ready:
                 requests.fill()
             if memory_mb and not ready:
-                rss = sum(rss_mb(pid) for pid in descendants(os.getpid()))
+                spare = warm.spared()
+                rss = sum(rss_mb(pid) for pid in descendants(os.getpid()) if pid not in spare)
                 peak = max(peak, rss)
                 if rss > memory_mb:
                     flags["memory_exceeded"] = True

@@ -133,6 +133,11 @@ class HarnessSpec(_Command):
         "required refuses to run without it, off runs it as you",
     )
     network: bool = Field(False, description="the sandboxed harness may use the network (loopback included)")
+    preload: list[str] = Field(
+        default_factory=list,
+        description="modules a warm harness server imports once; each run of a `python SCRIPT.py` "
+        "command is then a fork of it (numpy, cocoex, torch: what dominates a cheap evaluation)",
+    )
 
     @field_validator("precheck", mode="before")
     @classmethod
