@@ -1,0 +1,189 @@
+"""Cheap evaluations at full speed: a numpy objective through Optuna in-process, metaexp with a
+plain harness, and metaexp with the warm harness server (harness.preload), side by side.
+
+    python bench/cheap_evals.py [--evals 200] [--repeats 1]
+    python bench/cheap_evals.py --smoke        # seconds: 10 evaluations
+
+The objective is BBOB's Rastrigin (f15, d = 5, instance 1) from coco-experiment, minus its optimum.
+Optuna: `CmaEsSampler(seed=0)` on the five coordinates in [-5, 5], `study.optimize` in this process.
+metaexp: a fresh git repository whose harness (`python evaluate.py`) imports numpy and cocoex, reads
+params.py's five constants and prints f; `operator: params, sampler: cmaes, style: global` (the
+same sampler through the loop), the default sandbox (bubblewrap where it works), the journal
+storage; once as is, once with `harness.preload: [numpy, cocoex]`. Each metaexp run is a `metaexp
+run` subprocess, timed whole (Python's start, imports and the sandbox included).
+
+Figures: wall time, its ratio to Optuna in-process (target with the server: <= 3x; 13-27x before
+it), and per evaluation the median of experiments.jsonl's wall_time_s (what one experiment costs
+end to end) and of harness_s (the harness alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 3.0
+FUNCTION, DIM, INSTANCE = 15, 5, 1
+OPTIONS = f"function_indices:{FUNCTION} dimensions:{DIM} instance_indices:{INSTANCE}"
+
+HARNESS = f"""import re
+import cocoex
+import numpy as np
+
+text = open("params.py").read()
+x = np.array([float(v) for v in re.findall(r"^X\\d = (\\S+)", text, re.M)])
+problem = next(iter(cocoex.Suite("bbob", "", "{OPTIONS}")))
+print("f:", float(problem(x)) - {{fopt}})
+"""
+
+
+def optimum() -> float:
+    """f at the problem's optimum (coco writes the optimal x to a file in the working directory)."""
+    import cocoex
+    import numpy as np
+
+    problem, here = next(iter(cocoex.Suite("bbob", "", OPTIONS))), os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            problem._best_parameter("print")
+            x = np.array([float(v) for v in Path("._bbob_problem_best_parameter.txt").read_text().split()])
+        finally:
+            os.chdir(here)
+    return float(problem(x))
+
+
+def in_process(evals: int) -> dict[str, Any]:
+    import cocoex
+    import numpy as np
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    problem, fopt = next(iter(cocoex.Suite("bbob", "", OPTIONS))), optimum()
+
+    def objective(trial: optuna.Trial) -> float:
+        x = np.array([trial.suggest_float(f"X{i}", -5.0, 5.0) for i in range(DIM)])
+        return float(problem(x)) - fopt
+
+    t0 = time.perf_counter()
+    study = optuna.create_study(sampler=optuna.samplers.CmaEsSampler(seed=0))
+    study.optimize(objective, n_trials=evals)
+    return {"method": "optuna in-process", "wall_s": time.perf_counter() - t0, "best": study.best_value}
+
+
+def metaexp_run(evals: int, preload: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="metaexp-cheap-") as tmp:
+        repo = Path(tmp)
+        (repo / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(DIM)))
+        (repo / "evaluate.py").write_text(HARNESS.replace("{fopt}", repr(optimum())))
+        space = {f"X{i}": {"type": "float", "low": -5.0, "high": 5.0} for i in range(DIM)}
+        (repo / "space.yaml").write_text(yaml.safe_dump(space))
+        harness: dict[str, Any] = {
+            "command": "python evaluate.py",
+            "immutable": ["evaluate.py"],
+            "timeout_s": 60,
+        }
+        if preload:
+            harness["preload"] = ["numpy", "cocoex"]
+        spec = {
+            "tag": "cheap",
+            "target": ["params.py"],
+            "harness": harness,
+            "metrics": {"f": {"direction": "minimize"}},
+            "objective": {"primary": "f"},
+            "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes", "style": "global"},
+            "strategy": "strategies/hill_climb.yaml",
+            "budget": {"max_experiments": evals, "max_invalid_streak": None},
+            "seed": 0,
+        }
+        (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        git = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
+        for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
+            subprocess.run([*git, *argv], cwd=repo, check=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "metaexp", "run", "metaexp.yaml"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"metaexp run failed:\n{proc.stderr[-2000:]}")
+        rows = [
+            json.loads(line) for line in (repo / ".metaexp/cheap/experiments.jsonl").read_text().splitlines()
+        ]
+    ran = [r for r in rows if r["harness_s"] > 0]
+    best = min(r["value"] for r in rows if r["value"] is not None)
+    return {
+        "method": "metaexp, warm server" if preload else "metaexp, plain harness",
+        "wall_s": wall,
+        "best": best,
+        "experiment_ms": 1000 * statistics.median(r["wall_time_s"] for r in ran),
+        "harness_ms": 1000 * statistics.median(r["harness_s"] for r in ran),
+        "evaluations": len(ran),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--evals", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each method (the median is shown)")
+    parser.add_argument("--smoke", action="store_true", help="10 evaluations: checks the bench runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.evals, args.repeats = 10, 1
+    results: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.repeats):  # alternated, so the machine's drift hits every method
+        for method in ("in-process", "warm", "plain"):
+            if method == "in-process":
+                row = in_process(args.evals)
+            else:
+                row = metaexp_run(args.evals, preload=method == "warm")
+            results.setdefault(row["method"], []).append(row)
+            print(f"  {row['method']}: {row['wall_s']:.2f}s", file=sys.stderr, flush=True)
+    base = statistics.median(r["wall_s"] for r in results["optuna in-process"])
+    load = os.getloadavg()[0]
+    print(f"BBOB f{FUNCTION} d={DIM}, {args.evals} evaluations, {os.cpu_count()} CPUs, load {load:.2f}")
+    head = [
+        "method",
+        "wall s",
+        "x in-process",
+        "best f - f_opt",
+        "experiment ms (median)",
+        "harness ms (median)",
+    ]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for method, rows in results.items():
+        wall = statistics.median(r["wall_s"] for r in rows)
+        cells = [
+            method,
+            f"{wall:.2f}",
+            f"{wall / base:.1f}",
+            f"{statistics.median(r['best'] for r in rows):.4g}",
+        ]
+        for key in ("experiment_ms", "harness_ms"):
+            cells.append(f"{statistics.median(r[key] for r in rows):.1f}" if key in rows[0] else "-")
+        lines.append(" | ".join(cells))
+    print("\n".join(lines))
+    warm = statistics.median(r["wall_s"] for r in results["metaexp, warm server"]) / base
+    flag = "" if warm <= TARGET_RATIO else "   <-- over target"
+    print(f"warm server: {warm:.1f}x the in-process run (target <= {TARGET_RATIO:g}x){flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
