@@ -43,10 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +50,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "harnesses" / "binpack"))
+
+from stand_in import serve  # noqa: E402  the OpenAI-compatible endpoint the binpack stand-in uses
 
 from metaexp.candidate import fingerprint, malformed  # noqa: E402
 from metaexp.record.records import read_records  # noqa: E402
@@ -83,15 +82,19 @@ class SimulatedModel:
     def __init__(self, path: str, seed: int) -> None:
         self.path, self.rng = path, random.Random(f"llm-path:{seed}")
         self.replies: dict[str, list[str]] = {}  # the file's hash -> the replies given for it
+        self.prompt = ""
 
-    def reply(self, messages: list[dict[str, str]]) -> str:
-        prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
+    def reply(self, last: str) -> str:
+        """The answer to a request whose last message is `last` (a retry's is the operator's reason:
+        the file is in the prompt before it, the one this model answered last)."""
+        retry = last.startswith(RETRY)
+        prompt = self.prompt if retry else last
+        self.prompt = prompt
         if "# Target files" not in prompt:
             return "No notes."
         text = self._file(prompt)
         state = hashlib.sha256(text.encode()).hexdigest()
         earlier = self.replies.setdefault(state, [])
-        retry = messages[-1]["content"].startswith(RETRY)
         u = self.rng.random()
         if u < REPEAT and earlier and not retry:
             return self.rng.choice(earlier)
@@ -128,51 +131,6 @@ class SimulatedModel:
             f"{self.path}\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n" for old, new in changes
         )
         return f"Hypothesis: {hypothesis}\n{blocks}"
-
-
-@contextmanager
-def serve(model: SimulatedModel) -> Iterator[str]:
-    """An OpenAI-compatible chat-completions endpoint on 127.0.0.1; yields its base_url."""
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with lock:  # one RNG: requests answered in order
-                content = model.reply(body["messages"])
-            data = json.dumps(
-                {
-                    "id": "simulated",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body.get("model", "simulated"),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_problem(repo: Path, problem: str) -> tuple[str, str, str]:
@@ -218,7 +176,7 @@ def one_run(job: tuple[str, str, int, int]) -> dict[str, Any]:
         git = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
         for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
             subprocess.run([*git, *argv], cwd=repo, check=True)
-        with serve(SimulatedModel(target, seed)) as url:
+        with serve(SimulatedModel(target, seed)) as url:  # type: ignore[arg-type]
             operator, strategy = operator_and_strategy(method, url)
             spec = {
                 "tag": "bench",
