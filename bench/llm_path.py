@@ -193,7 +193,7 @@ def one_run(job: tuple[str, str, int, int]) -> dict[str, Any]:
             result = run(load_spec(repo / "metaexp.yaml"), out=io.StringIO(), scheduler="serial")
         records = read_records(repo / ".metaexp" / "bench" / "experiments.jsonl")
         runs = _evaluated_trees(repo, records, target)
-        retries = _retries(repo / ".metaexp" / "bench" / "llm.jsonl")
+        retries = sum(_retries(p) for p in (repo / ".metaexp" / "bench").glob("**/llm.jsonl"))  # islands: own
     seen: set[str] = set()
     repeats = broken = 0
     for tree, count in runs:
