@@ -131,13 +131,13 @@ class Core:
         conflicts or changes nothing)."""
         assert cand.other is not None
         why = ""
-        for ours, theirs in [(cand.parent, cand.other), *cand.alternatives]:
+        for tries, (ours, theirs) in enumerate([(cand.parent, cand.other), *cand.alternatives], 1):
             composed = compose(self.session.ws.git, sorted(self.plan.target_files), ours, theirs)
             if isinstance(composed, str):
                 why = why or composed
                 continue
             parent_files, changed = composed
-            extra = {**cand.extra, "parents": [ours, theirs]}
+            extra = {**cand.extra, "parents": [ours, theirs], **({"merge_tries": tries} if tries > 1 else {})}
             description = f"crossover {ours[:7]} × {theirs[:7]}"
             return replace(
                 cand, parent=ours, other=theirs, kind="change", files=changed, parent_files=parent_files,

@@ -203,3 +203,44 @@ def test_value_crossover_makes_children_of_two_parents_and_the_report_counts_the
         **({"invalid": len(crossed) - len(children)} if len(crossed) > len(children) else {}),
     }
     assert "crossovers: " in project.cli("report", "metaexp.yaml").stdout
+
+
+def test_a_merge_that_conflicts_or_changes_nothing_is_retried_on_the_next_pair(project: Project) -> None:
+    from types import SimpleNamespace
+
+    from metaexp.candidate import Candidate
+    from metaexp.record.git import Git
+    from metaexp.run.core import Core
+
+    base_text = (project.root / "params.py").read_text()
+    start = git(project.root, "rev-parse", "HEAD").strip()
+    commits = {}
+    for name, old, new in (
+        ("a", "X = 3.0", "X = 1.5"),
+        ("b", "WIDTH = 7", "WIDTH = 12"),
+        ("c", "X = 3.0", "X = 9.0"),
+    ):
+        git(project.root, "checkout", "-q", "-b", name, start)
+        project.write("params.py", base_text.replace(old, new))
+        commits[name] = git(project.root, "rev-parse", name).strip()
+    a, b, c = commits["a"], commits["b"], commits["c"]
+    core = SimpleNamespace(session=SimpleNamespace(ws=SimpleNamespace(git=Git(project.root))))
+    core.plan = SimpleNamespace(target_files={"params.py": b""})
+
+    def crossover(*pairs: tuple[str, str]) -> Candidate:
+        (ours, theirs), *rest = pairs
+        cand = Candidate(
+            ours, {}, "crossover", "crossover", kind="crossover", other=theirs, alternatives=tuple(rest)
+        )
+        return Core._compose(core, cand)  # type: ignore[arg-type]
+
+    child = crossover(
+        (a, c), (a, start), (a, b)
+    )  # a conflict, a merge that changes nothing, then one that works
+    assert child.kind == "change" and child.other == b and child.extra["parents"] == [a, b]
+    assert child.extra["merge_tries"] == 3
+    merged = child.files["params.py"].decode()
+    assert "X = 1.5" in merged and "WIDTH = 12" in merged
+    failed = crossover((a, c), (a, start))
+    assert failed.kind == "invalid" and "merge conflict in params.py" in failed.reason
+    assert "2 pair(s) tried" in failed.reason
