@@ -249,6 +249,76 @@ def landscapes(seeds: int, budgets: tuple[int, ...]) -> str:
     return "\n\n".join(out)
 
 
+BINPACK_METHODS = {  # offline operators: (operator, strategy)
+    "perturb + islands": (
+        {"kind": "perturb", "style": {"conservative": 0.7, "bold": 0.3}},
+        "strategies/islands.yaml",
+    ),
+    "params tpe": ({"kind": "params", "sampler": "tpe", "style": "global"}, "strategies/hill_climb.yaml"),
+    "params cmaes + restarts": (
+        {"kind": "params", "sampler": "cmaes", "style": "global"},
+        "strategies/restarts.yaml",
+    ),
+    "memetic (hybrid, llm: null)": (
+        {"kind": "hybrid", "llm": None, "tune": {"sampler": "cmaes", "budget": 8}, "sampler": "tpe"},
+        "strategies/hill_climb.yaml",
+    ),
+}
+BINPACK_TARGET = 4.0  # excess bins %, best fit 4.75
+
+
+def binpack_job(job: tuple[str, int, int]) -> dict[str, Any]:
+    """One offline run of the binpack example: its best excess bins after `evals` evaluations."""
+    import shutil
+
+    from metaexp.run import run
+    from metaexp.spec import load_spec
+
+    method, seed, evals = job
+    operator, strategy = BINPACK_METHODS[method]
+    with tempfile.TemporaryDirectory(prefix="search-quality-binpack-") as tmp:
+        repo, src = Path(tmp), ROOT / "harnesses" / "binpack"
+        shutil.copy(src / "priority.py", repo / "priority.py")
+        harness = (src / "evaluate.py").read_text().replace("REPEATS = 3", "REPEATS = 1")  # timing only
+        (repo / "evaluate.py").write_text(harness)
+        shutil.copy(ROOT / "search_spaces" / "binpack.yaml", repo / "space.yaml")
+        spec = {
+            "tag": "binpack",
+            "target": ["priority.py"],
+            "harness": {"command": "python evaluate.py", "immutable": ["evaluate.py"], "timeout_s": 60},
+            "metrics": {"excess_bins": {"direction": "minimize"}},
+            "objective": {"primary": "excess_bins"},
+            "operator": {**operator, "space": "space.yaml"},
+            "strategy": strategy,
+            "budget": {"max_experiments": None, "max_evaluations": evals, "max_invalid_streak": 50},
+            "seed": seed,
+        }
+        (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        git = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
+        for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
+            subprocess.run([*git, *argv], cwd=repo, check=True)
+        result = run(load_spec(repo / "metaexp.yaml"), out=io.StringIO(), scheduler="serial")
+    best = result.tally.best.value if result.tally.best else None
+    print(f"  binpack {method} seed {seed}: {best}", file=sys.stderr, flush=True)
+    return {"method": method, "seed": seed, "best": best}
+
+
+def binpack(seeds: int, workers: int, evals: int) -> str:
+    jobs = [(m, s, evals) for m in BINPACK_METHODS for s in range(seeds)]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        rows = pool.map(binpack_job, jobs)
+    what = f"{evals} evaluations, {seeds} seeds (excess bins %, best fit 4.75; target <= {BINPACK_TARGET})"
+    lines = [f"binpack, {what}"]
+    lines += ["method | median best (min..max) | seeds <= target", "--- | --- | ---"]
+    for method in BINPACK_METHODS:
+        bests = [r["best"] for r in rows if r["method"] == method and r["best"] is not None]
+        hit = sum(b <= BINPACK_TARGET for b in bests)
+        lines.append(
+            f"{method} | {statistics.median(bests):.3f} ({min(bests):.3f}..{max(bests):.3f}) | {hit}/{seeds}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -268,6 +338,8 @@ def main() -> int:
         print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
     if "landscapes" in parts:
         print(landscapes(args.landscape_seeds, land), flush=True)
+    if "binpack" in parts:
+        print(binpack(args.seeds, args.workers, 12 if args.smoke else 200), flush=True)
     return 0
 
 
