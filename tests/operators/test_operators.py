@@ -1,5 +1,7 @@
-"""One contract over every registered operator: stays in its space, describes itself, replays with the
-same seed. The LLM operators talk to a rule-based model served on 127.0.0.1 (tests/helpers.py)."""
+"""One contract over every registered operator, plugins included: changes only the targets, describes
+itself, replays with the same seed and after a resume. The built-ins also stay in their space, move
+only values and find improvements. The LLM operators talk to a rule-based model served on 127.0.0.1
+(tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,15 @@ from fake_openai import FakeOpenAI
 from helpers import landscape_model
 
 from metaexp.candidate import Candidate
-from metaexp.operators import REGISTRY, Context, LineageState, Operator, experiment_rng, make_operator
+from metaexp.operators import (
+    BUILTINS,
+    Context,
+    LineageState,
+    Operator,
+    experiment_rng,
+    make_operator,
+    operators,
+)
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.target import read_value
 from metaexp.record.records import ExperimentRecord, Status
@@ -47,6 +57,12 @@ CASES = [
             importlib.util.find_spec("torch") is None, reason="gp needs the torch extra"
         ),
     ),
+]
+# an installed plugin's case: its kind on the landscape, with the space and the default style
+PLUGIN_CASES = [
+    pytest.param(kind, None, "conservative", True, id=f"plugin-{kind}")
+    for kind in operators()
+    if kind not in BUILTINS
 ]
 
 
@@ -143,20 +159,34 @@ def _simulate(
 
 
 def test_every_registered_operator_is_under_contract() -> None:
+    """Each built-in has cases of its own; every other registered name (a plugin) the default one."""
     kinds = {(case.values if hasattr(case, "values") else case)[0] for case in CASES}
-    assert {kind.removesuffix("-llm") for kind in kinds} == set(REGISTRY)
+    assert {kind.removesuffix("-llm") for kind in kinds} == set(BUILTINS)
+    assert set(BUILTINS) | {case.values[0] for case in PLUGIN_CASES} == set(operators())
 
 
-@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES)
+@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), [*CASES, *PLUGIN_CASES])
 def test_operator_contract(
     kind: str, sampler: str | None, style: object, with_space: bool, model: str
 ) -> None:
     spec = _spec(kind, sampler, style, with_space, base_url=model)
     steps = 12 if sampler == "gp" else 25  # GP costs about a second per proposal
     candidates, history, _ = _simulate(spec, steps)
+    assert isinstance(_operator(spec, [], FILES), Operator)
+    for cand in candidates:  # every operator: a change of the targets only, described
+        assert cand.files and set(cand.files) <= set(FILES)
+        assert cand.description and isinstance(cand.params, dict)
+    again, _, _ = _simulate(spec, steps)
+    assert [c.files for c in again] == [c.files for c in candidates]  # same seed, same run
+    if kind.removesuffix("-llm") in BUILTINS:
+        _builtin_contract(spec, candidates, history, with_space)
+
+
+def _builtin_contract(
+    spec: Spec, candidates: list[Candidate], history: list[ExperimentRecord], with_space: bool
+) -> None:
+    kind = spec.operator.kind
     for cand in candidates:
-        assert set(cand.files) == {"params.py"}  # only the target
-        assert cand.description
         if cand.extra.get("arm") not in ("llm",) and kind != "llm":  # values moved: it says from what to what
             assert "→" in cand.description, cand.description
         assert cand.style in ("conservative", "bold", "global")
@@ -167,14 +197,11 @@ def test_operator_contract(
         text = cand.files["params.py"].decode()
         assert text.count("\n") == FILES["params.py"].decode().count("\n")  # only values changed
     assert min(r.value for r in history) < history[0].value  # it finds improvements
-
-    again, _, _ = _simulate(spec, steps)
-    assert [c.files for c in again] == [c.files for c in candidates]  # same seed, same run
-    other, _, _ = _simulate(_spec(kind, sampler, style, with_space, seed=8, base_url=model), steps)
-    assert [c.files for c in other] != [c.files for c in candidates]
+    other, _, _ = _simulate(spec.model_copy(update={"seed": 8}), len(candidates))
+    assert [c.files for c in other] != [c.files for c in candidates]  # another seed, another run
 
 
-@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), CASES[:10])
+@pytest.mark.parametrize(("kind", "sampler", "style", "with_space"), [*CASES[:10], *PLUGIN_CASES])
 def test_operator_resumes_from_history(
     kind: str, sampler: str | None, style: object, with_space: bool, model: str
 ) -> None:
