@@ -3,9 +3,12 @@
 Individuals travel through Ray, so they are frozen dataclasses, never DEAP `creator` classes (those
 pickle by value and lose their type). DEAP is called on throw-away wrappers whose fitness is the
 folded tuple (every sign applied, so "higher is better" everywhere). DEAP draws from the global
-`random` module: every call that can draw runs under `_global_random_from(rng)`, which seeds the
+`random` module: every call that can draw runs under `global_random_from(rng)`, which seeds the
 global generator from the caller's rng and restores its state afterwards, so runs replay and
 nobody else's random sequence moves.
+
+`select_parents` and `admit` take the scheme by name (strategy.selection): one of the built-in
+`Selection`s here, or a plugin's (decide/selections.py).
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ import random
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from metaexp.decide.selections import selections
 from metaexp.errors import MetaexpError
+
+if TYPE_CHECKING:
+    from metaexp.decide.selections import Selection
 
 __all__ = [
     "PARENT_METHODS",
@@ -29,11 +36,12 @@ __all__ = [
     "best",
     "dominates",
     "fitness",
+    "global_random_from",
     "island_stats",
     "select_parents",
 ]
 
-PARENT_METHODS = ("tournament", "best", "nsga2")  # map_elites parents come from MapElites.sample
+PARENT_METHODS = ("tournament", "best", "nsga2")  # the built-ins; map_elites parents: MapElites.sample
 
 
 class SelectionError(MetaexpError, ValueError):
@@ -83,7 +91,9 @@ _GLOBAL_RANDOM = threading.Lock()  # our own callers must not interleave seeding
 
 
 @contextlib.contextmanager
-def _global_random_from(rng: random.Random) -> Iterator[None]:
+def global_random_from(rng: random.Random) -> Iterator[None]:
+    """Draws from the global `random` (DEAP's) inside are a function of `rng`; the global
+    generator's state is restored afterwards."""
     with _GLOBAL_RANDOM:
         saved = random.getstate()
         random.seed(rng.getrandbits(64))
@@ -128,26 +138,20 @@ def select_parents(
     tournament_size: int = 3,
 ) -> list[Individual]:
     """k parents (repeats allowed); the same rng state gives the same parents."""
-    if method not in PARENT_METHODS:
-        hint = "map_elites parents come from MapElites.sample"
-        raise SelectionError(f"parent selection {method!r}: use one of {PARENT_METHODS} ({hint})")
+    selection = _registered(method, "parent")
     if k <= 0:
         return []
     if not pop:
         raise SelectionError("cannot select parents from an empty population")
-    entries = _wrap(pop, signs)
-    if method == "best":  # linear ranking: the best is the likeliest parent, and every member breeds
-        from deap import tools
+    return selection.parents(list(pop), k, signs, rng, tournament_size=max(1, tournament_size))
 
-        ranked = tools.selBest(entries, len(entries))
-        weights = [len(ranked) - i for i in range(len(ranked))]
-        return [e.ind for e in rng.choices(ranked, weights=weights, k=k)]
-    if method == "tournament":
-        from deap import tools
 
-        with _global_random_from(rng):
-            return [e.ind for e in tools.selTournament(entries, k, max(1, tournament_size))]
-    return _crowded_tournament(entries, k, rng)
+def _registered(method: str, role: str) -> Selection:
+    registry = selections()
+    if method not in registry:
+        hint = "map_elites parents come from MapElites.sample"
+        raise SelectionError(f"{role} selection {method!r}: use one of {tuple(registry)} ({hint})")
+    return registry[method]
 
 
 def _crowded_tournament(entries: list[_Entry], k: int, rng: random.Random) -> list[Individual]:
@@ -185,16 +189,12 @@ def admit(
     stay); a commit already in the population is not admitted twice. Single objective (best,
     tournament) returns best first; nsga2 returns front by front.
     """
+    selection = _registered(method, "survivor")
     if size < 1:
         raise SelectionError(f"population size {size}: must be at least 1")
-    if method not in PARENT_METHODS:
-        raise SelectionError(f"survivor selection {method!r}: use one of {PARENT_METHODS}")
     if any(ind.commit == child.commit for ind in pop):
         return list(pop), False
-    if method == "nsga2":
-        return _admit_nsga2(pop, child, size, signs)
-    ranked = _rank_single([child, *pop], signs)  # the child sorts before the members it ties with
-    survivors = ranked[:size]
+    survivors = list(selection.admit(list(pop), child, size, signs))
     return survivors, child in survivors
 
 
@@ -205,21 +205,78 @@ def _rank_single(pop: list[Individual], signs: tuple[float, ...]) -> list[Indivi
 
 def _admit_nsga2(
     pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
-) -> tuple[list[Individual], bool]:
+) -> list[Individual]:
     from deap import tools
 
     child_fit = fitness(child, signs)
     if len(pop) >= size and any(fitness(ind, signs) == child_fit for ind in pop):
-        return _nsga2_order(pop, size, signs), False  # a copy of a member's point: the incumbent stays
+        return _nsga2_order(pop, size, signs)  # a copy of a member's point: the incumbent stays
     entries = _wrap([*pop, child], signs)
-    survivors = [e.ind for e in tools.selNSGA2(entries, min(size, len(entries)))]
-    return survivors, child in survivors
+    return [e.ind for e in tools.selNSGA2(entries, min(size, len(entries)))]
 
 
 def _nsga2_order(pop: list[Individual], size: int, signs: tuple[float, ...]) -> list[Individual]:
     from deap import tools
 
     return [e.ind for e in tools.selNSGA2(_wrap(pop, signs), min(size, len(pop)))]
+
+
+# ---------------------------------------------------------------------------
+# The built-in Selections
+
+
+class _Best:
+    """Parents by linear ranking (the best is the likeliest, and every member breeds); survivors:
+    the `size` best (a child before the members it ties)."""
+
+    def parents(
+        self, pop: list[Individual], k: int, signs: tuple[float, ...], rng: random.Random, **_: int
+    ) -> list[Individual]:
+        from deap import tools
+
+        ranked = [e.ind for e in tools.selBest(_wrap(pop, signs), len(pop))]
+        weights = [len(ranked) - i for i in range(len(ranked))]
+        return rng.choices(ranked, weights=weights, k=k)
+
+    def admit(
+        self, pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
+    ) -> list[Individual]:
+        return _rank_single([child, *pop], signs)[:size]
+
+
+class _Tournament(_Best):
+    """Parents by DEAP's tournament of `tournament_size`; survivors as `best`."""
+
+    def parents(
+        self,
+        pop: list[Individual],
+        k: int,
+        signs: tuple[float, ...],
+        rng: random.Random,
+        *,
+        tournament_size: int = 3,
+    ) -> list[Individual]:
+        from deap import tools
+
+        with global_random_from(rng):
+            return [e.ind for e in tools.selTournament(_wrap(pop, signs), k, tournament_size)]
+
+
+class _NSGA2:
+    """NSGA-II: crowded binary tournaments for parents; fronts and crowding distance for survivors."""
+
+    def parents(
+        self, pop: list[Individual], k: int, signs: tuple[float, ...], rng: random.Random, **_: int
+    ) -> list[Individual]:
+        return _crowded_tournament(_wrap(pop, signs), k, rng)
+
+    def admit(
+        self, pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
+    ) -> list[Individual]:
+        return _admit_nsga2(pop, child, size, signs)
+
+
+BUILTINS: dict[str, Selection] = {"tournament": _Tournament(), "best": _Best(), "nsga2": _NSGA2()}
 
 
 def best(pop: list[Individual], signs: tuple[float, ...]) -> Individual:

@@ -1,4 +1,5 @@
-"""Selection: plain individuals, DEAP selectors replayable from an explicit rng, archives, stats."""
+"""Selection: plain individuals, DEAP selectors replayable from an explicit rng, archives, stats; one
+contract over every registered selection, plugins included."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from metaexp.decide.archives import HallOfFame, MapElites
+from metaexp.decide.selections import Selection, selections
 from metaexp.decide.selectors import (
     Individual,
     SelectionError,
@@ -35,6 +37,9 @@ def population(count: int = 8) -> list[Individual]:
 
 def through_json(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))
+
+
+REGISTERED = list(selections())  # the built-ins, then every installed plugin's
 
 
 def pareto_population() -> list[Individual]:
@@ -134,8 +139,44 @@ def test_select_parents_refuses_bad_input() -> None:
     assert select_parents([], 0, "tournament", MIN, random.Random(0)) == []
 
 
+@pytest.mark.parametrize("signs", [MIN, MAX])
+@pytest.mark.parametrize("method", REGISTERED)
+def test_every_registered_selection_draws_parents_from_its_rng_alone(
+    method: str, signs: tuple[float, ...]
+) -> None:
+    assert isinstance(selections()[method], Selection)
+    pop = population()
+    random.seed(99)
+    before = random.getstate()
+    first = select_parents(pop, 7, method, signs, random.Random(5), tournament_size=3)
+    assert random.getstate() == before  # nobody else's random sequence moved
+    assert first == select_parents(pop, 7, method, signs, random.Random(5), tournament_size=3)
+    assert len(first) == 7 and all(p in pop for p in first)
+    assert select_parents(pop[:1], 3, method, signs, random.Random(0)) == pop[:1] * 3
+
+
 # ---------------------------------------------------------------------------
 # Survivors
+
+
+@pytest.mark.parametrize("signs", [MIN, MAX])
+@pytest.mark.parametrize("method", REGISTERED)
+def test_every_registered_selection_admits_within_its_size(method: str, signs: tuple[float, ...]) -> None:
+    """At most `size` of the members and the child, each once, the same every time; a population
+    not yet full keeps every child."""
+    pop = population(5)
+    for size in (1, 3, 5, 8):
+        members = pop[:size]
+        for value in (0.5, 1.2, 9.0):
+            child = ind(50, value)
+            survivors, kept = admit(members, child, size, method, signs)
+            assert set(survivors) <= {*members, child}
+            assert len({m.commit for m in survivors}) == len(survivors)  # each once
+            assert len(survivors) == min(size, len(members) + 1)
+            assert kept is (child in survivors)
+            assert admit(members, child, size, method, signs) == (survivors, kept)
+            if len(members) < size:
+                assert kept
 
 
 @pytest.mark.parametrize("method", ["best", "tournament"])
