@@ -1,4 +1,5 @@
-"""The `operator:` block: what proposes the changes (params, perturb, llm, hybrid) and its settings."""
+"""The `operator:` block: what proposes the changes (params, perturb, llm, hybrid, or a plugin's) and
+its settings."""
 
 from __future__ import annotations
 
@@ -43,8 +44,20 @@ class ScheduleSpec(_Strict):
         return self
 
 
+def _kind_enum(schema: dict[str, Any]) -> None:
+    """The JSON Schema lists the operators registered where it is generated, plugins included."""
+    from metaexp.operators import operators
+
+    schema["enum"] = operators().names()
+
+
 class OperatorSpec(_Strict):
-    kind: Literal["params", "perturb", "llm", "hybrid"] = "perturb"
+    kind: str = Field(
+        "perturb",
+        description="the operator: params, perturb, llm, hybrid, or one a plugin registers "
+        "(entry-point group metaexp.operators)",
+        json_schema_extra=_kind_enum,
+    )
     space: str | None = Field(None, description="search space YAML; params: required")
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
     style: str | dict[str, float] = Field(
@@ -75,10 +88,26 @@ class OperatorSpec(_Strict):
     replay: str | None = Field(None, description="llm: answer from this recording (llm.jsonl) instead")
     replay_key: Literal["request", "state"] = "request"
     replay_miss: Literal["error", "live"] = "error"
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="a plugin operator's own settings (its Context's spec.operator.options); "
+        "the built-ins take theirs as keys of operator",
+    )
     # --- hybrid
     llm: OperatorSpec | None = Field(None, description="hybrid: the llm operator's settings; null: offline")
     tune: TuneSpec = TuneSpec()
     schedule: ScheduleSpec = ScheduleSpec()
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        """A built-in operator, or one an installed plugin registers."""
+        from metaexp.operators import operators
+
+        registry = operators()
+        if value not in registry:
+            raise ValueError(registry.unknown())
+        return value
 
     @field_validator("style")
     @classmethod
@@ -125,6 +154,13 @@ class OperatorSpec(_Strict):
             raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini)")
         if self.llm is not None and (self.kind != "hybrid" or self.llm.kind != "llm"):
             raise ValueError("operator.llm is a block of llm settings for operator.kind hybrid only")
+        from metaexp.operators import BUILTINS
+
+        if self.options and self.kind in BUILTINS:
+            raise ValueError(
+                f"operator.options is for plugin operators; operator.kind {self.kind} takes its "
+                "settings as keys of operator"
+            )
         if self.llm is not None and self.llm.api_key_env != self.api_key_env:
             raise ValueError("operator.api_key_env and operator.llm.api_key_env differ: set it once, in llm")
         weights = self.style.values() if isinstance(self.style, dict) else [1.0]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from metaexp.spec.base import _Strict
 from metaexp.spec.operator import ScheduleSpec
@@ -50,6 +50,13 @@ class IslandSpec(_Strict):
     )
 
 
+def _selection_enum(schema: dict[str, Any]) -> None:
+    """The JSON Schema lists the selections registered where it is generated, plugins included."""
+    from metaexp.decide.selections import selection_names
+
+    schema["enum"] = selection_names()
+
+
 class StrategySpec(_Strict):
     name: str = "custom"
     explore_rate: float = Field(0.0, ge=0, le=1, description="probability to accept a worse change")
@@ -61,7 +68,12 @@ class StrategySpec(_Strict):
     )
     islands: int | list[IslandSpec] = Field(1, description="number of islands, or one override block each")
     population: int = Field(1, ge=1, description="individuals kept per island")
-    selection: Literal["tournament", "best", "nsga2", "map_elites"] = "tournament"
+    selection: str = Field(
+        "tournament",
+        description="parents and survivors: tournament, best, nsga2, map_elites (an archive of "
+        "strategy.features cells), or one a plugin registers (entry-point group metaexp.selections)",
+        json_schema_extra=_selection_enum,
+    )
     tournament_size: int = Field(3, ge=1)
     migration: MigrationSpec | None = None
     escape: EscapeSpec | None = None
@@ -74,6 +86,16 @@ class StrategySpec(_Strict):
         description="skip a candidate whose declared values lie this close to an evaluated one (unit "
         "cube of the space, RMS per dimension); 0: only exact duplicates are skipped",
     )
+
+    @field_validator("selection")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from metaexp.decide.selections import ARCHIVES, selections
+
+        registry = selections()
+        if value not in registry and value not in ARCHIVES:
+            raise ValueError(registry.unknown(also=ARCHIVES))
+        return value
 
     @property
     def island_count(self) -> int:

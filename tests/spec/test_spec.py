@@ -42,7 +42,8 @@ def _error(project: Project, **overrides: object) -> str:
         ({"operator": {"kind": "params", "space": None}}, "operator.kind 'params' needs operator.space"),
         (
             {"operator": {"kind": "magic"}},
-            "operator.kind: Input should be 'params', 'perturb', 'llm' or 'hybrid'",
+            "operator.kind: not a registered operator (valid: params, perturb, llm, hybrid; plugins add "
+            "more under the entry-point group metaexp.operators) (got 'magic')",
         ),
         ({"operator": {"sampler": "bayes"}}, "operator.sampler: Input should be"),
         ({"operator": {"kind": "llm"}}, "operator.kind 'llm' needs operator.model"),
@@ -60,6 +61,12 @@ def _error(project: Project, **overrides: object) -> str:
             "budget.max_experiments: Input should be greater than or equal to 1",
         ),
         ({"strategy": {"explore_rate": 2}}, "strategy.explore_rate: Input should be less than or equal to 1"),
+        (
+            {"strategy": {"selection": "roulette"}},
+            "strategy.selection: not a registered selection (valid: tournament, best, nsga2, map_elites; "
+            "plugins add more under the entry-point group metaexp.selections) (got 'roulette')",
+        ),
+        ({"operator": {"options": {"depth": 2}}}, "operator.options is for plugin operators"),
         ({"strategy": "strategies/nope.yaml"}, "strategy: file 'strategies/nope.yaml' not found"),
         ({"target": ["trian.py"]}, "target: 'trian.py' matches no file in the start commit"),
         (
