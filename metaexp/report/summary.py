@@ -48,6 +48,7 @@ class Summary:
     best_n: int | None
     best_commit: str | None
     gains: list[tuple[int, str, float, str]]  # (n, commit[:7], gain, description)
+    arms: dict[str, dict[str, float]] | None = None  # hybrid: per arm, proposals/evaluations/kept/gain
 
     @property
     def improvement(self) -> float | None:
@@ -116,8 +117,26 @@ def summarize(records: list[ExperimentRecord], direction: str, metric: str) -> S
         best=best_value,
         best_n=best.n if best else None,
         best_commit=best.commit if best else None,
-        gains=list(_gains(records, sign)),
+        gains=(gains := list(_gains(records, sign))),
+        arms=_arms(records, gains),
     )
+
+
+def _arms(records: list[ExperimentRecord], gains: list[tuple[int, str, float, str]]) -> dict | None:
+    """A hybrid run's arms: how many proposals and harness runs each took, and what it kept."""
+    gain_of = {n: g for n, _, g, _ in gains}
+    arms: dict[str, dict[str, float]] = {}
+    for rec in records:
+        arm = rec.extra.get("arm")
+        if not arm:
+            continue
+        row = arms.setdefault(arm, {"proposals": 0, "evaluations": 0, "kept": 0, "gain": 0.0})
+        row["proposals"] += 1
+        if rec.status.harness_ran:
+            row["evaluations"] += max(1, len(rec.extra.get("runs", [])))
+        row["kept"] += rec.status is Status.KEEP
+        row["gain"] += gain_of.get(rec.n, 0.0)
+    return arms or None
 
 
 # ---------------------------------------------------------------------------
@@ -162,6 +181,15 @@ def format_summary(summary: Summary, metric: str) -> str:
         f" (best, #{s.best_n} {(s.best_commit or '?')[:7]})",
         f"improvement  {improvement:.6g}{pct}",
     ]
+    if s.arms:
+        total = sum(a["evaluations"] for a in s.arms.values()) or 1
+        lines += ["", "arms (hybrid): proposals, harness runs (share), kept, summed gain"]
+        for arm, a in sorted(s.arms.items()):
+            share = a["evaluations"] / total
+            lines.append(
+                f"  {arm:<8} {a['proposals']:>4.0f} proposals  {a['evaluations']:>5.0f} runs ({share:.0%})"
+                f"  {a['kept']:>3.0f} kept  gain {a['gain']:+.6g}"
+            )
     if s.gains:
         lines += ["", "kept changes (gain > 0 is better):", *_gain_table(s.gains)]
     return "\n".join(lines)

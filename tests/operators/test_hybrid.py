@@ -285,6 +285,9 @@ def test_the_schedule_is_a_share_of_evaluations(project: Project, server: FakeOp
     if counts == "evaluations":
         assert 0.2 <= share <= 0.4, f"LLM edits took {share:.0%} of the evaluations"
         assert proposals < 0.15  # an edit costs up to 8 runs: few of them
+        report = project.cli("report", "metaexp.yaml").stdout
+        line = next(x for x in report.splitlines() if x.strip().startswith("llm "))
+        assert "arms (hybrid)" in report and f"runs ({share:.0%})" in line, report
     else:  # a share of the proposals
         assert 0.15 <= proposals <= 0.45, (proposals, share)
     assert result.tally.evaluations >= 95
