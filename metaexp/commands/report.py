@@ -1,4 +1,4 @@
-"""metaexp report SPEC: progress.png and a summary of what was kept and what it gained."""
+"""metaexp report SPEC: progress.png, lineage.png and a summary of what was kept and what it gained."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from metaexp.report import (
     summarize,
 )
 from metaexp.report.archive import plot_archive
+from metaexp.report.lineage_plot import plot_lineage
 from metaexp.spec import load_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write progress.png and print a summary")
+    p = sub.add_parser("report", help="write progress.png and lineage.png and print a summary")
     p.add_argument("spec", help="the spec YAML")
     p.add_argument("-o", "--output", help="image path (default .metaexp/<tag>/progress.png)")
 
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             title=f"metaexp {spec.tag}: {len(records)} experiments",
         )
         print(f"\nwrote {path}")
+        tree = plot_lineage(
+            records, spec.direction, metric, ws.out / "lineage.png", title=f"metaexp {spec.tag}"
+        )
+        print(f"wrote {tree} (the lineage of the best)")
         held_out = format_validation(records, metric)
         if held_out:
             print("\n" + held_out)

@@ -2,6 +2,7 @@
 
 summary.py        the figures (Summary, summarize) and their text block (format_summary)
 progress_plot.py  the progress plot: every try, the running best, the kept points' labels
+lineage_plot.py   the lineage tree of the best: its chain of parents, what else each step tried
 validation.py     the held-out validation table and plot at each new best
 population.py     the text block of a population run: islands and hall of fame
 archive.py        heat maps of the islands' MAP-Elites archives

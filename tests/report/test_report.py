@@ -1,4 +1,5 @@
-"""Summary figures, the text block and the progress plot, from records built by hand."""
+"""Summary figures, the text block, the progress plot and the lineage picture, from records built by hand
+(and `metaexp report` on one real run)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import Project
 
 from metaexp.errors import SpecError
 from metaexp.record.records import ExperimentRecord, Status
@@ -20,6 +22,7 @@ from metaexp.report import (
     plot_progress,
     summarize,
 )
+from metaexp.report.lineage_plot import lineage_of_best, plot_lineage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -236,3 +239,57 @@ def test_plot_progress_closes_its_figures(tmp_path: Path) -> None:
     before = len(plt.get_fignums())
     plot_progress(synthetic_run(20), "minimize", "loss", tmp_path / "p.png")
     assert len(plt.get_fignums()) == before
+
+
+# ---------------------------------------------------------------------------
+# The lineage of the best
+
+
+def test_the_lineage_of_the_best_is_its_chain_of_parents_with_the_other_tries_beside_it() -> None:
+    tree = lineage_of_best(minimize_run(), "minimize")
+    assert [r.n for r in tree.chain] == [1, 3, 5, 6, 8]  # through the explore at #6, #8's parent
+    assert {d: [r.n for r in recs] for d, recs in tree.siblings.items()} == {1: [2], 2: [4], 3: [], 4: [7]}
+    assert [r.n for r in tree.after_best] == [11, 9, 10]  # the valued first, then those that never ran
+
+
+def test_a_migrant_is_no_step_of_the_lineage_its_child_descends_from_the_try_it_copies() -> None:
+    records = [
+        rec(1, Status.KEEP, 1.0, desc="baseline"),
+        rec(2, Status.KEEP, 0.9, parent=1),  # island 0
+        rec(3, Status.ESCAPE, 1.2, parent=1),  # island 1
+        rec(4, Status.KEEP, 1.1, parent=3),
+    ]
+    migrant = replace(rec(5, Status.MIGRATE, 0.9), commit=records[1].commit, parent=records[1].commit)
+    records += [migrant, rec(6, Status.KEEP, 0.8, parent=2), rec(7, Status.DISCARD, 0.85, parent=6)]
+    tree = lineage_of_best(records, "minimize")
+    assert [r.n for r in tree.chain] == [1, 2, 6]
+    assert {d: [r.n for r in recs] for d, recs in tree.siblings.items()} == {1: [3], 2: []}
+    assert [r.n for r in tree.after_best] == [7]
+    assert lineage_of_best([rec(1, Status.CRASH)], "minimize").chain == []
+
+
+@pytest.mark.parametrize(
+    ("name", "records"),
+    [
+        ("short", minimize_run()),
+        ("long", synthetic_run(120)),  # more siblings of one step than are drawn: "+k more"
+        ("empty", []),
+        ("never_ran", [rec(1, Status.REJECTED), rec(2, Status.INVALID)]),
+    ],
+)
+def test_plot_lineage_writes_a_png(tmp_path: Path, name: str, records: list[ExperimentRecord]) -> None:
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    path = tmp_path / "sub" / f"{name}.png"
+    assert plot_lineage(records, "minimize", "loss", path, title=name) == path
+    assert_png(path)
+    assert len(plt.get_fignums()) == before
+
+
+def test_metaexp_report_draws_the_lineage_of_a_real_run_and_names_the_file(project: Project) -> None:
+    project.run(budget={"max_experiments": 8})
+    out = project.cli("report", "metaexp.yaml").stdout
+    path = project.root / ".metaexp" / "landscape" / "lineage.png"
+    assert f"wrote {path} (the lineage of the best)" in out
+    assert_png(path)
