@@ -1,7 +1,8 @@
 """Fault injection for the tests: METAEXP_CRASHPOINT=NAME kills the process that reaches point NAME.
 
-Points: after-jsonl:<n>, after-tsv:<n>, after-optuna:<n> (the ledger, recording experiment n) and
-ask:<k> (lineage k, before each proposal). A lineage actor gets the driver's value (cluster.py).
+Points: after-jsonl:<n>, after-tsv:<n>, after-artifacts:<n>, after-optuna:<n> (the ledger, recording
+experiment n) and ask:<k> (lineage k, before each proposal). A lineage actor gets the driver's value
+(cluster.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Per experiment, in this order: the try's commit objects (before the run), then
 one fsynced line in experiments.jsonl (the source of truth), one row in
-results.tsv, one Optuna trial, and the refs. A kill between any two steps is
+results.tsv, the try's artifacts (diff, log tail, changed files: record/artifacts.py),
+one Optuna trial that names them, and the refs. A kill between any two steps is
 repaired on the next start from the jsonl, so nothing is lost or counted
 twice. Everything reaches the ledger as plain data (`record(...)`), from whichever
 scheduler drove the experiment; the refs a run's records imply are metaexp/record/refs.py.
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from metaexp.crashpoints import crashpoint
 from metaexp.errors import LedgerError
-from metaexp.record import refs
+from metaexp.record import artifacts, refs
 from metaexp.record.git import Entry
 from metaexp.record.quarantine import quarantine, trusted
 from metaexp.record.records import ExperimentRecord, Status, read_records
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 
 class Ledger:
-    def __init__(self, workspace: Workspace, spec: Spec, space: Space | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace, spec: Spec, space: Space | None = None, targets: Collection[str] = ()
+    ) -> None:
         from metaexp.decide.objectives import Objective
 
         self.ws = workspace
@@ -48,6 +51,10 @@ class Ledger:
         self._study: optuna.Study | None = None
         self._listings: dict[str, dict[str, Entry]] = {}
         self.quarantined: list[ExperimentRecord] = []  # lines open() moved aside
+        self.targets = frozenset(targets)  # the changed ones among them are artifacts of a try
+        self.store = artifacts.make_store(spec.artifacts, workspace.root)  # None: `store: none`
+        self._trial_of: dict[str, int] = {}  # commit -> the number of the trial of its try
+        self._n_trials = 0  # trials in the study: the number the next one gets (one writer)
 
     # --- start-up
 
@@ -86,10 +93,16 @@ class Ledger:
             os.replace(tmp, self.tsv)
 
     def _repair_study(self, records: list[ExperimentRecord]) -> None:
-        told = {t.user_attrs.get("experiment") for t in self.study.get_trials(deepcopy=False)}
+        """Add the trials a kill left out (their artifacts written again under the same ids)."""
+        trials = self.study.get_trials(deepcopy=False)
+        for t in trials:
+            if isinstance(t.user_attrs.get("commit"), str):
+                self._trial_of.setdefault(t.user_attrs["commit"], t.number)
+        self._n_trials = len(trials)
+        told = {t.user_attrs.get("experiment") for t in trials}
         for rec in records:
             if rec.n not in told and rec.status is not Status.MIGRATE:
-                self.study.add_trial(self._trial(rec))
+                self._add_trial(rec)
 
     def _repair_refs(self, records: list[ExperimentRecord]) -> None:
         tried = refs.tried(records)
@@ -134,7 +147,7 @@ class Ledger:
             fh.write(self._tsv_row(rec))
         crashpoint(f"after-tsv:{rec.n}")
         if rec.status is not Status.MIGRATE:  # a copy, not a try: no trial of its own
-            self.study.add_trial(self._trial(rec))
+            self._add_trial(rec)
         crashpoint(f"after-optuna:{rec.n}")
         updates: dict[str, str | None] = {**(moves or {})}
         if rec.commit:
@@ -142,6 +155,24 @@ class Ledger:
         self.ws.git.update_refs(updates)
         if self.ws.branch in updates:
             self.ws.sync_worktree()
+
+    def _add_trial(self, rec: ExperimentRecord) -> None:
+        """The try's artifacts into the store, then its trial, which names them and its parent's trial."""
+        extra: dict[str, Any] = {}
+        if rec.parent in self._trial_of:
+            extra["parent_trial"] = self._trial_of[rec.parent]
+        system: dict[str, Any] = {}
+        if self.store is not None:
+            found = artifacts.of_try(self.ws.git, rec, self.ws.out / "logs", self.targets)
+            system = artifacts.write(self.store, self.ws.tag, rec, found)
+            diff = next((a.body.decode(errors="replace") for a in found if a.key == "diff"), "")
+            if diff:
+                extra["diff"] = artifacts.excerpt(diff)
+        crashpoint(f"after-artifacts:{rec.n}")
+        self.study.add_trial(self._trial(rec, extra, system))
+        if rec.commit:
+            self._trial_of.setdefault(rec.commit, self._n_trials)
+        self._n_trials += 1
 
     # --- formats
 
@@ -184,7 +215,13 @@ class Ledger:
             return self.multi.metric_names()
         return ["weighted_score" if mode == "weighted" else self.multi.spec.primary]
 
-    def _trial(self, rec: ExperimentRecord) -> optuna.trial.FrozenTrial:
+    def _trial(
+        self,
+        rec: ExperimentRecord,
+        extra: Mapping[str, Any] | None = None,
+        system: Mapping[str, Any] | None = None,
+    ) -> optuna.trial.FrozenTrial:
+        """The try as a finished trial; `extra`: more user attrs, `system`: system attrs (its artifacts)."""
         from optuna.trial import TrialState, create_trial
 
         params = {k: v for k, v in rec.params.items() if k in self.space and self.space[k].contains(v)}
@@ -199,7 +236,8 @@ class Ledger:
             values=values,
             params=params,
             distributions={k: self.space[k].distribution() for k in params},
-            user_attrs=self._attrs(rec, params),
+            user_attrs={**(extra or {}), **self._attrs(rec, params)},  # the diff first: the page shows it
+            system_attrs=dict(system or {}),
             constraints=constraints,
         )
 

@@ -69,7 +69,7 @@ class Session:
                 "changed since the run last used them (a harness or another program wrote them); they are "
                 "restored from git: find what changed them, then run again"
             )
-        self.ledger = Ledger(self.ws, self.spec, self.plan.space)
+        self.ledger = Ledger(self.ws, self.spec, self.plan.space, targets=self.plan.target_files)
         self.records = self.ledger.open()
         for rec in self.ledger.quarantined:
             self.progress.note(

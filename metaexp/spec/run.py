@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from metaexp.meta.spec import MetaSpec
+from metaexp.spec.artifacts import ArtifactsSpec
 from metaexp.spec.base import _Strict
 from metaexp.spec.harness import HarnessSpec, MetricSpec
 from metaexp.spec.objective import ObjectiveModeSpec
@@ -116,6 +117,10 @@ class Spec(_Strict):
     ray: RaySpec = RaySpec()
     noise: NoiseSpec = NoiseSpec()
     storage: str | None = None
+    artifacts: ArtifactsSpec = Field(
+        ArtifactsSpec(),
+        description="where each try's diff, log tail and changed files are kept (Optuna artifacts)",
+    )
     seed: int = 0
     meta: MetaSpec | None = Field(None, description="metaexp meta: the outer study over strategies")
     pipeline: list[StageSpec] | None = Field(
