@@ -1,15 +1,18 @@
-"""optuna-dashboard on a run's Optuna storage: every run's study side by side, with its spec as a note."""
+"""optuna-dashboard on a run's Optuna storage: every run's study side by side, with its spec as a note,
+and each try's artifacts (diff, log tail, changed files) from the spec's artifact store."""
 
 from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from metaexp.errors import MetaexpError
+from metaexp.record.artifacts import make_store, store_label
 from metaexp.record.storage import make_storage, masked
+from metaexp.spec.artifacts import ArtifactsSpec
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -24,22 +27,28 @@ class Target:
     storage: str | None
     root: Path
     tag: str | None  # the spec's run, pointed to first; None when only a storage was given
+    artifacts: ArtifactsSpec = field(default_factory=ArtifactsSpec)  # the default: .metaexp/artifacts
 
 
-def resolve(spec_arg: str | None, storage_arg: str | None, cwd: Path) -> Target:
-    """The spec's storage, `--storage` instead of it, or ./metaexp.yaml when neither was given."""
+def resolve(
+    spec_arg: str | None, storage_arg: str | None, cwd: Path, artifact_dir: str | None = None
+) -> Target:
+    """The spec's storage, `--storage` instead of it, or ./metaexp.yaml when neither was given; the
+    spec's artifact store, or `--artifact-dir` instead of it."""
     from metaexp.spec import load_spec
 
     spec_path = Path(spec_arg) if spec_arg else cwd / "metaexp.yaml"
+    given = ArtifactsSpec(path=str(cwd / artifact_dir)) if artifact_dir is not None else None
     if spec_arg is None and not spec_path.exists():
         if storage_arg is None:
             raise MetaexpError(
                 f"no spec given and no metaexp.yaml in {cwd}: "
                 "run `metaexp dashboard PATH/TO/SPEC.yaml`, or `metaexp dashboard --storage URL_OR_JOURNAL`"
             )
-        return Target(storage_arg, cwd, None)
+        return Target(storage_arg, cwd, None, given or ArtifactsSpec())
     spec = load_spec(spec_path)
-    return Target(storage_arg if storage_arg is not None else spec.storage, spec.root, spec.tag)
+    storage = storage_arg if storage_arg is not None else spec.storage
+    return Target(storage, spec.root, spec.tag, given or spec.artifacts)
 
 
 def open_storage(target: Target) -> Any:
@@ -82,8 +91,9 @@ def shown(url: str | None, root: Path) -> str:
     return str(root / (url or ".metaexp/optuna.journal"))
 
 
-def make_server(storage: Any, host: str, port: int) -> WSGIServer:
-    """A single-threaded WSGI server (optuna-dashboard's own default) that logs no request lines."""
+def make_server(storage: Any, host: str, port: int, artifact_store: Any = None) -> WSGIServer:
+    """A single-threaded WSGI server (optuna-dashboard's own default) that logs no request lines;
+    with `artifact_store`, optuna-dashboard serves the trials' artifacts from it."""
     from wsgiref.simple_server import WSGIRequestHandler
     from wsgiref.simple_server import make_server as wsgi_server
 
@@ -99,7 +109,8 @@ def make_server(storage: Any, host: str, port: int) -> WSGIServer:
             pass
 
     try:
-        return wsgi_server(host, port, optuna_dashboard.wsgi(storage), handler_class=Quiet)
+        app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+        return wsgi_server(host, port, app, handler_class=Quiet)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise MetaexpError(f"port {port} on {host} is in use: choose another with --port") from None
@@ -124,10 +135,11 @@ def study_links(storage: Any, base: str, tag: str | None) -> list[str]:
 def serve(target: Target, host: str, port: int, out: TextIO = sys.stdout) -> int:
     """Serve until Ctrl-C (or SIGTERM); 0 then."""
     storage = open_storage(target)
-    server = make_server(storage, host, port)
+    server = make_server(storage, host, port, make_store(target.artifacts, target.root, create=False))
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     base = f"http://{shown_host}:{server.server_port}/dashboard"
     print(f"optuna-dashboard on {shown(target.storage, target.root)}", file=out)
+    print(f"artifacts from {store_label(target.artifacts, target.root)}", file=out)
     for line in study_links(storage, base, target.tag):
         print(line, file=out)
     print(f"listening at {base}  (Ctrl-C stops)", file=out, flush=True)

@@ -1,7 +1,9 @@
-"""metaexp dashboard: optuna-dashboard on a finished run's real journal, checked over HTTP and in Chromium."""
+"""metaexp dashboard: optuna-dashboard on a finished run's real journal and artifact store, checked over
+HTTP and in Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +142,75 @@ def test_the_study_page_renders_the_trials_in_chromium(chromium: str, served: Se
     missing = [w for w in wanted if w not in text]
     assert not missing, f"not on the rendered trials page: {missing}\n{text[:2000]}"
     assert "landscape" in text and "baseline" in text
+
+
+def screenshot(chromium: str, url: str, profile: Path, path: Path, size: tuple[int, int]) -> Path:
+    """A PNG of the page as headless Chromium draws it after its scripts ran."""
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=15000",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={path}",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
+    return path
+
+
+def attrs_of(trial: dict[str, object]) -> dict[str, str]:
+    return {a["key"]: a["value"] for a in trial["user_attrs"]}  # type: ignore[attr-defined]
+
+
+def test_a_trial_page_shows_what_the_try_changed_in_chromium(
+    chromium: str, served: Served, tmp_path: Path
+) -> None:
+    study_id = study_ids(served)["landscape"]
+    trials = get_json(f"{served.api}/studies/{study_id}")["trials"]
+    records = served.records["landscape"]
+    rec = next(r for r in records[1:] if r.status.harness_ran)  # a try that changed params.py and ran
+    assert rec.commit and rec.parent
+    trial = next(t for t in trials if attrs_of(t)["experiment"] == str(rec.n))
+    parent = next(t for t in trials if attrs_of(t)["commit"] == rec.parent)
+    assert attrs_of(trial)["parent_trial"] == str(parent["number"])
+    root = served.project.root
+    assert f"artifacts from {root / '.metaexp' / 'artifacts'}" in served.printed
+    # Over HTTP: the trial names its artifacts and the dashboard serves the try's own diff.
+    named = {a["filename"]: a["artifact_id"] for a in trial["artifacts"]}
+    assert set(named) == {"diff.patch", "log.txt", "params.py"}
+    server = served.base.removesuffix("/dashboard")
+    url = f"{server}/artifacts/{study_id}/{trial['trial_id']}/{named['diff.patch']}"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        served_diff = resp.read().decode()
+    changed = [
+        line
+        for line in git(root, "diff", rec.parent, rec.commit).splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert changed and all(line in served_diff for line in changed)
+    # In Chromium: the trial page shows the artifacts and, in its user attrs, the changed lines (a text
+    # artifact's content is a download, not shown in the page).
+    page = f"{served.base}/studies/{study_id}/trials?numbers={trial['number']}"
+    wanted = [f"Trial {trial['number']}", "Artifacts", *named, *(" ".join(line.split()) for line in changed)]
+    text = html.unescape(rendered_text(chromium, page, tmp_path / "profile", wanted))
+    missing = [w for w in wanted if w not in text]
+    assert not missing, f"not on the rendered trial page: {missing}\n{text[:3000]}"
+    shot = screenshot(chromium, page, tmp_path / "profile", tmp_path / "trial-page.png", (1400, 1000))
+    print(f"dashboard screenshot: {shot}")
+    import matplotlib.image
+
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(shot).shape[:2] == (1000, 1400)
 
 
 def test_the_compare_page_shows_both_runs_in_chromium(chromium: str, served: Served, tmp_path: Path) -> None:
