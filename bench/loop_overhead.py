@@ -176,6 +176,7 @@ def instrument(prof: Profiler) -> None:
     from metaexp.evaluate.sandbox import BaseTree
     from metaexp.operators.params import ParamsOperator
     from metaexp.operators.perturb import PerturbOperator
+    from metaexp.record import artifacts
     from metaexp.record.git import Git
     from metaexp.record.ledger import Ledger
     from metaexp.record.workspace import Workspace
@@ -196,6 +197,8 @@ def instrument(prof: Profiler) -> None:
     prof.wrap(Ledger, "record", "ledger: jsonl write + tsv")
     prof.wrap(os, "fsync", "ledger: fsync")
     prof.wrap(Ledger, "_trial", "optuna: create_trial")
+    prof.wrap(artifacts, "of_try", "artifacts: diff, log tail, files")
+    prof.wrap(artifacts, "write", "artifacts: store write")
     prof.wrap(BaseTree, "sandbox", "sandbox: build", "sandbox")
     prof.wrap(harness, "discard", "sandbox: discard", "sandbox")
     prof.wrap(BaseTree, "restore_shared", "sandbox: restore_shared", "sandbox")
