@@ -20,6 +20,7 @@ from metaexp.llm import LLMClient, LLMError, Reply, Usage
 from metaexp.llm.client import Prices
 from metaexp.operators import Context, InvalidProposal, LineageState, RejectedProposal
 from metaexp.operators.edits import EditError, EditRejected, apply_reply
+from metaexp.operators.models import Models
 from metaexp.operators.prompt import (
     Brief,
     OptimiserState,
@@ -48,7 +49,8 @@ class LLMOperator:
             self._remember(record)
         self.optimiser: Callable[[LineageState], OptimiserState] | None = None  # set by the hybrid
         self.notes_path = self.out / "notes.md" if self.out else None
-        self.client = self._client(ctx)
+        self.models = Models(self.op, self._client)
+        self.client = self.models.first  # notes and reflections
         self._since_notes = len(self.history) % (self.op.notes_every or 1) if self.op.notes_every else 0
         if self.op.program and not self._program_path().exists():
             raise SpecError(
@@ -77,20 +79,22 @@ class LLMOperator:
             shared=self._shared_best(),
         )
         messages = proposal_messages(brief)
-        state_key = self._state_key(state, style.name)
-        reply, usage = self._ask(messages, state_key, "propose", usage)
+        model = self.models.choose(rng, self.history, 1.0 if self.spec.direction == "minimize" else -1.0)
+        client, named = self.models.clients[model], {"model": model}
+        state_key = self._state_key(state, style.name) + (f":{model}" if self.models.several else "")
+        reply, usage = self._ask(client, messages, state_key, "propose", usage, named)
         edit, first = self._attempt(reply.content, state)
         if first and self.op.retry_invalid:  # once more, told why: it does not apply, parse, or is a repeat
             retry = retry_messages(messages, reply.content, first)
-            reply, usage = self._ask(retry, state_key + ":retry", "retry", usage)
+            reply, usage = self._ask(client, retry, state_key + ":retry", "retry", usage, named)
             again, second = self._attempt(reply.content, state)
             if again is None:
                 reason = f"the reply does not apply ({first}); nor did the retry ({second})"
-                raise InvalidProposal(reason, usage=_dict(usage)) from None
+                raise InvalidProposal(reason, named, usage=_dict(usage)) from None
             edit = again  # a repeat again: the core records it as the duplicate it is, and runs nothing
         if edit is None:
-            raise InvalidProposal(f"the reply does not apply: {first}", usage=_dict(usage)) from None
-        return Candidate(state.commit, edit.files, edit.description, style.name, {}, {}, _dict(usage))
+            raise InvalidProposal(f"the reply does not apply: {first}", named, usage=_dict(usage)) from None
+        return Candidate(state.commit, edit.files, edit.description, style.name, {}, named, _dict(usage))
 
     def observe_shared(self, record: ExperimentRecord) -> None:
         """Another island's new best, or a migrant this island received (populations only)."""
@@ -113,12 +117,18 @@ class LLMOperator:
     # --- asking
 
     def _ask(
-        self, messages: list[dict[str, str]], state_key: str, purpose: str, usage: Usage
+        self,
+        client: LLMClient,
+        messages: list[dict[str, str]],
+        state_key: str,
+        purpose: str,
+        usage: Usage,
+        named: dict[str, str],
     ) -> tuple[Reply, Usage]:
         try:
-            reply = self.client.complete(messages, state_key=state_key, purpose=purpose)
+            reply = client.complete(messages, state_key=state_key, purpose=purpose)
         except LLMError as exc:
-            raise InvalidProposal(str(exc), usage=_dict(usage)) from None
+            raise InvalidProposal(str(exc), named, usage=_dict(usage)) from None
         return reply, usage + reply.usage
 
     def _attempt(self, content: str, state: LineageState) -> tuple[Any, str]:
@@ -223,18 +233,18 @@ class LLMOperator:
         asked = sum(1 for r in self.history if r.parent == state.commit and r.style == style)
         return f"{digest.hexdigest()[:24]}:{style}:{asked}"
 
-    def _client(self, ctx: Context) -> LLMClient:
+    def _client(self, model: str, base_url: str | None, prices: Any) -> LLMClient:
         op = self.op
         replay = (self.root / op.replay) if op.replay else None
         return LLMClient(
-            model=op.model or "",
-            base_url=op.base_url,
+            model=model,
+            base_url=base_url,
             api_key_env=op.api_key_env,
             temperature=op.temperature,
             max_tokens=op.max_tokens,
             timeout_s=op.timeout_s,
             max_retries=op.max_retries,
-            prices=Prices(**op.prices.model_dump()),
+            prices=Prices(**prices.model_dump()),
             record_path=(self.out / "llm.jsonl") if self.out else None,
             replay_path=replay,
             replay_key=op.replay_key,

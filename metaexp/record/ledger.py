@@ -261,6 +261,8 @@ class Ledger:
             n, std = run_spread(rec, self.metrics[0])
             attrs.update({"runs": n, f"std:{self.metrics[0]}": std})
             attrs.update({f"noise:{k}": v for k, v in rec.extra.get("noise", {}).items()})
+        if rec.extra.get("model"):
+            attrs["model"] = rec.extra["model"]  # the model that proposed it (operator.models)
         if rec.reason:
             attrs["reason"] = rec.reason[:500]
         attrs.update({f"llm_{k}": v for k, v in rec.usage.items()})

@@ -49,6 +49,7 @@ class Summary:
     best_commit: str | None
     gains: list[tuple[int, str, float, str]]  # (n, commit[:7], gain, description)
     arms: dict[str, dict[str, float]] | None = None  # hybrid: per arm, proposals/evaluations/kept/gain
+    models: dict[str, dict[str, float]] | None = None  # llm: the same per model, and its cost
 
     @property
     def improvement(self) -> float | None:
@@ -118,25 +119,28 @@ def summarize(records: list[ExperimentRecord], direction: str, metric: str) -> S
         best_n=best.n if best else None,
         best_commit=best.commit if best else None,
         gains=(gains := list(_gains(records, sign))),
-        arms=_arms(records, gains),
+        arms=_by(records, gains, "arm"),
+        models=_by(records, gains, "model"),
     )
 
 
-def _arms(records: list[ExperimentRecord], gains: list[tuple[int, str, float, str]]) -> dict | None:
-    """A hybrid run's arms: how many proposals and harness runs each took, and what it kept."""
+def _by(records: list[ExperimentRecord], gains: list[tuple[int, str, float, str]], key: str) -> dict | None:
+    """Per value of extra[key] (a hybrid's arm, the model that proposed): how many proposals and
+    harness runs, what was kept and gained, what it cost."""
     gain_of = {n: g for n, _, g, _ in gains}
-    arms: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, float]] = {}
     for rec in records:
-        arm = rec.extra.get("arm")
-        if not arm:
+        name = rec.extra.get(key)
+        if not name:
             continue
-        row = arms.setdefault(arm, {"proposals": 0, "evaluations": 0, "kept": 0, "gain": 0.0})
+        row = rows.setdefault(name, {"proposals": 0, "evaluations": 0, "kept": 0, "gain": 0.0, "cost": 0.0})
         row["proposals"] += 1
         if rec.status.harness_ran:
             row["evaluations"] += max(1, len(rec.extra.get("runs", [])))
         row["kept"] += rec.status is Status.KEEP
         row["gain"] += gain_of.get(rec.n, 0.0)
-    return arms or None
+        row["cost"] += float(rec.usage.get("cost_usd", 0.0))
+    return rows or None
 
 
 # ---------------------------------------------------------------------------
@@ -189,6 +193,13 @@ def format_summary(summary: Summary, metric: str) -> str:
             lines.append(
                 f"  {arm:<8} {a['proposals']:>4.0f} proposals  {a['evaluations']:>5.0f} runs ({share:.0%})"
                 f"  {a['kept']:>3.0f} kept  gain {a['gain']:+.6g}"
+            )
+    if s.models and len(s.models) > 1:
+        lines += ["", "models: proposals, kept, summed gain, cost"]
+        for model, m in sorted(s.models.items()):
+            lines.append(
+                f"  {model:<20} {m['proposals']:>4.0f} proposals  {m['kept']:>3.0f} kept"
+                f"  gain {m['gain']:+.6g}  ${m['cost']:.4f}"
             )
     if s.gains:
         lines += ["", "kept changes (gain > 0 is better):", *_gain_table(s.gains)]

@@ -68,6 +68,9 @@ class Core:
         override = islands[k]
         settings = {"style": override.style, "program": override.program, "schedule": override.schedule}
         op = self.spec.operator.model_copy(update={k: v for k, v in settings.items() if v is not None})
+        if override.model is not None:  # this island's own model, whichever block asks it
+            one = {"model": override.model, "models": []}
+            op = op.model_copy(update={"llm": op.llm.model_copy(update=one)} if op.llm else one)
         update: dict[str, Any] = {"operator": op}
         if override.target:
             update["target"] = override.target

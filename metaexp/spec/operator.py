@@ -51,6 +51,15 @@ def _kind_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = operators().names()
 
 
+class ModelSpec(_Strict):
+    """One of several models the llm operator asks (`operator.models`)."""
+
+    model: str = Field(description="the model name its endpoint knows")
+    base_url: str | None = Field(None, description="its endpoint; default operator.base_url")
+    weight: float = Field(1.0, gt=0, description="choice: weighted: its share of the proposals")
+    prices: PricesSpec | None = Field(None, description="its prices; default operator.prices")
+
+
 class OperatorSpec(_Strict):
     kind: str = Field(
         "perturb",
@@ -67,6 +76,14 @@ class OperatorSpec(_Strict):
     # --- llm
     model: str | None = Field(None, description="llm: the model name the endpoint knows")
     base_url: str | None = Field(None, description="llm: e.g. http://localhost:11434/v1; null: OpenAI")
+    models: list[ModelSpec] = Field(
+        default_factory=list,
+        description="llm: several models instead of `model`, one chosen per proposal by `choice`",
+    )
+    choice: Literal["weighted", "bandit"] = Field(
+        "weighted",
+        description="llm with models: draw by weight, or a UCB bandit rewarded by improvement per dollar",
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="llm: the variable that holds the key")
     temperature: float = Field(0.7, ge=0, le=2, description="llm: sent with every request")
     max_tokens: int | None = Field(
@@ -150,8 +167,12 @@ class OperatorSpec(_Strict):
     def _kind_needs(self) -> OperatorSpec:
         if self.kind == "params" and not self.space:
             raise ValueError("operator.kind 'params' needs operator.space (a search space YAML)")
-        if self.kind == "llm" and not self.model:
-            raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini)")
+        if self.kind == "llm" and not self.model and not self.models:
+            raise ValueError("operator.kind 'llm' needs operator.model (e.g. gpt-5-mini) or operator.models")
+        if self.model and self.models:
+            raise ValueError("operator.model and operator.models: give one (models: a list of {model, ...})")
+        if len({m.model for m in self.models}) < len(self.models):
+            raise ValueError("operator.models: each model once")
         if self.llm is not None and (self.kind != "hybrid" or self.llm.kind != "llm"):
             raise ValueError("operator.llm is a block of llm settings for operator.kind hybrid only")
         from metaexp.operators import BUILTINS

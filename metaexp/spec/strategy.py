@@ -48,6 +48,7 @@ class IslandSpec(_Strict):
     schedule: ScheduleSpec | None = Field(
         None, description="hybrid: this island's share of LLM and numeric steps"
     )
+    model: str | None = Field(None, description="llm, hybrid: the model this island asks (of all)")
 
 
 def _selection_enum(schema: dict[str, Any]) -> None:

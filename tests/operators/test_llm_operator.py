@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -350,3 +350,46 @@ def test_an_islands_prompt_shows_the_bests_found_on_other_islands(
     for prompt in asked:
         listed = {int(k) for k in re.findall(r"new best on island (\d)", prompt)}
         assert len(listed) <= 1
+
+
+def test_several_models_by_weight_by_bandit_and_per_island(
+    make_project: Callable[[str], Project], server: FakeOpenAI
+) -> None:
+    import io
+
+    from metaexp.run import run
+    from metaexp.spec import load_spec
+
+    line = "WIDTH = {}  # an integer setting (optimum 12)"
+
+    def responder(body: dict[str, Any]) -> str:  # "good" steps WIDTH towards 12, "bad" away from it
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        value = int(re.search(r"^WIDTH = (\d+)", prompt, re.M).group(1))  # type: ignore[union-attr]
+        toward = 1 if value < 12 else -1
+        step = toward if body["model"] == "good" else -toward * 2
+        return diff(line.format(value), line.format(value + step), hypothesis=f"{body['model']} step")
+
+    server.responder(responder)
+    models = [
+        {"model": "good", "weight": 3},
+        {"model": "bad", "weight": 1, "prices": {"input_per_mtok": 5.0}},
+    ]
+    op = {**llm_spec(server), "model": None, "models": models}
+    project = make_project("weighted")
+    project.run(operator=op, budget={"max_experiments": 41, "max_invalid_streak": 40})
+    chosen = [r.extra["model"] for r in project.records()[1:]]
+    assert 0.6 <= chosen.count("good") / len(chosen) <= 0.9, chosen  # weights 3 : 1
+    report = project.cli("report", "metaexp.yaml").stdout
+    assert "models: proposals, kept, summed gain, cost" in report and "good" in report, report
+
+    bandit = make_project("bandit")
+    bandit.run(operator={**op, "choice": "bandit"}, budget={"max_experiments": 25, "max_invalid_streak": 40})
+    picks = [r.extra["model"] for r in bandit.records()[1:]]
+    assert picks[:2] == ["good", "bad"]  # each tried once, then the bandit prefers what improves
+    assert picks.count("good") >= 2 * picks.count("bad"), picks
+
+    islands = make_project("islands")
+    strategy = {"islands": [{"model": "bad"}, {"model": "good"}], "population": 1}
+    spec = islands.spec(operator=op, strategy=strategy, budget={"max_experiments": 7})
+    run(load_spec(spec), out=io.StringIO(), scheduler="serial")
+    assert {(r.island, r.extra.get("model")) for r in islands.records()[1:]} == {(0, "bad"), (1, "good")}
