@@ -42,6 +42,7 @@ class TunePlan:
     sampler: str
     budget: int
     seed: int  # the sampler's seed
+    radius: float = 0.25  # the box's half-width around the written values, as a share of each range
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from metaexp.operators.params import make_sampler, toward
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
+from metaexp.operators.tuning import adapted
 from metaexp.operators.values import apply_values, read_values
 from metaexp.record.records import ExperimentRecord
 
@@ -40,6 +41,7 @@ class HybridOperator:
         self.restart = StyleMix(RESTART_STYLE, ctx.root).pick(random.Random(0))
         self.trials = Trials(ctx.spec.direction)
         self.spent = {"structural": 0, "numeric": 0}  # evaluations (at least 1 per proposal) per arm
+        self.tuning_gains: list[float | None] = []  # what each tuning gained over the values as written
         for rec in ctx.history:
             self._spend(rec)
             self.trials.add(rec)
@@ -144,7 +146,8 @@ class HybridOperator:
         params = read_values(_located(knobs), files)  # as written: the numeric arm learns from them
         if not knobs or self.op.tune.budget < 1:
             return replace(cand, params=params, extra=extra)
-        plan = TunePlan(knobs, self.op.tune.sampler, self.op.tune.budget, rng.randrange(2**31))
+        radius, budget = adapted(self.tuning_gains, self.op.tune.budget)  # wider where tuning helps
+        plan = TunePlan(knobs, self.op.tune.sampler, budget, rng.randrange(2**31), radius)
         return replace(cand, params=params, extra=extra, tune=plan)
 
     # --- helpers
@@ -160,10 +163,12 @@ class HybridOperator:
         spent, total = self.spent["structural"], self.spent["structural"] + self.spent["numeric"]
         if schedule.counts == "proposals" or p in (0.0, 1.0) or total == 0:
             return draw < p
-        cost = max(1, self.op.tune.budget)  # what an edit will cost: the step that lands nearer p wins
+        cost = max(1, adapted(self.tuning_gains, self.op.tune.budget)[1])  # what an edit will cost
         return abs((spent + cost) / (total + cost) - p) <= abs(spent / (total + 1) - p)
 
     def _spend(self, record: ExperimentRecord) -> None:
+        if "tune" in record.extra:
+            self.tuning_gains.append(record.extra["tune"].get("gain"))
         arm = record.extra.get("arm")
         if arm in ("llm", "restart", "params"):
             cost = max(1, len(record.extra.get("runs", []))) if record.status.harness_ran else 1

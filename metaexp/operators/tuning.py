@@ -59,7 +59,9 @@ class _Tuning:
         self.written = read_values(self.located, self.files)
         knobs = self.plan.knobs.items()
         self.dists = {
-            n: d for n, k in knobs if (d := local_distribution(k.param, self.written[n])) is not None
+            n: d
+            for n, k in knobs
+            if (d := local_distribution(k.param, self.written[n], self.plan.radius)) is not None
         }
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         direction = "maximize" if objective.sign > 0 else "minimize"
@@ -120,6 +122,7 @@ class _Tuning:
         knobs = {n: k.param.model_dump(exclude_none=True) for n, k in self.plan.knobs.items()}
         return {
             "sampler": self.plan.sampler,
+            "radius": self.plan.radius,
             "knobs": knobs,
             "evaluations": len(self.runs),
             "best_run": best,
@@ -127,6 +130,21 @@ class _Tuning:
             "tuned": tuned,
             "gain": gain,
         }
+
+
+ADAPT_OVER = 5  # the last tunings whose gains set the next box and budget
+
+
+def adapted(gains: list[float | None], budget: int) -> tuple[float, int]:
+    """The box's radius and the budget of the next tuning, from what the last tunings gained: a
+    share h of them improving on the values as written gives RADIUS x (0.5 + h) (an eighth of the
+    range when tuning never helps, three eighths when it always does) and budget x (0.5 + h), at
+    least 2 runs; fewer than 3 tunings so far: RADIUS and the budget as set."""
+    recent = [g for g in gains if g is not None][-ADAPT_OVER:]
+    if len(recent) < 3 or budget < 2:
+        return RADIUS, budget
+    factor = 0.5 + sum(g > 0 for g in recent) / len(recent)
+    return RADIUS * factor, max(2, round(budget * factor))
 
 
 def tuning_popsize(plan: TunePlan) -> int | None:
@@ -139,16 +157,18 @@ def tuning_popsize(plan: TunePlan) -> int | None:
     return max(4, min(cma_popsize(len(plan.knobs)), (plan.budget - 1) // 2))  # 4: the least with c_mu > 0
 
 
-def local_distribution(param: Param, value: Any) -> optuna.distributions.BaseDistribution | None:
-    """The tuning box: RADIUS of the range either side of `value` (in log space where the range is
-    log), inside the bounds; None when that leaves one value."""
+def local_distribution(
+    param: Param, value: Any, radius: float = RADIUS
+) -> optuna.distributions.BaseDistribution | None:
+    """The tuning box: `radius` of the range either side of `value` (in log space where the range
+    is log), inside the bounds; None when that leaves one value."""
     from optuna.distributions import FloatDistribution, IntDistribution
 
     if param.type == "categorical":
         return param.distribution()
     assert param.low is not None and param.high is not None
     here = param.to_unit(min(max(value, param.low), param.high))
-    low, high = param.from_unit(here - RADIUS), param.from_unit(here + RADIUS)
+    low, high = param.from_unit(here - radius), param.from_unit(here + radius)
     if not low < high:
         return None
     if param.type == "int":
