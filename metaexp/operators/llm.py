@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from metaexp.operators.prompt import (
 from metaexp.record.records import ExperimentRecord, Status
 
 SHARED_SHOWN = 5  # other islands' bests and migrants shown in a prompt
+SANDBOX_PATH = re.compile(r"[^\s'\"]*-sandboxes/[0-9a-f]{32}/")  # an evaluation's tree (sandbox.py)
 
 
 class LLMOperator:
@@ -220,9 +222,13 @@ class LLMOperator:
         _write_atomic(self.notes_path, path.read_text(errors="replace"))
 
     def _crash_tail(self, commit: str) -> str:
+        """The log tail of the last try from `commit` if it crashed, its sandbox's path shown as the
+        tree (`./`): the path holds a random name, and a prompt must not differ from run to run
+        (a replay matches requests exactly)."""
         for rec in reversed(self.history):
             if rec.parent == commit and rec.status.harness_ran:
-                return rec.log_tail if rec.status in (Status.CRASH, Status.TIMEOUT) else ""
+                failed = rec.status in (Status.CRASH, Status.TIMEOUT)
+                return SANDBOX_PATH.sub("./", rec.log_tail) if failed else ""
         return ""
 
     def _state_key(self, state: LineageState, style: str) -> str:

@@ -37,10 +37,6 @@ def operator(server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
     return {"kind": "llm", "model": "fake-model", "base_url": server.base_url, "notes_every": None, **extra}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a crash's log tail, in the next prompt, names a random sandbox directory: the request differs",
-)
 def test_a_run_with_a_crash_replays_row_for_row(
     make_project: Any, server: FakeOpenAI, tmp_path: Path
 ) -> None:
