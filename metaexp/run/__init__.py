@@ -61,11 +61,17 @@ def _drive(core: Core, scheduler: Scheduler) -> str:
         from metaexp.run.serial import Serial
 
         return Serial(core).drive()
+    from metaexp.run import hosts
     from metaexp.run.cluster import connect, warm_workers
 
     ray_spec = core.spec.ray
     connect(ray_spec)
-    warm_workers(ray_spec.eval_resources, ray_spec.max_concurrent_evals)
+    spec = core.spec  # the lineages' processes boot while the workers warm up
+    warm_workers(
+        ray_spec.eval_resources,
+        ray_spec.max_concurrent_evals,
+        lambda: hosts.reserve(spec.tag, spec.strategy.island_count),
+    )
     if ray_spec.schedule == "ordered":
         from metaexp.run.ordered import Ordered
 

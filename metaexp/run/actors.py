@@ -1,6 +1,7 @@
-"""The lineages of a Ray run as actors on the driver's node: spawned from the records, told every
-record, and rebuilt when one dies (under a name no earlier incarnation holds, with its candidates
-still in flight, so they are recorded once); one that keeps dying stops the run."""
+"""The lineages of a Ray run as actors on the driver's node: built from the records in hosts started
+early (metaexp/run/hosts.py), told every record, and rebuilt when one dies (in a fresh host, named
+for its epoch, with its candidates still in flight, so they are recorded once); one that keeps
+dying stops the run."""
 
 from __future__ import annotations
 
@@ -40,20 +41,25 @@ class Actors:
         if self.actors:
             self.actors[k].tell.remote(rec, tree)
 
-    def kill_all(self) -> None:
-        import ray
+    def finish(self, clean: bool) -> None:
+        """The run is over: its hosts are killed, or kept for the next run of a study when it ended
+        cleanly (nothing of theirs in flight; metaexp/run/hosts.py)."""
+        from metaexp.run.hosts import finish
 
-        for actor in self.actors:
-            ray.kill(actor)
+        finish(self.spec.tag, self.actors, clean)
+        self.actors = []
 
     def _spawn(self, k: int) -> Any:
-        from metaexp.run.cluster import lineage_actor
+        """Lineage k, built from the records in a host of this process (booted early, or kept from
+        an earlier run); its start comes before any ask, since an actor runs its calls in order."""
+        from metaexp.run.hosts import take
 
-        core, epoch = self.core, self.epochs[k]
-        name = f"metaexp:{self.spec.tag}:island-{k}" + (f":{epoch}" if epoch else "")
+        core = self.core
         plan, files, out = core.lineage_plan(k), core.lineage_files(k), core.lineage_out(k)
         pending = [c for c in self.in_flight(k) if c.kind != "baseline"]
-        return lineage_actor(name).remote(k, plan, self.session.records, files, out, pending)
+        host = take(self.spec.tag, k, self.epochs[k])
+        host.start.remote(k, plan, self.session.records, files, out, pending)
+        return host
 
     def lost(self, k: int, exc: Exception) -> None:
         """Lineage k's actor died: rebuild it (its evaluations in flight go on), or stop the run

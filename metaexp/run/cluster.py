@@ -3,19 +3,18 @@
 Evaluations are Ray tasks with the spec's resources, so a GPU harness lands on a GPU node. The
 base tree travels once through the object store and is unpacked once per node; a task gets the job
 (the candidate and how to evaluate it) and returns the Evaluation with the node it ran on.
-Lineage actors live on the driver's node, which also makes every LLM call (keys stay on the head).
+Lineage actors live on the driver's node, which also makes every LLM call (keys stay on the head):
+metaexp/run/hosts.py starts them.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaexp.crashpoints import VARIABLE
 from metaexp.errors import MetaexpError
 
 if TYPE_CHECKING:
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from metaexp.spec import RaySpec, Spec
 
 _BASES: dict[str, BaseTree] = {}  # per worker process: unpacked base trees by key
+_WARMED: dict[tuple[str, str, str], int] = {}  # per driver process: workers warmed, by cluster, job, request
 RETRIES = 2  # an evaluation whose worker (or node) dies runs again up to this often, then is a crash
 
 
@@ -44,12 +44,17 @@ def connect(ray_spec: RaySpec) -> None:
     check_resources(ray_spec.eval_resources, ray.cluster_resources())
 
 
-def check_resources(request: dict[str, Any], cluster: dict[str, float]) -> None:
-    wants = {
+def _wants(request: dict[str, Any]) -> dict[str, float]:
+    """An eval_resources request as Ray's resource names."""
+    return {
         "CPU": request.get("num_cpus", 1),
         "GPU": request.get("num_gpus", 0),
         **(request.get("resources") or {}),
     }
+
+
+def check_resources(request: dict[str, Any], cluster: dict[str, float]) -> None:
+    wants = _wants(request)
     missing = {k: v for k, v in wants.items() if v and cluster.get(k, 0) < v}
     if missing:
         have = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items()) if not k.startswith("node:"))
@@ -104,13 +109,30 @@ def _warm() -> str:
 # --- the remote functions and actors, on the driver
 
 
-def warm_workers(resources: dict[str, Any], slots: int) -> None:
-    """Start one worker per evaluation slot before the run, so the first evaluations
-    do not wait for Python workers to boot one after another."""
+def warm_workers(resources: dict[str, Any], slots: int, meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Start one worker per evaluation slot the cluster can run at once before the run, so the first
+    evaluations do not wait for Python workers to boot one after another; once per process, job
+    and request (a study's later runs find them up). `meanwhile` runs while they boot (after they
+    were asked for, so they start first: the baseline needs one)."""
     import ray
 
+    context = ray.get_runtime_context()
+    key = (context.gcs_address, context.get_job_id(), repr(sorted(resources.items())))
+    slots = min(slots, at_once(resources, ray.cluster_resources()))
+    if _WARMED.get(key, 0) >= slots:
+        meanwhile()
+        return
     task = ray.remote(max_retries=0, **resources)(_warm)
-    ray.get([task.remote() for _ in range(slots)])
+    refs = [task.remote() for _ in range(slots)]
+    meanwhile()
+    ray.get(refs)
+    _WARMED[key] = slots
+
+
+def at_once(request: dict[str, Any], cluster: dict[str, float]) -> int:
+    """How many tasks with these resources the whole cluster can run at the same time (at least 1)."""
+    fits = [int(cluster.get(k, 0) // v) for k, v in _wants(request).items() if v]
+    return max(1, min(fits, default=1))
 
 
 def remote_tasks(resources: dict[str, Any]) -> tuple[Any, Any]:
@@ -122,22 +144,4 @@ def remote_tasks(resources: dict[str, Any]) -> tuple[Any, Any]:
     return (
         ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(evaluate_task),
         ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(validate_task),
-    )
-
-
-def lineage_actor(name: str) -> Any:
-    """The Lineage class as a Ray actor pinned to this (the driver's) node; `name` finds it
-    (`ray.get_actor`)."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from metaexp.run.lineage import Lineage
-
-    here = ray.get_runtime_context().get_node_id()
-    crash = os.environ.get(VARIABLE)
-    return ray.remote(num_cpus=0, max_restarts=0)(Lineage).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
-        name=name,
-        get_if_exists=False,
-        runtime_env={"env_vars": {VARIABLE: crash}} if crash else None,  # fault injection (tests)
     )

@@ -42,7 +42,7 @@ class Ordered:
         import ray
 
         stopping = self.session.stopping
-        reason = None
+        reason, clean = None, False
         with stopping.ctrl_c():
             try:
                 if not self.session.records:
@@ -56,6 +56,7 @@ class Ordered:
                     if not self.window:
                         break
                     self._record_first()  # what is in flight is recorded, in order, even when stopping
+                clean = True  # nothing in flight: the lineages' hosts can serve the next run
             except KeyboardInterrupt:
                 for _flight, ref in self.window:
                     ray.cancel(ref, force=True)
@@ -63,7 +64,7 @@ class Ordered:
             except ray.exceptions.RayError as exc:
                 reason = f"abort: Ray failed ({said(exc)}); run it again to resume"
             finally:
-                self.actors.kill_all()
+                self.actors.finish(clean)
         return reason or stopping.reason() or "done"
 
     def _baseline(self) -> None:

@@ -59,7 +59,7 @@ class Parallel:
         import ray
 
         stopping = self.session.stopping
-        reason = None
+        reason, clean = None, False
         with stopping.ctrl_c():
             try:
                 self._start()
@@ -78,6 +78,7 @@ class Parallel:
                     done, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
                     for ref in done:
                         self._advance(ref, self.pending.pop(ref))
+                clean = True  # nothing in flight: the lineages' hosts can serve the next run
             except KeyboardInterrupt:
                 self._cancel()
                 reason = INTERRUPTED
@@ -85,7 +86,7 @@ class Parallel:
                 self._cancel()
                 reason = f"abort: Ray failed ({said(exc)}); run it again to resume"
             finally:
-                self.actors.kill_all()
+                self.actors.finish(clean)
         return reason or stopping.reason() or "done"
 
     def _start(self) -> None:
