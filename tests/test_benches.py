@@ -19,6 +19,8 @@ FIGURES = {  # a line each smoke run must print: the figures, not just an exit c
     "meta_pruning.py": "successive_halving",
     "noise.py": "SPRT uses",
     "parallel_scaling.py": "of ideal",
+    "parallel_study.py": "share of ideal",
+    "ray_start.py": "first proposal recorded",
     "search_quality.py": "params + cmaes <= CMA-ES alone",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from metaexp.study import DEFAULT_STRATEGIES
 
@@ -23,13 +24,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=20, help="runs per strategy (seeds spec.seed, +1, ...)")
     p.add_argument("--budget", type=int, help="evaluations per run (default: budget.max_experiments)")
     p.add_argument("--out", help="output folder (default .metaexp/<tag>-study/)")
+    p.add_argument(
+        "--parallel",
+        type=_slots,
+        default=1,
+        metavar="W",
+        help="runs at once, each in a worker process (default 1: one after another; auto: one per "
+        "CPU this process may use); the figures do not depend on it",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show every run's experiment lines")
+
+
+def _slots(text: str) -> int:
+    if text == "auto":
+        return len(os.sched_getaffinity(0))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a number of runs at once (1 or more) or auto, not {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from metaexp.study import format_table, run_study
 
-    result = run_study(args.spec, args.strategies, args.seeds, args.budget, args.out, verbose=args.verbose)
+    result = run_study(
+        args.spec,
+        args.strategies,
+        args.seeds,
+        args.budget,
+        args.out,
+        verbose=args.verbose,
+        parallel=args.parallel,
+    )
     if result.interrupted:
         return 130
     print(format_table(result.summary))

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 from metaexp.errors import MetaexpError, SpecError
 from metaexp.meta.plan import MetaPlan, meta_tag, plan_meta
 from metaexp.meta.space import distributions, sampled_spec, space_as_data
-from metaexp.meta.trial import InnerRun, TrialJob, make_pruner, objective_values, reached_test, run_trial
+from metaexp.meta.trial import (
+    InnerRun,
+    TrialJob,
+    make_pruner,
+    objective_values,
+    reached_test,
+    run_trial,
+    run_trial_in_worker,
+)
 from metaexp.record.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -40,10 +48,13 @@ class MetaResult:
 
 
 def run_meta(plan: MetaPlan, resume: bool = False, out: TextIO = sys.stderr) -> MetaResult:
+    from metaexp.run.hosts import kept
+
     ws = Workspace(plan.spec.root, plan.tag)
     ws.open()  # the meta tag's lock: one driver per outer study
     try:
-        return _Outer(plan, ws, out).drive(resume)
+        with kept():  # population inner runs one after another share their lineages' processes
+            return _Outer(plan, ws, out).drive(resume)
     finally:
         ws.close()
 
@@ -168,7 +179,7 @@ class _Outer:
         connect(self.plan.spec.ray)
         # The task only drives an inner run: its harness runs (or Ray evaluations) take the CPUs.
         # A task whose worker or node dies runs again (its inner runs resume from their ledgers).
-        task = ray.remote(num_cpus=0, max_retries=RETRIES, retry_exceptions=False)(run_trial)
+        task = ray.remote(num_cpus=0, max_retries=RETRIES, retry_exceptions=False)(run_trial_in_worker)
         pending: dict[Any, Any] = {}
         exhausted = False
         try:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from metaexp.errors import SpecError
 from metaexp.meta.plan import MetaPlan
 from metaexp.meta.space import sampled_spec
-from metaexp.meta.trial import TrialJob, objective_values, reached_test, run_trial
+from metaexp.meta.trial import (
+    InnerRun,
+    TrialJob,
+    objective_values,
+    reached_test,
+    run_trial,
+    run_trial_in_worker,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -33,7 +40,9 @@ def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> 
     if not top:
         return None
     seeds = [spec.seed + FRESH_SEEDS + i for i in range(meta.reevaluate_seeds)]
-    rows = [row for trial in top if (row := _rerun(plan, study, root, trial, seeds, out)) is not None]
+    picks = [(trial, jobs) for trial in top if (jobs := _jobs(plan, root, trial, seeds, out)) is not None]
+    runs = iter(run_jobs([job for _, jobs in picks for job in jobs], meta.parallel, plan, study))
+    rows = [row for trial, jobs in picks if (row := _row(plan, trial, [next(runs) for _ in jobs], out))]
     if not rows:
         return None
     best = max(rows, key=lambda r: sign * r["mean"])
@@ -47,10 +56,9 @@ def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> 
     return summary
 
 
-def _rerun(
-    plan: MetaPlan, study: optuna.Study, root: Path, trial: Any, seeds: list[int], out: TextIO
-) -> dict[str, Any] | None:
-    meta, spec = plan.meta, plan.spec
+def _jobs(plan: MetaPlan, root: Path, trial: Any, seeds: list[int], out: TextIO) -> list[TrialJob] | None:
+    """Pick `trial`'s runs on the fresh seeds, one job each (so they can run side by side)."""
+    spec = plan.spec
     tags = [f"{plan.tag}-pick{trial.number}-s{i}" for i in range(len(seeds))]
     try:
         specs = [
@@ -60,12 +68,50 @@ def _rerun(
     except SpecError as exc:
         print(f"re-evaluating trial {trial.number}: {exc}", file=out)
         return None
-    job = TrialJob(trial.number, trial._trial_id, specs, plan.tag, spec.storage, root, prune=False)
-    runs = run_trial(job, study)
-    if not runs or not all(r.curve for r in runs):
+    number, trial_id = trial.number, trial._trial_id
+    return [TrialJob(number, trial_id, [s], plan.tag, spec.storage, root, prune=False) for s in specs]
+
+
+def run_jobs(
+    jobs: list[TrialJob], parallel: int, plan: MetaPlan, study: optuna.Study
+) -> list[list[InnerRun]]:
+    """Each job's inner runs: one after another here, or up to `parallel` at once as Ray tasks (as the
+    outer trials run); a job whose task failed has none."""
+    if parallel <= 1 or len(jobs) <= 1:
+        return [run_trial(job, study) for job in jobs]
+    import ray
+
+    from metaexp.run.cluster import RETRIES, connect
+
+    connect(plan.spec.ray)
+    task = ray.remote(num_cpus=0, max_retries=RETRIES, retry_exceptions=False)(run_trial_in_worker)
+    refs: list[Any] = []
+    running: list[Any] = []
+    for job in jobs:
+        if len(running) >= parallel:
+            _, running = ray.wait(running, num_returns=1)
+        refs.append(task.remote(job))
+        running.append(refs[-1])
+    return [_result(ref) for ref in refs]
+
+
+def _result(ref: Any) -> list[InnerRun]:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError:  # its task failed on every try: the pick is left out
+        return []
+
+
+def _row(plan: MetaPlan, trial: Any, runs: list[list[InnerRun]], out: TextIO) -> dict[str, Any] | None:
+    """A pick's re-evaluation: its objective on each fresh seed, and their mean."""
+    flat = [run for job in runs for run in job]
+    if len(flat) != len(runs) or not all(r.curve for r in flat):
         return None
+    meta = plan.meta
     reached = reached_test(plan)
-    values = [objective_values([r], list(meta.objectives), plan.budget, reached)[0] for r in runs]
+    values = [objective_values([r], list(meta.objectives), plan.budget, reached)[0] for r in flat]
     mean = statistics.fmean(values)
     print(
         f"  pick trial {trial.number} (outer {trial.value:.6g}): fresh seeds {values} mean {mean:.6g}",

@@ -85,6 +85,15 @@ def run_trial(job: TrialJob, study: optuna.Study | None = None) -> list[InnerRun
     return runs
 
 
+def run_trial_in_worker(job: TrialJob) -> list[InnerRun]:
+    """run_trial as a Ray task: the worker's population inner runs keep their lineages' processes
+    for its next trial (metaexp/run/hosts.py)."""
+    from metaexp.run.hosts import keep_between_runs
+
+    keep_between_runs()
+    return run_trial(job)
+
+
 class _Reporter:
     """The inner run's on_record hook: report the best-so-far, stop if the pruner says so."""
 

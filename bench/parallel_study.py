@@ -1,0 +1,113 @@
+"""Wall time of a `metaexp study` run serially and W runs at once, against the ideal W-fold speed-up.
+
+The study is 4 strategies (hill_climb, explore_exploit, islands, pbt) x 20 seeds x 60 evaluations
+on the deceptive trap (harnesses/landscapes), run through the CLI as a user runs it, once per W in
+a fresh copy of the project (Ray, where populations need it, starts in each). The harness sleeps
+before it scores (--sleep, 0.1 s: sleeping costs no CPU), so on a 2-core machine the figure is
+metaexp's parallelism (the driver, the workers, git, the ledgers), not the cores' arithmetic.
+Population runs ask for a quarter CPU and one evaluation at a time (ray.max_concurrent_evals: 1,
+eval_resources: {num_cpus: 0.25}), so every run holds one slot and the ideal speed-up at W is W.
+Each W's study.json must equal the serial one (the figures do not depend on W).
+
+    python bench/parallel_study.py [--slots 2,4] [--seeds 20] [--budget 60] [--sleep 0.1] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = ("hill_climb", "explore_exploit", "islands", "pbt")
+SLEEPY = '#!/bin/sh\n# sleeps, then scores the trap: the evaluation waits without using a CPU\nsleep "$1"\nexec python evaluate.py deceptive\n'  # noqa: E501
+
+
+def make_project(dest: Path, sleep: float) -> Path:
+    shutil.copytree(ROOT / "harnesses" / "landscapes", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "search_spaces", dest / "search_spaces")
+    (dest / "sleepy.sh").write_text(SLEEPY)
+    spec = yaml.safe_load((dest / "deceptive.yaml").read_text())
+    spec["harness"].update(command=f"sh sleepy.sh {sleep}", immutable=["evaluate.py", "sleepy.sh"])
+    spec["ray"] = {"max_concurrent_evals": 1, "eval_resources": {"num_cpus": 0.25}}
+    (dest / "bench.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "start"],
+    ):
+        subprocess.run(["git", *args], cwd=dest, check=True)
+    return dest
+
+
+def study(project: Path, strategies: list[str], seeds: int, budget: int, slots: int) -> tuple[float, dict]:
+    """The study's wall time through the CLI, and its study.json."""
+    argv = [sys.executable, "-m", "metaexp", "study", "bench.yaml", "--strategies", *strategies]
+    argv += ["--seeds", str(seeds), "--budget", str(budget), "--parallel", str(slots), "--out", "out"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        argv, cwd=project, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"metaexp study --parallel {slots} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return wall, json.loads((project / "out" / "study.json").read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--slots", default="2,4", help="the W to compare with the serial study")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--sleep", type=float, default=0.1, help="seconds each evaluation sleeps")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 single-lineage strategies, 2 seeds, 4 evaluations"
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.slots, args.strategies, args.seeds, args.budget, args.sleep = "2", STRATEGIES[:2], 2, 4, 0.0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for slots in [1, *(int(s) for s in args.slots.split(","))]:
+            print(f"W={slots} ...", file=sys.stderr, flush=True)
+            project = make_project(Path(tmp) / f"w{slots}", args.sleep)
+            wall, report = study(project, list(args.strategies), args.seeds, args.budget, slots)
+            rows.append((slots, wall, report))
+    serial_wall, serial_report = rows[0][1], rows[0][2]
+    runs = len(serial_report["runs"])
+    evaluations = sum(run["evaluations"] for run in serial_report["runs"])
+    print(
+        f"study: {', '.join(args.strategies)} x {args.seeds} seeds x budget {args.budget} ({runs} runs, "
+        f"{evaluations} evaluations), harness sleeps {args.sleep:g} s; load average at the end "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'W':>3}  {'wall s':>8}  {'speed-up':>8}  {'ideal':>5}  {'share of ideal':>14}"
+        f"  {'same figures':>12}"
+    )
+    for slots, wall, report in rows:
+        speedup = serial_wall / wall
+        same = "yes" if report == serial_report else "NO"
+        share = speedup / slots
+        print(f"{slots:>3}  {wall:>8.1f}  {speedup:>8.2f}  {slots:>5}  {share:>14.1%}  {same:>12}")
+    print(
+        "speed-up: serial wall time / wall time at W; ideal: W (every run holds one slot). "
+        "Target: >= 85% at W = 4."
+    )
+    return 0 if all(report == serial_report for _, _, report in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

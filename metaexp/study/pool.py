@@ -1,0 +1,200 @@
+"""A study's runs side by side: up to W at once, each in a worker process of its own.
+
+The workers are a `concurrent.futures.ProcessPoolExecutor` with the spawn start method (a fresh
+interpreter: no state of the driver's, no forked Ray or git pipes). Each run is an ordinary run
+with its own tag, lock, ledger, branch and worktree, so two runs never write the same file or ref;
+they share the repository's object store (objects are written whole and renamed into place), its
+ref database (`git update-ref` locks each ref) and the Optuna journal (locked per write).
+
+Ray: population runs need it, and W workers must not start W local clusters. The driver starts
+(or joins, `ray.address`) one cluster before the first run, and a worker joins that cluster by
+its address before its first population run, so every population of the study shares the one
+cluster's CPUs; single-lineage runs run their harnesses in their worker, outside Ray.
+
+Signals: a worker is in a process group of its own and dies with the driver (PDEATHSIG), so a
+killed study leaves no run behind holding its lock. Ctrl-C reaches the driver, which stops
+starting runs and passes each Ctrl-C on to the workers: the first lets their runs finish the
+experiments in flight (as a single run does), the second stops them at once. A worker that dies
+takes the runs in flight with it (the pool is broken): they are reported as failed, the study goes
+on with a fresh pool, and the next study resumes them from their ledgers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
+
+from metaexp.crashpoints import crashpoint
+from metaexp.errors import MetaexpError
+from metaexp.run.hosts import keep_between_runs
+from metaexp.study.execution import Outcome, Prefixed, execute
+
+if TYPE_CHECKING:
+    from metaexp.spec import Spec
+    from metaexp.study.planning import PlannedRun
+
+__all__ = ["run_parallel", "worker_run"]
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+Started = Callable[[int, "PlannedRun"], None]
+Finished = Callable[[int, "PlannedRun", Outcome], None]
+
+
+def run_parallel(
+    todo: Sequence[tuple[int, PlannedRun]], workers: int, started: Started, finished: Finished, verbose: bool
+) -> bool:
+    """Run `todo` ((index, run) pairs), at most `workers` at once; `started` and `finished` are told
+    of each. True: Ctrl-C stopped the study. A refused run (a bad spec or state) stops starting
+    runs and is raised once those in flight are back."""
+    driver = _Driver(todo, workers, started, finished, _ray_address(todo), verbose)
+    while driver.more():  # a fresh pool after a worker died
+        with _pool(min(workers, len(driver.queue))) as pool:
+            driver.drive(pool)
+    if driver.fatal is not None:
+        raise driver.fatal
+    return driver.interrupted
+
+
+class _Driver:
+    def __init__(
+        self,
+        todo: Sequence[tuple[int, PlannedRun]],
+        workers: int,
+        started: Started,
+        finished: Finished,
+        address: str | None,
+        verbose: bool,
+    ) -> None:
+        self.queue = deque(todo)
+        self.workers, self.started, self.finished = workers, started, finished
+        self.address, self.verbose = address, verbose
+        self.interrupted, self.fatal, self.broken, self.done = False, None, False, 0
+
+    def more(self) -> bool:
+        """Whether to start more runs (not after Ctrl-C or a refused run)."""
+        return bool(self.queue) and not self.interrupted and self.fatal is None
+
+    def drive(self, pool: ProcessPoolExecutor) -> None:
+        """Keep `workers` runs in flight until the queue is done, the study stops or the pool breaks."""
+        self.broken = False
+        flying: dict[Future[Outcome], tuple[int, PlannedRun]] = {}
+        while flying or (self.more() and not self.broken):
+            while self.more() and not self.broken and len(flying) < self.workers:
+                i, run = self.queue[0]
+                try:
+                    future = pool.submit(worker_run, run.spec, self.address, self.verbose)
+                except BrokenProcessPool:  # a worker died since the last wait: a fresh pool runs it
+                    self.broken = True
+                    break
+                self.queue.popleft()
+                flying[future] = (i, run)
+                self.started(i, run)
+            try:
+                ready, _ = wait(flying, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                self.interrupted = True
+                _pass_on_sigint()
+                continue
+            for future in ready:
+                i, run = flying.pop(future)
+                self._finish(i, run, future)
+
+    def _finish(self, i: int, run: PlannedRun, future: Future[Outcome]) -> None:
+        try:
+            outcome = future.result()
+        except BrokenProcessPool:
+            self.broken = True
+            outcome = Outcome(0.0, error="its worker process died (killed, or out of memory)")
+        except Exception as exc:  # the outcome could not travel back (a bug): the run resumes next time
+            outcome = Outcome(0.0, error=f"{type(exc).__name__}: {exc}")
+        self.fatal = self.fatal or outcome.fatal
+        self.interrupted = self.interrupted or outcome.interrupted
+        self.finished(i, run, outcome)
+        self.done += 1
+        crashpoint(f"study-finished:{self.done}")  # tests: the driver killed in the middle of a study
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
+
+
+def _pass_on_sigint() -> None:
+    """Ctrl-C reached the driver only (the workers have their own process group): pass it on."""
+    print(
+        "Ctrl-C: the runs in flight stop after their experiments in flight (Ctrl-C again: at once)",
+        file=sys.stderr,
+        flush=True,
+    )
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
+
+
+def _ray_address(todo: Sequence[tuple[int, PlannedRun]]) -> str | None:
+    """Start or join the study's one Ray cluster if a run needs it; its address for the workers."""
+    populations = [run for _, run in todo if run.spec.strategy.is_population]
+    if not populations:
+        return None
+    import ray
+
+    from metaexp.run.cluster import connect
+
+    connect(populations[0].spec.ray)  # every run has the study spec's ray: block
+    return ray.get_runtime_context().gcs_address
+
+
+# --- in a worker
+
+
+def _init_worker(parent: int) -> None:
+    """Die with the driver, leave Ctrl-C to it (it passes it on), ignore it between runs, and keep
+    lineage hosts from one population run for the next (metaexp/run/hosts.py)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the driver died before the line above
+        os._exit(1)
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_between_runs()  # this worker's population runs share their lineages' processes
+
+
+def worker_run(spec: Spec, address: str | None, verbose: bool) -> Outcome:
+    """One run in a worker: join the study's Ray cluster first if it is a population."""
+    if spec.strategy.is_population and address is not None:
+        try:
+            _join(address)
+        except MetaexpError as exc:
+            return Outcome(0.0, fatal=exc)
+    live = Prefixed(f"{spec.tag}: ") if verbose else None
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the run handles Ctrl-C from here
+    try:
+        return execute(spec, live)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _join(address: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Exception as exc:
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise MetaexpError(f"the study's Ray cluster at {address} could not be joined: {last}") from None
