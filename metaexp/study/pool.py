@@ -7,9 +7,9 @@ they share the repository's object store (objects are written whole and renamed 
 ref database (`git update-ref` locks each ref) and the Optuna journal (locked per write).
 
 Ray: population runs need it, and W workers must not start W local clusters. The driver starts
-(or joins, `ray.address`) one cluster before the first run, and a worker joins that cluster by
-its address before its first population run, so every population of the study shares the one
-cluster's CPUs; single-lineage runs run their harnesses in their worker, outside Ray.
+(or joins, `ray.address`) one cluster before it starts the first population run, and a worker joins
+that cluster by its address before its first population run, so every population of the study
+shares the one cluster's CPUs; single-lineage runs run their harnesses in their worker, outside Ray.
 
 Signals: a worker is in a process group of its own and dies with the driver (PDEATHSIG), so a
 killed study leaves no run behind holding its lock. Ctrl-C reaches the driver, which stops
@@ -56,7 +56,7 @@ def run_parallel(
     """Run `todo` ((index, run) pairs), at most `workers` at once; `started` and `finished` are told
     of each. True: Ctrl-C stopped the study. A refused run (a bad spec or state) stops starting
     runs and is raised once those in flight are back."""
-    driver = _Driver(todo, workers, started, finished, _ray_address(todo), verbose)
+    driver = _Driver(todo, workers, started, finished, verbose)
     while driver.more():  # a fresh pool after a worker died
         with _pool(min(workers, len(driver.queue))) as pool:
             driver.drive(pool)
@@ -72,12 +72,12 @@ class _Driver:
         workers: int,
         started: Started,
         finished: Finished,
-        address: str | None,
         verbose: bool,
     ) -> None:
         self.queue = deque(todo)
         self.workers, self.started, self.finished = workers, started, finished
-        self.address, self.verbose = address, verbose
+        self.address: str | None = None  # the study's Ray cluster, once a population run needs it
+        self.verbose = verbose
         self.interrupted, self.fatal, self.broken, self.done = False, None, False, 0
 
     def more(self) -> bool:
@@ -91,6 +91,12 @@ class _Driver:
         while flying or (self.more() and not self.broken):
             while self.more() and not self.broken and len(flying) < self.workers:
                 i, run = self.queue[0]
+                if run.spec.strategy.is_population and self.address is None:
+                    try:
+                        self.address = _ray_address(run.spec)  # once the runs before it have started
+                    except MetaexpError as exc:  # no Ray: the runs in flight finish, then it is raised
+                        self.fatal = exc
+                        break
                 try:
                     future = pool.submit(worker_run, run.spec, self.address, self.verbose)
                 except BrokenProcessPool:  # a worker died since the last wait: a fresh pool runs it
@@ -145,16 +151,14 @@ def _pass_on_sigint() -> None:
             os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
 
 
-def _ray_address(todo: Sequence[tuple[int, PlannedRun]]) -> str | None:
-    """Start or join the study's one Ray cluster if a run needs it; its address for the workers."""
-    populations = [run for _, run in todo if run.spec.strategy.is_population]
-    if not populations:
-        return None
+def _ray_address(spec: Spec) -> str:
+    """Start or join the study's one Ray cluster (every run has the study spec's ray: block); its
+    address, for the workers to join."""
     import ray
 
     from metaexp.run.cluster import connect
 
-    connect(populations[0].spec.ray)  # every run has the study spec's ray: block
+    connect(spec.ray)
     return ray.get_runtime_context().gcs_address
 
 
