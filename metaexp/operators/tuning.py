@@ -138,13 +138,14 @@ ADAPT_OVER = 5  # the last tunings whose gains set the next box and budget
 def adapted(gains: list[float | None], budget: int) -> tuple[float, int]:
     """The box's radius and the budget of the next tuning, from what the last tunings gained: a
     share h of them improving on the values as written gives RADIUS x (0.5 + h) (an eighth of the
-    range when tuning never helps, three eighths when it always does) and budget x (0.5 + h), at
-    least 2 runs; fewer than 3 tunings so far: RADIUS and the budget as set."""
+    range when tuning never helps, three eighths when it always does) and the budget x (0.5 + h)
+    but never above it (tune.budget is the user's cap), at least 2 runs; fewer than 3 tunings so
+    far: RADIUS and the budget as set."""
     recent = [g for g in gains if g is not None][-ADAPT_OVER:]
     if len(recent) < 3 or budget < 2:
         return RADIUS, budget
     factor = 0.5 + sum(g > 0 for g in recent) / len(recent)
-    return RADIUS * factor, max(2, round(budget * factor))
+    return RADIUS * factor, max(2, round(budget * min(1.0, factor)))
 
 
 def tuning_popsize(plan: TunePlan) -> int | None:

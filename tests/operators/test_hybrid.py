@@ -298,8 +298,9 @@ def test_the_tuning_box_and_budget_follow_what_tuning_gained() -> None:
 
     assert adapted([1.0, 2.0], 8) == (RADIUS, 8)  # too few tunings yet: as set
     assert adapted([0.0, 0.0, None, 0.0, 0.0], 8) == (RADIUS * 0.5, 4)  # never helps: narrower, fewer runs
-    assert adapted([0.3, 0.1, 0.2, 0.5, 0.4], 8) == (RADIUS * 1.5, 12)  # always helps: wider, more
-    assert adapted([0.0] * 10 + [0.1] * 5, 8) == (RADIUS * 1.5, 12)  # the last five decide
+    assert adapted([0.3, 0.1, 0.2, 0.5, 0.4], 8) == (RADIUS * 1.5, 8)  # always helps: wider, all 8 runs
+    assert adapted([0.0] * 10 + [0.1] * 5, 8) == (RADIUS * 1.5, 8)  # the last five decide
+    assert adapted([0.1, 0.0, 0.0, 0.0, 0.0], 8) == (RADIUS * 0.7, 6)  # one in five helped
     assert adapted([0.0, 0.0, 0.0], 1) == (RADIUS, 1)  # no tuning to adapt
 
 
