@@ -7,9 +7,10 @@ they share the repository's object store (objects are written whole and renamed 
 ref database (`git update-ref` locks each ref) and the Optuna journal (locked per write).
 
 Ray: population runs need it, and W workers must not start W local clusters. The driver starts
-(or joins, `ray.address`) one cluster before it starts the first population run, and a worker joins
-that cluster by its address before its first population run, so every population of the study
-shares the one cluster's CPUs; single-lineage runs run their harnesses in their worker, outside Ray.
+(or joins, `ray.address`) one cluster before the workers start, and a worker joins that cluster by
+its address (with the driver's token-authentication settings) before its first population run, so
+every population of the study shares the one cluster's CPUs; single-lineage runs run their
+harnesses in their worker, outside Ray.
 
 Signals: a worker is in a process group of its own and dies with the driver (PDEATHSIG), so a
 killed study leaves no run behind holding its lock. Ctrl-C reaches the driver, which stops
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["run_parallel", "worker_run"]
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # what joining by address needs
 
 Started = Callable[[int, "PlannedRun"], None]
 Finished = Callable[[int, "PlannedRun", Outcome], None]
@@ -57,6 +59,9 @@ def run_parallel(
     of each. True: Ctrl-C stopped the study. A refused run (a bad spec or state) stops starting
     runs and is raised once those in flight are back."""
     driver = _Driver(todo, workers, started, finished, verbose)
+    populations = [run for _, run in todo if run.spec.strategy.is_population]
+    if populations:  # before the workers start: they inherit what Ray set in the environment
+        driver.ray = _ray_cluster(populations[0].spec)
     while driver.more():  # a fresh pool after a worker died
         with _pool(min(workers, len(driver.queue))) as pool:
             driver.drive(pool)
@@ -76,7 +81,7 @@ class _Driver:
     ) -> None:
         self.queue = deque(todo)
         self.workers, self.started, self.finished = workers, started, finished
-        self.address: str | None = None  # the study's Ray cluster, once a population run needs it
+        self.ray: tuple[str, dict[str, str]] | None = None  # the study's Ray: address, auth settings
         self.verbose = verbose
         self.interrupted, self.fatal, self.broken, self.done = False, None, False, 0
 
@@ -91,14 +96,8 @@ class _Driver:
         while flying or (self.more() and not self.broken):
             while self.more() and not self.broken and len(flying) < self.workers:
                 i, run = self.queue[0]
-                if run.spec.strategy.is_population and self.address is None:
-                    try:
-                        self.address = _ray_address(run.spec)  # once the runs before it have started
-                    except MetaexpError as exc:  # no Ray: the runs in flight finish, then it is raised
-                        self.fatal = exc
-                        break
                 try:
-                    future = pool.submit(worker_run, run.spec, self.address, self.verbose)
+                    future = pool.submit(worker_run, run.spec, self.ray, self.verbose)
                 except BrokenProcessPool:  # a worker died since the last wait: a fresh pool runs it
                     self.broken = True
                     break
@@ -151,15 +150,17 @@ def _pass_on_sigint() -> None:
             os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
 
 
-def _ray_address(spec: Spec) -> str:
-    """Start or join the study's one Ray cluster (every run has the study spec's ray: block); its
-    address, for the workers to join."""
+def _ray_cluster(spec: Spec) -> tuple[str, dict[str, str]]:
+    """Start or join the study's one Ray cluster (every run has the study spec's ray: block): its
+    address and the token-authentication settings a driver needs to join it (Ray 2.60 puts
+    RAY_AUTH_MODE in the environment of the process that starts a local cluster)."""
     import ray
 
     from metaexp.run.cluster import connect
 
     connect(spec.ray)
-    return ray.get_runtime_context().gcs_address
+    auth = {k: v for k in AUTH_VARIABLES if (v := os.environ.get(k)) is not None}
+    return ray.get_runtime_context().gcs_address, auth
 
 
 # --- in a worker
@@ -177,11 +178,11 @@ def _init_worker(parent: int) -> None:
     keep_between_runs()  # this worker's population runs share their lineages' processes
 
 
-def worker_run(spec: Spec, address: str | None, verbose: bool) -> Outcome:
+def worker_run(spec: Spec, cluster: tuple[str, dict[str, str]] | None, verbose: bool) -> Outcome:
     """One run in a worker: join the study's Ray cluster first if it is a population."""
-    if spec.strategy.is_population and address is not None:
+    if spec.strategy.is_population and cluster is not None:
         try:
-            _join(address)
+            _join(*cluster)
         except MetaexpError as exc:
             return Outcome(0.0, fatal=exc)
     live = Prefixed(f"{spec.tag}: ") if verbose else None
@@ -192,11 +193,13 @@ def worker_run(spec: Spec, address: str | None, verbose: bool) -> Outcome:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _join(address: str) -> None:
+def _join(address: str, auth: dict[str, str]) -> None:
     import ray
 
     if ray.is_initialized():
         return
+    for name, value in auth.items():
+        os.environ.setdefault(name, value)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except Exception as exc:

@@ -83,6 +83,33 @@ def test_a_parallel_study_records_and_reports_what_the_serial_one_does(
     assert {run["strategy"] for run in results["three"][0]["runs"]} == {"hill_climb", "pbt"}
 
 
+def test_through_the_cli_the_study_starts_one_ray_that_its_workers_join(
+    tmp_path: Path, ray_session: None
+) -> None:
+    """`metaexp study --parallel` starts a local Ray before its workers (which join it, token
+    authentication and all); the figures equal a serial study's on this session's Ray."""
+    args = (
+        "deceptive.yaml",
+        "--strategies",
+        "hill_climb",
+        "pbt",
+        "--seeds",
+        "2",
+        "--budget",
+        "4",
+        "--out",
+        "out",
+    )
+    demo = landscapes(tmp_path / "cli")
+    proc = demo.cli("study", *args, "--parallel", "3")
+    assert proc.stderr.count("running (") == 4 and "refused" not in proc.stderr, proc.stderr
+    serial = landscapes(tmp_path / "serial")
+    run_study(serial.root / "deceptive.yaml", ["hill_climb", "pbt"], 2, 4, serial.root / "out", io.StringIO())
+    assert figures(demo) == figures(serial)
+    report = figures(demo)[0]
+    assert records(demo, report) == records(serial, report)
+
+
 def test_worker_deaths_fail_only_their_runs_and_the_study_resumes_them(
     tmp_path: Path, serial: tuple[dict[str, Any], str, dict[str, Any]]
 ) -> None:
