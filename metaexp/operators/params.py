@@ -132,7 +132,7 @@ class ParamsOperator:
         if self.sampler_kind == "cmaes":
             cand = self.propose(state, n, rng)
             return replace(cand, extra={**cand.extra, "x0": point})
-        files, params, description = apply_values(self.located, state.files, point)
+        files, params, description = apply_values(self.located, state.files, point, exact=True)
         self._pending.pop(n - 2, None)
         return Candidate(state.commit, files, f"restart: {description}", "restart", params, {"x0": point})
 
@@ -146,8 +146,8 @@ class ParamsOperator:
         suggested = trial.params
         current = read_values(self.located, state.files)
         changes = self._changes(current, suggested, style.count, style.scale, rng)
-        files, params, description = apply_values(self.located, state.files, changes)
-        exact = style.scale >= 1.0 and style.count is None  # the suggestion whole (as written: rounded)
+        exact = style.scale >= 1.0 and style.count is None  # the suggestion whole, written exactly
+        files, params, description = apply_values(self.located, state.files, changes, exact=exact)
         self._pending[n - 2] = (trial, exact)
         attrs = self.study.get_trials(deepcopy=False)[trial.number].system_attrs
         # what the private study must hold after this experiment, so a resumed run rebuilds it exactly

@@ -45,11 +45,14 @@ def has_value(path: str, text: bytes, name: str) -> bool:
     return True
 
 
-def write_value(path: str, text: bytes, name: str, value: Scalar) -> bytes:
+def write_value(path: str, text: bytes, name: str, value: Scalar, exact: bool = False) -> bytes:
+    """`text` with `name` bound to `value`; floats to 4 significant digits, or (`exact`) as the
+    shortest literal that reads back as the same float (a sampler's suggestion is then the point
+    the harness evaluates)."""
     span = _locate(path, text, name)
     if span.block:
         raise TargetError(f"{path}: {name!r} is a YAML block scalar (| or >); edit it by hand")
-    literal = literal_text(path, value, like=text[span.start : span.end].decode("utf-8"))
+    literal = literal_text(path, value, like=text[span.start : span.end].decode("utf-8"), exact=exact)
     before = text[: span.start]
     # An empty YAML value (`key:`) has its span right after the colon; `key:3` would be one string.
     if span.start == span.end and before[-1:] not in (b"", b" ", b"\t", b"\n", b"\r"):
@@ -69,8 +72,9 @@ def numeric_constants(path: str, text: bytes) -> dict[str, int | float]:
     return target_python.numeric_constants(path, text)
 
 
-def format_number(value: int | float, like: str | None = None) -> str:
-    """Literal text with 4 significant digits; scientific when the old literal `like` was."""
+def format_number(value: int | float, like: str | None = None, exact: bool = False) -> str:
+    """Literal text with 4 significant digits (`exact`: the shortest that round-trips); scientific
+    when the old literal `like` was."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TargetError(f"not a number: {value!r}")
     if isinstance(value, int):
@@ -78,20 +82,22 @@ def format_number(value: int | float, like: str | None = None) -> str:
     if not math.isfinite(value):
         raise TargetError(f"cannot write {value!r} as a literal: it is not a finite number")
     if like is not None and _SCIENTIFIC.match(like.strip()):
-        mantissa, exponent = f"{value:.3e}".split("e")
-        text = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        digits = next(d for d in range(17) if float(f"{value:.{d}e}") == value) if exact else 3
+        mantissa, exponent = f"{value:.{digits}e}".split("e")
+        text = f"{mantissa.rstrip('0').rstrip('.') if '.' in mantissa else mantissa}e{int(exponent)}"
         return text.upper() if "E" in like else text
-    text = f"{value:.4g}"
+    text = repr(value) if exact else f"{value:.4g}"  # repr: the shortest that reads back the same
     return text if "." in text or "e" in text else text + ".0"
 
 
-def literal_text(path: str, value: Scalar, like: str | None = None) -> str:
-    """The literal to write for `value` in this file kind; `like` is the literal it replaces."""
+def literal_text(path: str, value: Scalar, like: str | None = None, exact: bool = False) -> str:
+    """The literal to write for `value` in this file kind; `like` is the literal it replaces;
+    `exact`: floats in full (format_number)."""
     kind = _kind(path)
     if value is not None and not isinstance(value, int | float | str | bool):
         raise TargetError(f"{path}: cannot write {type(value).__name__} {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        text = format_number(value, like)
+        text = format_number(value, like, exact)
         return target_yaml.number_literal(text) if kind == ".yaml" else text
     if kind == ".py":
         return target_python.string_literal(value, like) if isinstance(value, str) else repr(value)

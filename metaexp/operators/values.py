@@ -38,17 +38,21 @@ def read_values(located: Mapping[str, str], files: Mapping[str, bytes]) -> dict[
 
 
 def apply_values(
-    located: Mapping[str, str], files: Mapping[str, bytes], changes: Mapping[str, Any]
+    located: Mapping[str, str],
+    files: Mapping[str, bytes],
+    changes: Mapping[str, Any],
+    exact: bool = False,
 ) -> tuple[dict[str, bytes], dict[str, Any], str]:
-    """Write `changes` into the files. Returns the changed files, the values now in them
-    (as written, after formatting) and a description like 'LR 3e-3 → 4.2e-3'."""
+    """Write `changes` into the files (floats to 4 significant digits, or `exact`ly: a sampler's
+    point, or a parent's value). Returns the changed files, the values now in them (as written,
+    after formatting) and a description like 'LR 3e-3 → 4.2e-3' (4 digits either way)."""
     new_files: dict[str, bytes] = {}
     parts = []
     for name, value in changes.items():
         path = located[name]
         text = new_files.get(path, files[path])
         old = read_value(path, text, name)
-        updated = write_value(path, text, name, value)
+        updated = write_value(path, text, name, value, exact)
         if updated == text:
             continue
         new_files[path] = updated
@@ -85,7 +89,7 @@ def crossed(located: Mapping[str, str], a: Any, b: Any, rng: Any) -> Any:
         taken = [n for n in differ if rng.random() < 0.5]
     if not taken or len(taken) == len(differ):
         return None
-    files, params, description = apply_values(located, a.files, {n: vb[n] for n in taken})
+    files, params, description = apply_values(located, a.files, {n: vb[n] for n in taken}, exact=True)
     extra = {"parents": [a.commit, b.commit], "crossover": kind}
     what = f"crossover ({kind}) with {b.commit[:7]}: {description}"
     return Candidate(a.commit, files, what, "crossover", params, extra)

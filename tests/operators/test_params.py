@@ -78,6 +78,8 @@ def test_every_proposal_is_the_samplers_own_trial_told_back(sampler: str) -> Non
     assert len(own) == steps
     assert not [t for t in trials if t.state is TrialState.FAIL]
     assert [t.params for t in own] == [r.extra["asked"] for r in history[1:]]  # what it asked, not a copy
+    # ... and the point the harness evaluated: the suggestion is written exactly, not to 4 digits
+    assert [r.params for r in history[1:]] == [r.extra["asked"] for r in history[1:]]
     told = [round(t.value, 9) for t in own]
     assert told == [round(r.value, 9) for r in history[1:]]  # each told the value its evaluation gave
     assert min(r.value for r in history) < history[0].value

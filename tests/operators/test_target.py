@@ -340,6 +340,24 @@ def test_format_number_is_a_float_literal_within_four_digits() -> None:
             assert math.isclose(float(text), x, rel_tol=5e-4)
 
 
+def test_exact_numbers_read_back_as_the_same_float_in_every_kind() -> None:
+    """exact: a sampler's point is the point evaluated (the shortest literal, any file kind)."""
+    rng = random.Random(1)
+    texts = {
+        "p.py": b"X = 0.5\nE = 1e-3\n",
+        "c.yaml": b"X: 0.5\nE: 1.0e-3\n",
+        "c.json": b'{"X": 0.5, "E": 1e-3}',
+    }
+    for _ in range(500):
+        x = rng.uniform(-1, 1) * 10 ** rng.randint(-12, 12)
+        for path, text in texts.items():
+            for name in ("X", "E"):
+                assert read_value(path, write_value(path, text, name, x, exact=True), name) == x
+    assert format_number(2.0801648349233237, exact=True) == "2.0801648349233237"
+    assert format_number(0.0042, "3e-3", exact=True) == "4.2e-3"
+    assert format_number(0.1, exact=True) == format_number(0.1) == "0.1"
+
+
 def test_format_number_refuses_non_numbers() -> None:
     for bad in (math.inf, math.nan, True):
         with pytest.raises(TargetError):

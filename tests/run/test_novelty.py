@@ -57,4 +57,4 @@ def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(p
             for r in records[max(1, rec.n - 7) : rec.n - 1]
             if r.status.harness_ran and r.parent == left.commit
         ]
-        assert gap > 0.05 and rec.status.name == "ESCAPE", (rec.n, rec.params, left.params, steps)
+        assert gap > 0.05 and rec.status.name == "ESCAPE", (rec.n, rec.reason, rec.params, left.params, steps)
