@@ -70,6 +70,25 @@ class _Search:
     study: optuna.Study
     x0: dict[str, Any] | None = None
     popsize: int | None = None
+    space_cache: Any = None  # the samplers' search-space cache over this study (see sampler())
+
+    def sampler(self, kind: str, seed: int) -> optuna.samplers.BaseSampler:
+        """A sampler for one proposal, seeded by it (a resumed run asks exactly what this one did),
+        that takes over its predecessor's search-space cache: Optuna's IntersectionSearchSpace
+        reads only the trials added since its last call, so a fresh one per proposal made every
+        ask read the whole history (O(n) per proposal). The cache holds no randomness."""
+        sampler = make_sampler(kind, seed, self.popsize, self.x0)
+        attr = next((a for a in _SPACE_CACHES if hasattr(sampler, a)), None)
+        if attr is not None:
+            if self.space_cache is None:
+                self.space_cache = getattr(sampler, attr)
+            else:
+                setattr(sampler, attr, self.space_cache)
+        return sampler
+
+
+# where Optuna's relative samplers keep their IntersectionSearchSpace (CMA-ES; GP)
+_SPACE_CACHES = ("_search_space", "_intersection_search_space")
 
 
 class ParamsOperator:
@@ -140,8 +159,7 @@ class ParamsOperator:
         style = self.styles.pick(rng)
         # a sampler per proposal, seeded by it: a resumed run asks exactly what this one did (CMA-ES
         # keeps its own state in its trials' attrs, which the records carry)
-        search = self.search
-        self.study.sampler = make_sampler(self.sampler_kind, rng.randrange(2**31), search.popsize, search.x0)
+        self.study.sampler = self.search.sampler(self.sampler_kind, rng.randrange(2**31))
         trial = self.study.ask(self.dists)
         suggested = trial.params
         current = read_values(self.located, state.files)
