@@ -4,7 +4,10 @@ The study is 4 strategies (hill_climb, explore_exploit, islands, pbt) x 20 seeds
 on the deceptive trap (harnesses/landscapes), run through the CLI as a user runs it, once per W in
 a fresh copy of the project (Ray, where populations need it, starts in each). The harness sleeps
 before it scores (--sleep, 0.1 s: sleeping costs no CPU), so on a 2-core machine the figure is
-metaexp's parallelism (the driver, the workers, git, the ledgers), not the cores' arithmetic.
+metaexp's parallelism (the driver, the workers, git, the ledgers), not the cores' arithmetic; it
+runs on the warm harness server (harness.preload: a fork per evaluation, as cheap evaluations
+should), or with --harness plain a Python process per evaluation (~80 ms of CPU each: at W = 4 the
+runs then need both cores and slow each other).
 Population runs ask for a quarter CPU and one evaluation at a time (ray.max_concurrent_evals: 1,
 eval_resources: {num_cpus: 0.25}), so every run holds one slot and the ideal speed-up at W is W.
 Each W's study.json must equal the serial one (the figures do not depend on W).
@@ -30,15 +33,26 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ("hill_climb", "explore_exploit", "islands", "pbt")
-SLEEPY = '#!/bin/sh\n# sleeps, then scores the trap: the evaluation waits without using a CPU\nsleep "$1"\nexec python evaluate.py deceptive\n'  # noqa: E501
+SLEEPY = """# sleeps, then scores the trap: the evaluation waits without using a CPU
+import runpy
+import sys
+import time
+
+time.sleep(float(sys.argv[1]))
+sys.argv = ["evaluate.py", "deceptive"]
+runpy.run_path("evaluate.py", run_name="__main__")
+"""
+PRELOAD = ["hashlib", "importlib.util", "itertools", "math"]  # what evaluate.py imports
 
 
-def make_project(dest: Path, sleep: float) -> Path:
+def make_project(dest: Path, sleep: float, warm: bool) -> Path:
     shutil.copytree(ROOT / "harnesses" / "landscapes", dest, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "search_spaces", dest / "search_spaces")
-    (dest / "sleepy.sh").write_text(SLEEPY)
+    (dest / "sleepy.py").write_text(SLEEPY)
     spec = yaml.safe_load((dest / "deceptive.yaml").read_text())
-    spec["harness"].update(command=f"sh sleepy.sh {sleep}", immutable=["evaluate.py", "sleepy.sh"])
+    spec["harness"].update(command=f"python sleepy.py {sleep}", immutable=["evaluate.py", "sleepy.py"])
+    if warm:
+        spec["harness"]["preload"] = PRELOAD
     spec["ray"] = {"max_concurrent_evals": 1, "eval_resources": {"num_cpus": 0.25}}
     (dest / "bench.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     for args in (
@@ -78,6 +92,12 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--sleep", type=float, default=0.1, help="seconds each evaluation sleeps")
     parser.add_argument(
+        "--harness",
+        choices=["warm", "plain"],
+        default="warm",
+        help="warm: harness.preload (a fork per evaluation); plain: a Python process per evaluation",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="2 single-lineage strategies, 2 seeds, 4 evaluations"
     )
     args = parser.parse_args()
@@ -87,14 +107,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for slots in [1, *(int(s) for s in args.slots.split(","))]:
             print(f"W={slots} ...", file=sys.stderr, flush=True)
-            project = make_project(Path(tmp) / f"w{slots}", args.sleep)
+            project = make_project(Path(tmp) / f"w{slots}", args.sleep, args.harness == "warm")
             rows.append((slots, *study(project, list(args.strategies), args.seeds, args.budget, slots)))
     serial_wall, serial_report = rows[0][1], rows[0][2]
     runs = len(serial_report["runs"])
     evaluations = sum(run["evaluations"] for run in serial_report["runs"])
     print(
         f"study: {', '.join(args.strategies)} x {args.seeds} seeds x budget {args.budget} ({runs} runs, "
-        f"{evaluations} evaluations), harness sleeps {args.sleep:g} s; load average at the end "
+        f"{evaluations} evaluations), harness sleeps {args.sleep:g} s ({args.harness}); load average "
+        f"at the end "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(
