@@ -69,6 +69,9 @@ class Lineage:
         rng = self.rng(g)
         s = self.spec.strategy
         escape = bool(s.escape and self.pop.stagnation >= s.escape.patience and not self._escaping)
+        converged = getattr(self.operator, "converged", None)
+        if escape and s.escape and self._restarts() and converged and not converged(s.escape.converged):
+            escape = False  # a search still converging (CMA-ES) is not left for a restart yet
         cand = None
         if not escape and s.crossover_rate and len(self.pop.members) >= 2 and rng.random() < s.crossover_rate:
             cand = self._crossover(rng)

@@ -19,6 +19,13 @@ class MigrationSpec(_Strict):
 class EscapeSpec(_Strict):
     patience: int = Field(8, ge=1, description="experiments without improvement before escaping")
     action: Literal["restart_from_hall_of_fame", "bold_mutation", "random_restart"] = "bold_mutation"
+    converged: float = Field(
+        0.01,
+        gt=0,
+        le=1,
+        description="params + cmaes, restarts: leave a search only once its newest generation spans "
+        "less than this share of every range (IPOP restarts converged searches); 1: patience alone",
+    )
 
 
 class FeatureSpec(_Strict):

@@ -29,7 +29,8 @@ def _loss(files: dict[str, bytes]) -> float:
     return sum((float(read_value("params.py", files["params.py"], k)) - v) ** 2 for k, v in OPTIMUM.items())
 
 
-def _operator(sampler: str, history: list[ExperimentRecord]) -> object:
+def _operator(sampler: str, history: list[ExperimentRecord], style: str | None = None) -> object:
+    operator = {"kind": "params", "space": "space.yaml", "sampler": sampler}
     spec = Spec.model_validate(
         {
             "tag": "t",
@@ -37,19 +38,19 @@ def _operator(sampler: str, history: list[ExperimentRecord]) -> object:
             "harness": {"command": "python evaluate.py"},
             "metrics": {"loss": {}},
             "objective": {"primary": "loss"},
-            "operator": {"kind": "params", "space": "space.yaml", "sampler": sampler},
+            "operator": operator if style is None else {**operator, "style": style},
         }
     )
-    assert spec.operator.style == "global"  # params' default: the sampler's own suggestion
+    assert spec.operator.style == (style or "global")  # params' default: the sampler's own suggestion
     ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), SPACE, history, FILES)
     return make_operator(ctx)
 
 
-def _search(sampler: str, steps: int) -> tuple[object, list[ExperimentRecord]]:
+def _search(sampler: str, steps: int, style: str | None = None) -> tuple[object, list[ExperimentRecord]]:
     """A ratchet in memory: each proposal evaluated on the landscape's bowl and told back."""
     value = _loss(FILES)
     history = [ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)]
-    op = _operator(sampler, list(history))
+    op = _operator(sampler, list(history), style)
     state = LineageState("c1", FILES, {"loss": value}, value)
     for n in range(2, steps + 2):
         cand = op.propose(state, n, experiment_rng(0, n))  # type: ignore[attr-defined]
@@ -104,3 +105,30 @@ def test_a_resumed_sampler_asks_what_an_uninterrupted_one_asks() -> None:
     state = LineageState("cX", FILES, {"loss": 1.0}, 1.0)
     again = rebuilt.propose(state, 21, experiment_rng(0, 21))  # type: ignore[attr-defined]
     assert again.extra["asked"] == history[20].extra["asked"]
+
+
+def test_cmaes_says_converged_only_once_a_generation_has_closed_in() -> None:
+    """IPOP's trigger: a restart may leave CMA-ES once its newest full generation spans less than
+    escape.converged of every range; on the bowl that takes CMA-ES over a hundred evaluations."""
+    early, history = _search("cmaes", 20)
+    assert not early.converged(0.01) and early.converged(1.0)  # type: ignore[attr-defined]
+    late, history = _search("cmaes", 200)
+    assert late.converged(0.01)  # type: ignore[attr-defined]
+    assert min(r.value for r in history) < 1e-3  # it closed in on the optimum, not somewhere else
+    tpe, _ = _search("tpe", 5)
+    assert tpe.converged(0.01)  # type: ignore[attr-defined]  # other samplers: patience alone decides
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "tpe"])
+def test_a_narrowing_style_tells_the_sampler_each_evaluated_point_with_its_value(sampler: str) -> None:
+    """conservative: the written point is not the suggestion, so the suggestion is told FAIL and the
+    point evaluated is told as a trial of its own, with the value it scored (once it was told FAIL
+    too, and the sampler learned nothing from a narrowing style)."""
+    op, history = _search(sampler, 15, style="conservative")
+    from optuna.trial import TrialState
+
+    trials = op.study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    told = [t for t in trials if t.state is TrialState.COMPLETE]
+    assert len(told) == len(history) - 1  # each evaluated point (this baseline has no params)
+    assert [t.params for t in told] == [r.params for r in history[1:]]
+    assert [round(t.value, 9) for t in told] == [round(r.value, 9) for r in history[1:]]

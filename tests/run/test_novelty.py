@@ -35,7 +35,7 @@ def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(p
 
     project.run(
         operator={"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
-        strategy={"escape": {"patience": 6, "action": "random_restart"}},
+        strategy={"escape": {"patience": 6, "action": "random_restart", "converged": 1.0}},
         budget={"max_experiments": 40},
     )
     records = project.assert_consistent()
@@ -58,3 +58,20 @@ def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(p
             if r.status.harness_ran and r.parent == left.commit
         ]
         assert gap > 0.05 and rec.status.name == "ESCAPE", (rec.n, rec.reason, rec.params, left.params, steps)
+
+
+def test_a_cmaes_search_still_converging_is_not_restarted(project: Project) -> None:
+    """escape.converged (default 0.01): CMA-ES that has not closed in yet is not cut short by the
+    patience, however long it has gone without improving (IPOP restarts converged searches)."""
+    project.run(
+        operator={"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
+        strategy={"escape": {"patience": 3, "action": "random_restart"}},
+        budget={"max_experiments": 30},
+    )
+    records = project.assert_consistent()
+    streak = longest = 0
+    for rec in records[1:]:
+        streak = 0 if rec.status.name == "KEEP" else streak + 1
+        longest = max(longest, streak)
+    assert longest >= 3 * 2  # the patience ran out, twice over
+    assert not [r.n for r in records if r.extra.get("restart") or r.status.name == "ESCAPE"]
