@@ -161,7 +161,8 @@ def serve(parent: int) -> None:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
 
     def abort(_signum: int, _frame: object) -> None:
-        raise _Abort
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM (PDEATHSIG and the
+        raise _Abort  # pool's terminate) must not interrupt the cleanup below with a traceback
 
     signal.signal(signal.SIGTERM, abort)
     if os.getppid() != parent:
@@ -276,4 +277,5 @@ def _wait(
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    with contextlib.suppress(_Abort):  # a SIGTERM before serve() reached its try: nothing to clean
+        serve(int(sys.argv[1]))
