@@ -11,7 +11,7 @@ from conftest import ROOT
 
 BENCHES = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
 FIGURES = {  # a line each smoke run must print: the figures, not just an exit code
-    "cheap_evals.py": "x the in-process run (target <= 3x)",
+    "cheap_evals.py": "x the Optuna script's wall time (target <= 3x)",
     "fault_soak.py": "wall time with faults / without",
     "hybrid.py": "| curve (≤ 0.1) | hybrid |",
     "llm_path.py": "evaluations spent on repeats or broken edits by the llm methods",
