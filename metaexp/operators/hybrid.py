@@ -19,8 +19,9 @@ from metaexp.candidate import Candidate, Knob, TunePlan
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.knobs import find_knobs
-from metaexp.operators.params import make_sampler, toward
+from metaexp.operators.params import toward
 from metaexp.operators.prompt import OptimiserState
+from metaexp.operators.samplers import make_sampler
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
 from metaexp.operators.tuning import adapted

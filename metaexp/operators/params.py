@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from metaexp.candidate import Candidate
-from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
+from metaexp.operators.samplers import Search, cma_popsize, make_sampler
 from metaexp.operators.values import apply_values, crossed, locate_names, random_point, read_values
 from metaexp.record.records import ExperimentRecord
 
@@ -30,65 +30,6 @@ if TYPE_CHECKING:
     import optuna
 
     from metaexp.spec.space import Param
-
-SAMPLERS = ("tpe", "cmaes", "random", "gp")
-
-
-def make_sampler(
-    kind: str, seed: int, popsize: int | None = None, x0: dict[str, Any] | None = None
-) -> optuna.samplers.BaseSampler:
-    """CMA-ES: `x0` centres its first generation (default: the middle of the space), `popsize` is its
-    population (default 4 + 3 ln d). Optuna 5 deprecates x0 for 6.0 (metaexp pins optuna < 6)."""
-    import warnings
-
-    import optuna
-
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if kind == "cmaes":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return optuna.samplers.CmaEsSampler(
-                seed=seed, popsize=popsize, x0=x0, warn_independent_sampling=False
-            )
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "gp":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise SpecError("operator.sampler gp needs torch: pip install torch==2.13.0") from None
-        return optuna.samplers.GPSampler(seed=seed)
-    raise SpecError(f"operator.sampler: unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
-
-
-@dataclass
-class _Search:
-    """The sampler between two restarts: its private study, and for CMA-ES where its first
-    generation is centred and how large its population is."""
-
-    study: optuna.Study
-    x0: dict[str, Any] | None = None
-    popsize: int | None = None
-    space_cache: Any = None  # the samplers' search-space cache over this study (see sampler())
-
-    def sampler(self, kind: str, seed: int) -> optuna.samplers.BaseSampler:
-        """A sampler for one proposal, seeded by it (a resumed run asks exactly what this one did),
-        that takes over its predecessor's search-space cache: Optuna's IntersectionSearchSpace
-        reads only the trials added since its last call, so a fresh one per proposal made every
-        ask read the whole history (O(n) per proposal). The cache holds no randomness."""
-        sampler = make_sampler(kind, seed, self.popsize, self.x0)
-        attr = next((a for a in _SPACE_CACHES if hasattr(sampler, a)), None)
-        if attr is not None:
-            if self.space_cache is None:
-                self.space_cache = getattr(sampler, attr)
-            else:
-                setattr(sampler, attr, self.space_cache)
-        return sampler
-
-
-# where Optuna's relative samplers keep their IntersectionSearchSpace (CMA-ES; GP)
-_SPACE_CACHES = ("_search_space", "_intersection_search_space")
 
 
 class ParamsOperator:
@@ -122,7 +63,7 @@ class ParamsOperator:
     def study(self) -> optuna.Study:
         return self.search.study
 
-    def _new_search(self, x0: dict[str, Any] | None) -> _Search:
+    def _new_search(self, x0: dict[str, Any] | None) -> Search:
         """A fresh CMA-ES at `x0`, its population doubled at each restart (IPOP-CMA-ES); for the
         other samplers the one study goes on (they model the whole space)."""
         import optuna
@@ -132,7 +73,7 @@ class ParamsOperator:
         numeric = [n for n, p in self.space.items() if p.type != "categorical"]
         popsize = cma_popsize(len(numeric)) * 2**self.restarts if self.restarts else None
         center = {k: v for k, v in (x0 or {}).items() if k in numeric} or None
-        return _Search(optuna.create_study(direction=self.direction), center, popsize)
+        return Search(optuna.create_study(direction=self.direction), center, popsize)
 
     def _random_point(self, rng: random.Random) -> dict[str, Any]:
         return random_point(self.space, rng)
@@ -151,18 +92,7 @@ class ParamsOperator:
         generations and doubled its best f at 300 evaluations)."""
         if self.sampler_kind != "cmaes":
             return True
-        numeric = [n for n, p in self.space.items() if p.type != "categorical"]
-        popsize = self.search.popsize or cma_popsize(len(numeric))
-        generations: dict[int, list[list[float]]] = {}
-        for t in reversed(self.study.get_trials(deepcopy=False)):  # the newest full generation
-            g = next((v for k, v in t.system_attrs.items() if k.endswith(":generation")), None)
-            if g is None or not t.state.is_finished() or any(n not in t.params for n in numeric):
-                continue  # (a narrowing style's trials are told FAIL: CMA-ES stays in generation 0)
-            points = generations.setdefault(g, [])
-            points.append([self.space[n].to_unit(t.params[n]) for n in numeric])
-            if len(points) == popsize:
-                return all(max(col) - min(col) < spread for col in zip(*points, strict=True))
-        return False
+        return self.search.converged(self.space, spread)
 
     def restart(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
         """Leave the local optimum: CMA-ES starts again around a fresh point with a larger
@@ -300,10 +230,3 @@ def toward(param: Param, current: Any, suggestion: Any, scale: float) -> Any:
         return suggestion
     here, there = param.to_unit(current), param.to_unit(suggestion)
     return param.from_unit(here + max(-scale, min(scale, there - here)))
-
-
-def cma_popsize(dimensions: int) -> int:
-    """CMA-ES's default population for a space of `dimensions` numbers: 4 + floor(3 ln d)."""
-    import math
-
-    return 4 + int(3 * math.log(max(1, dimensions)))

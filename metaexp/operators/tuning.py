@@ -50,7 +50,7 @@ class _Tuning:
     def __init__(self, cand: Candidate, parent: Mapping[str, bytes], objective: Objective) -> None:
         import optuna
 
-        from metaexp.operators.params import make_sampler
+        from metaexp.operators.samplers import make_sampler
 
         assert cand.tune is not None
         self.cand, self.plan, self.parent, self.objective = cand, cand.tune, parent, objective
@@ -151,7 +151,7 @@ def adapted(gains: list[float | None], budget: int) -> tuple[float, int]:
 def tuning_popsize(plan: TunePlan) -> int | None:
     """CMA-ES's population within one tuning: small enough that at least two generations fit in the
     budget after the candidate's own values (the second samples what the first taught it)."""
-    from metaexp.operators.params import cma_popsize
+    from metaexp.operators.samplers import cma_popsize
 
     if plan.sampler != "cmaes":
         return None
