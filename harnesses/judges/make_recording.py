@@ -364,7 +364,8 @@ def record_run(questions: dict[str, str]) -> int:
         spec["operator"].pop("replay", None)
         spec["operator"]["base_url"] = url
         spec["harness"]["env"]["JUDGES_RECORD"] = str(answers)
-        spec["harness"]["sandbox"] = "off"  # the harness appends the live answers to `answers`, outside its tree
+        # the harness appends the live answers to `answers`, outside its tree
+        spec["harness"]["sandbox"] = "off"
         (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
         rubric = repo / "rubric.yaml"
         rubric.write_text(re.sub(r"(?m)^base_url: .*$", f"base_url: {url}", rubric.read_text()))
