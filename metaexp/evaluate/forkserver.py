@@ -126,7 +126,7 @@ def _run_script(path: str) -> None:
     with open(path, "rb") as f:
         source = f.read()
     main = types.ModuleType("__main__")
-    main.__file__ = path
+    main.__file__ = os.path.abspath(path)  # as python sets it since 3.9 (runpy kept it relative)
     sys.modules["__main__"] = main
     exec(compile(source, path, "exec"), main.__dict__)
 

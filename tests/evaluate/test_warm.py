@@ -67,6 +67,29 @@ def test_a_candidates_module_state_never_reaches_the_next(project: Project) -> N
     assert len(records) >= 5 and all(r.metrics["seen"] == 0 for r in records if r.status.harness_ran)
 
 
+AS_MAIN = """\
+import os, sys
+main = sys.modules["__main__"]
+ok = __name__ == "__main__" and main.__dict__ is globals() and sys.argv[0] == "main.py"
+ok = ok and __file__ == os.path.abspath("main.py")  # absolute since Python 3.9
+print("as_main:", int(ok))
+exec(open("evaluate.py").read())
+"""
+
+
+def test_a_fork_runs_the_script_as_python_does(make_project: Callable[[str], Project]) -> None:
+    """__name__, __file__ (absolute), argv and sys.modules["__main__"] as `python main.py` sets them."""
+    for name, harness in (("plain", {}), ("warm", WARM)):
+        project = make_project(name)
+        project.write("main.py", AS_MAIN)
+        harness = {**WARM, **harness, "command": "python main.py", "immutable": ["evaluate.py", "main.py"]}
+        if name == "plain":
+            harness.pop("preload")
+        project.run(harness=harness, metrics={"loss": {}, "as_main": {}}, budget={"max_experiments": 2})
+        ran = [r for r in project.assert_consistent() if r.status.harness_ran]
+        assert ran and all(r.metrics["as_main"] == 1 for r in ran), name
+
+
 HANG = """\
 import os, subprocess, sys, time
 mark = os.environ["MARK"]
