@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,50 +114,52 @@ def in_process(evals: int) -> dict[str, Any]:
     }
 
 
-def metaexp_run(evals: int, preload: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="metaexp-cheap-") as tmp:
-        repo = Path(tmp)
-        (repo / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(DIM)))
-        (repo / "evaluate.py").write_text(HARNESS.replace("{fopt}", repr(optimum())))
-        space = {f"X{i}": {"type": "float", "low": -5.0, "high": 5.0} for i in range(DIM)}
-        (repo / "space.yaml").write_text(yaml.safe_dump(space))
-        harness: dict[str, Any] = {
-            "command": "python evaluate.py",
-            "immutable": ["evaluate.py"],
-            "timeout_s": 60,
-        }
-        if preload:
-            harness["preload"] = ["numpy", "cocoex"]
-        spec = {
-            "tag": "cheap",
-            "target": ["params.py"],
-            "harness": harness,
-            "metrics": {"f": {"direction": "minimize"}},
-            "objective": {"primary": "f"},
-            "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes", "style": "global"},
-            "strategy": "strategies/hill_climb.yaml",
-            "budget": {"max_experiments": evals, "max_invalid_streak": None},
-            "seed": 0,
-        }
-        (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        git = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
-        for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
-            subprocess.run([*git, *argv], cwd=repo, check=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "metaexp", "run", "metaexp.yaml"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(f"metaexp run failed:\n{proc.stderr[-2000:]}")
-        rows = [
-            json.loads(line) for line in (repo / ".metaexp/cheap/experiments.jsonl").read_text().splitlines()
-        ]
+def metaexp_run(evals: int, preload: bool, scratch: Path) -> dict[str, Any]:
+    """One `metaexp run` in a fresh repository under `scratch`, which main() deletes only after the
+    last run: a run started right after the previous one's few thousand files were deleted is slowed
+    by it where the filesystem's inode allocator skips recently freed inodes (ext4 without a journal
+    scans every inode freed in the last minute or more on each file it creates), which would make
+    the figures depend on the order of the methods."""
+    repo = Path(tempfile.mkdtemp(dir=scratch))
+    (repo / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(DIM)))
+    (repo / "evaluate.py").write_text(HARNESS.replace("{fopt}", repr(optimum())))
+    space = {f"X{i}": {"type": "float", "low": -5.0, "high": 5.0} for i in range(DIM)}
+    (repo / "space.yaml").write_text(yaml.safe_dump(space))
+    harness: dict[str, Any] = {
+        "command": "python evaluate.py",
+        "immutable": ["evaluate.py"],
+        "timeout_s": 60,
+    }
+    if preload:
+        harness["preload"] = ["numpy", "cocoex"]
+    spec = {
+        "tag": "cheap",
+        "target": ["params.py"],
+        "harness": harness,
+        "metrics": {"f": {"direction": "minimize"}},
+        "objective": {"primary": "f"},
+        "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes", "style": "global"},
+        "strategy": "strategies/hill_climb.yaml",
+        "budget": {"max_experiments": evals, "max_invalid_streak": None},
+        "seed": 0,
+    }
+    (repo / "metaexp.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    git = ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
+        subprocess.run([*git, *argv], cwd=repo, check=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "metaexp", "run", "metaexp.yaml"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"metaexp run failed:\n{proc.stderr[-2000:]}")
+    rows = [json.loads(line) for line in (repo / ".metaexp/cheap/experiments.jsonl").read_text().splitlines()]
     ran = [r for r in rows if r["harness_s"] > 0]
     best = min(r["value"] for r in rows if r["value"] is not None)
     return {
@@ -179,14 +182,18 @@ def main() -> int:
     if args.smoke:
         args.evals, args.repeats = 10, 1
     results: dict[str, list[dict[str, Any]]] = {}
-    for _ in range(args.repeats):  # alternated, so the machine's drift hits every method
-        for method in ("in-process", "warm", "plain"):
-            if method == "in-process":
-                row = in_process(args.evals)
-            else:
-                row = metaexp_run(args.evals, preload=method == "warm")
-            results.setdefault(row["method"], []).append(row)
-            print(f"  {row['method']}: {row['wall_s']:.2f}s", file=sys.stderr, flush=True)
+    scratch = Path(tempfile.mkdtemp(prefix="metaexp-cheap-"))
+    try:
+        for _ in range(args.repeats):  # alternated, so the machine's drift hits every method
+            for method in ("in-process", "warm", "plain"):
+                if method == "in-process":
+                    row = in_process(args.evals)
+                else:
+                    row = metaexp_run(args.evals, method == "warm", scratch)
+                results.setdefault(row["method"], []).append(row)
+                print(f"  {row['method']}: {row['wall_s']:.2f}s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     optuna_rows = results["optuna in-process"]
     base = statistics.median(r["wall_s"] for r in optuna_rows)
     base_eval = statistics.median(r["experiment_ms"] for r in optuna_rows)

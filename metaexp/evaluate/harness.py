@@ -15,7 +15,7 @@ from metaexp.evaluate.environment import harness_env
 from metaexp.evaluate.isolation import isolation_for
 from metaexp.evaluate.metrics import parse_metrics
 from metaexp.evaluate.program import Interrupted, Outcome, run_program
-from metaexp.evaluate.sandbox import BaseTree, discard
+from metaexp.evaluate.sandbox import BaseTree
 from metaexp.record.records import Status
 from metaexp.spec import Spec
 
@@ -42,7 +42,7 @@ def evaluate(
             return stopped
         ran = run_program(spec, spec.harness, base, box, env, log_path)
     finally:
-        discard(box)
+        base.release(box)
     spent = ran.seconds + seconds(stages)
     if ran.failure is not None:
         return Outcome(
@@ -71,7 +71,7 @@ def precheck(
         env = {**harness_env(spec, n), "METAEXP_PRECHECK": "1", **(extra_env or {})}
         ran = run_program(spec, check, base, box, env, log_path)
     finally:
-        discard(box)
+        base.release(box)
     if ran.failure is None:
         return None
     last = (ran.tail.strip().splitlines() or [""])[-1][:200]
@@ -92,7 +92,7 @@ def validate(
         env = {**harness_env(spec, n), "METAEXP_VALIDATION": "1"}
         ran = run_program(spec, held_out, base, box, env, log_path)
     finally:
-        discard(box)
+        base.release(box)
     spent = round(ran.seconds, 4)
     if ran.failure is not None:
         return {"error": ran.failure[1], "harness_s": spent}
