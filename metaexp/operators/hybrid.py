@@ -21,7 +21,7 @@ from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.knobs import find_knobs
 from metaexp.operators.params import toward
 from metaexp.operators.prompt import OptimiserState
-from metaexp.operators.samplers import make_sampler
+from metaexp.operators.samplers import import_ahead, make_sampler
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.trials import Trials
 from metaexp.operators.tuning import adapted
@@ -57,6 +57,8 @@ class HybridOperator:
             )
         make_sampler(self.op.sampler, 0)  # fail early on a sampler that cannot run here
         make_sampler(self.op.tune.sampler, 0)
+        import_ahead(self.op.sampler)
+        import_ahead(self.op.tune.sampler)
         self.llm = self._llm_operator(ctx) if self.op.llm is not None else None
 
     # --- the Operator protocol

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaexp.candidate import Candidate
 from metaexp.operators import Context, InvalidProposal, LineageState
-from metaexp.operators.samplers import Search, cma_popsize, make_sampler
+from metaexp.operators.samplers import Search, cma_popsize, import_ahead, make_sampler
 from metaexp.operators.values import apply_values, crossed, locate_names, random_point, read_values
 from metaexp.record.records import ExperimentRecord
 
@@ -47,6 +47,7 @@ class ParamsOperator:
         self.dists = {name: p.distribution() for name, p in self.space.items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         make_sampler(self.sampler_kind, 0)  # fail early on a sampler that cannot run here
+        import_ahead(self.sampler_kind)
         self.restarts = 0
         # island k > 0 centres CMA-ES at its own random point: islands search apart from the start
         x0 = (

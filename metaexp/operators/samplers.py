@@ -44,6 +44,39 @@ def make_sampler(
     raise SpecError(f"operator.sampler: unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
 
 
+# what a sampler imports on its first proposal, lazily (Optuna's _LazyImport): cmaes pulls in
+# scipy.stats (0.6-1 s here), the GP sampler torch
+_FIRST_USE_IMPORTS = {"cmaes": ("cmaes",), "gp": ("torch",)}
+_importing: set[str] = set()
+
+
+def import_ahead(kind: str) -> None:
+    """Start importing, in a daemon thread, what sampler `kind` imports on its first proposal: the
+    session's start and the baseline wait on git and on the harness, which hides most of it, and
+    the first proposal waits on the module's import lock for the rest (Python's per-module import
+    locks make a module imported from two threads load once, whole)."""
+    import threading
+
+    modules = [m for m in _FIRST_USE_IMPORTS.get(kind, ()) if m not in _importing]
+    if not modules:
+        return
+    _importing.update(modules)
+
+    def load() -> None:
+        import contextlib
+        import importlib
+
+        for module in modules:
+            with contextlib.suppress(ImportError):  # make_sampler says what is missing, in the loop
+                importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import {kind}", daemon=True)
+    thread.start()
+    import atexit
+
+    atexit.register(thread.join, 10)  # a run shorter than the import: no exit mid-import
+
+
 @dataclass
 class Search:
     """The sampler between two restarts: its private study, and for CMA-ES where its first
