@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 from metaexp.errors import TargetError
@@ -113,6 +113,7 @@ def literal_text(path: str, value: Scalar, like: str | None = None, exact: bool 
 _SCIENTIFIC = re.compile(r"[-+]?\s*(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE]")  # not 0x1E
 
 
+@lru_cache(maxsize=256)
 def _kind(path: str) -> str:
     suffix = Path(path).suffix.lower()
     kind = ".yaml" if suffix == ".yml" else suffix
@@ -121,6 +122,7 @@ def _kind(path: str) -> str:
     return kind
 
 
+@lru_cache(maxsize=256)  # an experiment reads and writes a file's names ~30 times; a _Span is frozen
 def _locate(path: str, text: bytes, name: str) -> _Span:
     return _LOCATORS[_kind(path)](path, text, name)
 
