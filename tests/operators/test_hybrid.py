@@ -3,8 +3,11 @@ the prompt; through the whole loop with real git, harness subprocesses and the o
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,22 +204,40 @@ def binpack(tmp_path: Path) -> Path:
 
 
 def test_binpack_example_runs_by_replay_and_offline(binpack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # The stand-in answers what the recording does not: a replay reproduces the recorded run row for
+    # row only where the tuning's floating point does (the first CMA-ES tuning diverged on an AMD
+    # EPYC with the recording's optuna, numpy and cmaes versions), and the example stays offline.
+    spec = importlib.util.spec_from_file_location("stand_in", BINPACK / "stand_in.py")
+    assert spec is not None and spec.loader is not None
+    stand_in = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "stand_in", stand_in)  # its dataclasses look their module up
+    spec.loader.exec_module(stand_in)
+    with stand_in.serve(stand_in.StandIn("priority.py", stand_in.BINPACK_IDEAS)) as url:
+        for name, evals in (("hybrid.yaml", 16), ("memetic.yaml", 12)):
+            _run_binpack(binpack, name, evals, url)
+    log = (binpack / ".metaexp/hybrid/llm.jsonl").read_text()
+    exchanges = [json.loads(line) for line in log.splitlines()]
+    assert exchanges[0]["replayed"], "the recorded run's first exchange replays"
+    replayed = Project(binpack).records("hybrid")
+    assert [r for r in replayed if r.extra.get("arm") == "llm" and "; tuned " in r.description]
+
+
+def _run_binpack(binpack: Path, name: str, evals: int, url: str) -> None:
     import io
 
     import yaml
 
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    for name, evals in (("hybrid.yaml", 16), ("memetic.yaml", 12)):
-        data = yaml.safe_load((binpack / name).read_text())
-        data["budget"]["max_evaluations"] = evals  # the start of the recorded run: same prompts
-        (binpack / name).write_text(yaml.safe_dump(data, sort_keys=False))
-        result = run(load_spec(binpack / name), out=io.StringIO())
-        assert result.stop_reason == f"max_evaluations={evals} reached"
-        records = Project(binpack).records(data["tag"])
-        assert not [r for r in records if r.status is Status.INVALID], name
-        assert result.tally.best is not None and result.tally.best.value < records[0].value - 5
-    replayed = Project(binpack).records("hybrid")
-    assert [r for r in replayed if r.extra.get("arm") == "llm" and "; tuned " in r.description]
+    data = yaml.safe_load((binpack / name).read_text())
+    data["budget"]["max_evaluations"] = evals  # the start of the recorded run: same prompts
+    if data["operator"].get("llm"):
+        data["operator"]["llm"].update(base_url=url, replay_miss="live")
+    (binpack / name).write_text(yaml.safe_dump(data, sort_keys=False))
+    result = run(load_spec(binpack / name), out=io.StringIO())
+    assert result.stop_reason == f"max_evaluations={evals} reached"
+    records = Project(binpack).records(data["tag"])
+    assert not [r for r in records if r.status is Status.INVALID], name
+    assert result.tally.best is not None and result.tally.best.value < records[0].value - 5
 
 
 def test_hybrid_spec_errors(project: Project) -> None:
