@@ -172,7 +172,7 @@ def _minor_faults() -> int:
 
 
 def instrument(prof: Profiler) -> None:
-    from metaexp.evaluate import harness, program, runner
+    from metaexp.evaluate import program, runner
     from metaexp.evaluate.sandbox import BaseTree
     from metaexp.operators.params import ParamsOperator
     from metaexp.operators.perturb import PerturbOperator
@@ -200,7 +200,7 @@ def instrument(prof: Profiler) -> None:
     prof.wrap(artifacts, "of_try", "artifacts: diff, log tail, files")
     prof.wrap(artifacts, "write", "artifacts: store write")
     prof.wrap(BaseTree, "sandbox", "sandbox: build", "sandbox")
-    prof.wrap(harness, "discard", "sandbox: discard", "sandbox")
+    prof.wrap(BaseTree, "release", "sandbox: release (kept for reuse)", "sandbox")
     prof.wrap(BaseTree, "restore_shared", "sandbox: restore_shared", "sandbox")
     prof.wrap(program, "supervise", "supervisor: request/reply", after=lambda run: _split_harness(prof, run))
     for op in (PerturbOperator, ParamsOperator):

@@ -1,5 +1,3 @@
-import sys
+from metaexp.cli import entry
 
-from metaexp.cli import main
-
-sys.exit(main())
+entry()

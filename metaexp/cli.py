@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from metaexp import __version__
 from metaexp.errors import MetaexpError
@@ -59,5 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def entry() -> NoReturn:
+    """The `metaexp` command: main(), then an exit without the interpreter's teardown. Freeing the
+    ~1,300 modules a run imports (numpy, scipy, optuna) took 0.3-0.5 s after its last line, a tenth
+    of a cheap 200-evaluation run. The atexit handlers still run (Ray's shutdown, a study's worker
+    pool, the sandbox trees' cleanup) and stdout and stderr are flushed; a live non-daemon thread,
+    which a normal exit would wait for, gets the normal exit."""
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if any(t.is_alive() for t in others):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what Py_Finalize runs first
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`metaexp status | head`)
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
