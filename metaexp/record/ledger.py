@@ -1,12 +1,17 @@
 """The ledger: the one writer of a run's records.
 
 Per experiment, in this order: the try's commit objects (before the run), then
-one fsynced line in experiments.jsonl (the source of truth), one row in
+one line in experiments.jsonl (the source of truth), one row in
 results.tsv, the try's artifacts (diff, log tail, changed files: record/artifacts.py),
 one Optuna trial that names them, and the refs. A kill between any two steps is
 repaired on the next start from the jsonl, so nothing is lost or counted
 twice. Everything reaches the ledger as plain data (`record(...)`), from whichever
 scheduler drove the experiment; the refs a run's records imply are metaexp/record/refs.py.
+
+Each line is fsynced in a thread while the loop goes on, and is on disk before the next line is
+written and when the ledger closes: a kill loses nothing (the line is in the kernel's cache), a
+power cut at most the last line. (An fsync in the loop stalled it for up to 0.2 s whenever the
+kernel's writeback of the run's other files queued ahead of it: ~8 % of a cheap run.)
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Collection, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from metaexp.crashpoints import crashpoint
@@ -48,6 +54,8 @@ class Ledger:
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
+        self._syncing: Future[None] | None = None  # the fsync of the last line, running
+        self._syncer: ThreadPoolExecutor | None = None
         self._study: optuna.Study | None = None
         self._listings: dict[str, dict[str, Entry]] = {}
         self.quarantined: list[ExperimentRecord] = []  # lines open() moved aside
@@ -73,6 +81,10 @@ class Ledger:
 
     def close(self) -> None:
         if self._fd is not None:
+            self._synced()
+            if self._syncer is not None:
+                self._syncer.shutdown()
+                self._syncer = None
             os.close(self._fd)
             self._fd = None
         self.ws.git.close()
@@ -140,8 +152,11 @@ class Ledger:
         """One experiment, told exactly once. `moves`: named refs that now point elsewhere."""
         assert self._fd is not None, "ledger not open"
         line = (rec.to_json() + "\n").encode()
+        self._synced()  # the last line is on disk before this one is written
         os.write(self._fd, line)
-        os.fsync(self._fd)
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="fsync experiments.jsonl")
+        self._syncing = self._syncer.submit(os.fsync, self._fd)
         crashpoint(f"after-jsonl:{rec.n}")
         with self.tsv.open("a") as fh:
             fh.write(self._tsv_row(rec))
@@ -155,6 +170,14 @@ class Ledger:
         self.ws.git.update_refs(updates)
         if self.ws.branch in updates:
             self.ws.sync_worktree()
+
+    def _synced(self) -> None:
+        syncing, self._syncing = self._syncing, None
+        try:
+            if syncing is not None:
+                syncing.result()
+        except OSError as exc:
+            raise LedgerError(f"{self.jsonl}: fsync failed: {exc}") from None
 
     def _add_trial(self, rec: ExperimentRecord) -> None:
         """The try's artifacts into the store, then its trial, which names them and its parent's trial."""
