@@ -39,7 +39,9 @@ def run(
 
     `spec` is a loaded Spec, or anything `load_spec` reads (a YAML path, or a dict with `root`).
     `on_record(record, tally)` is called after every record; a string it returns stops the run
-    with that reason. `out` receives the progress lines (default: stderr). Running the same spec
+    with that reason (the record's line is in experiments.jsonl then; its TSV row, Optuna trial
+    and refs may still be being written, and all are when run returns). `out` receives the
+    progress lines (default: stderr). Running the same spec
     again resumes from its ledger. The result names the best and where the ledger lies.
     """
     from metaexp.run import run as run_spec

@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Mapping
@@ -37,6 +38,7 @@ class Git:
         self._objects: Path | None = None
         self._refs_proc: subprocess.Popen[bytes] | None = None
         self._cat_proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # the two processes' pipes: the ledger's writer thread uses them too
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         proc = subprocess.run(["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env())
@@ -117,6 +119,10 @@ class Git:
         return (kind, body) if size.isdigit() and int(size) == len(body) else None
 
     def _batch(self, names: list[str]) -> list[tuple[str, bytes] | None]:
+        with self._lock:
+            return self._batch_locked(names)
+
+    def _batch_locked(self, names: list[str]) -> list[tuple[str, bytes] | None]:
         proc = self._cat_file()
         assert proc.stdin is not None and proc.stdout is not None
         found: list[tuple[str, bytes] | None] = []
@@ -235,6 +241,10 @@ class Git:
         """
         if not updates:
             return
+        with self._lock:
+            self._update_refs(updates)
+
+    def _update_refs(self, updates: Mapping[str, str | None]) -> None:
         lines = [f"delete {ref}" if sha is None else f"update {ref} {sha}" for ref, sha in updates.items()]
         proc = self._ref_writer()
         assert proc.stdin is not None and proc.stdout is not None

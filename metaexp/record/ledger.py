@@ -8,10 +8,12 @@ repaired on the next start from the jsonl, so nothing is lost or counted
 twice. Everything reaches the ledger as plain data (`record(...)`), from whichever
 scheduler drove the experiment; the refs a run's records imply are metaexp/record/refs.py.
 
-Each line is fsynced in a thread while the loop goes on, and is on disk before the next line is
-written and when the ledger closes: a kill loses nothing (the line is in the kernel's cache), a
-power cut at most the last line. (An fsync in the loop stalled it for up to 0.2 s whenever the
-kernel's writeback of the run's other files queued ahead of it: ~8 % of a cheap run.)
+The line is written at once; the rest (its fsync first, then the row, the artifacts and trial,
+the refs) in a writer thread while the loop goes on to the next experiment, whose line waits until
+all of it is done, as closing the ledger does. The order on disk is the one above, so a kill
+anywhere is repaired as before; the loop's next proposal and harness run no longer wait for it
+(an fsync alone stalled the loop up to 0.2 s when the kernel's writeback of the run's other files
+queued ahead of it).
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ class Ledger:
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
-        self._syncing: Future[None] | None = None  # the fsync of the last line, running
-        self._syncer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None  # the rest of the last record, being written
+        self._writer: ThreadPoolExecutor | None = None
         self._study: optuna.Study | None = None
         self._listings: dict[str, dict[str, Entry]] = {}
         self.quarantined: list[ExperimentRecord] = []  # lines open() moved aside
@@ -81,11 +83,13 @@ class Ledger:
 
     def close(self) -> None:
         if self._fd is not None:
-            self._synced()
-            if self._syncer is not None:
-                self._syncer.shutdown()
-                self._syncer = None
-            os.close(self._fd)
+            try:
+                self._written()
+            finally:
+                if self._writer is not None:
+                    self._writer.shutdown()
+                    self._writer = None
+                os.close(self._fd)
             self._fd = None
         self.ws.git.close()
 
@@ -152,12 +156,20 @@ class Ledger:
         """One experiment, told exactly once. `moves`: named refs that now point elsewhere."""
         assert self._fd is not None, "ledger not open"
         line = (rec.to_json() + "\n").encode()
-        self._synced()  # the last line is on disk before this one is written
+        self._written()  # the last record is written whole before this line
         os.write(self._fd, line)
-        if self._syncer is None:
-            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="fsync experiments.jsonl")
-        self._syncing = self._syncer.submit(os.fsync, self._fd)
         crashpoint(f"after-jsonl:{rec.n}")
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ledger writer")
+        self._writing = self._writer.submit(self._write_rest, rec, dict(moves or {}))
+
+    def _write_rest(self, rec: ExperimentRecord, moves: Mapping[str, str]) -> None:
+        """In the writer thread: the line's fsync, the TSV row, the trial and the refs."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise LedgerError(f"{self.jsonl}: fsync failed: {exc}") from None
         with self.tsv.open("a") as fh:
             fh.write(self._tsv_row(rec))
         crashpoint(f"after-tsv:{rec.n}")
@@ -171,13 +183,11 @@ class Ledger:
         if self.ws.branch in updates:
             self.ws.sync_worktree()
 
-    def _synced(self) -> None:
-        syncing, self._syncing = self._syncing, None
-        try:
-            if syncing is not None:
-                syncing.result()
-        except OSError as exc:
-            raise LedgerError(f"{self.jsonl}: fsync failed: {exc}") from None
+    def _written(self) -> None:
+        """Wait for the last record's writer; its error (a failed fsync, git) is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def _add_trial(self, rec: ExperimentRecord) -> None:
         """The try's artifacts into the store, then its trial, which names them and its parent's trial."""
