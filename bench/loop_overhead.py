@@ -19,7 +19,9 @@ The instrumentation wraps git, ledger, Optuna, sandbox, supervisor and
 operator entry points with exclusive timers (a nested call's time counts
 once, at its innermost instrumented frame; nested calls within one group,
 e.g. Git.run under Git.update_refs, count at the outermost frame of that
-group). What no wrapper claims is "loop: other".
+group). What no wrapper claims is "loop: other". The ledger's writer thread (a record's fsync,
+TSV row, artifacts, trial and refs, written while the loop goes on) is not timed: only the main
+thread's calls are, the loop's own path.
 
 Not a pytest test: it prints a table and exits 0. Progress goes to stderr.
 """
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from array import array
@@ -135,6 +138,8 @@ class Profiler:
         self.per_exp.setdefault(label, array("d"))
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                return func(*args, **kwargs)  # the ledger's writer thread: off the loop's path
             if group and self.stack and self.stack[-1][1] == group:
                 return func(*args, **kwargs)  # counted by the outer frame of its group
             frame = [label, group, time.perf_counter(), 0.0]
@@ -179,6 +184,7 @@ def instrument(prof: Profiler) -> None:
     from metaexp.record import artifacts
     from metaexp.record.git import Git
     from metaexp.record.ledger import Ledger
+    from metaexp.record.rows import Rows
     from metaexp.record.workspace import Workspace
     from metaexp.run import recording, serial
     from metaexp.run.progress import Progress
@@ -196,7 +202,7 @@ def instrument(prof: Profiler) -> None:
     prof.wrap(Workspace, "sync_worktree", "git: worktree reset --hard", "git")
     prof.wrap(Ledger, "record", "ledger: jsonl write + tsv")
     prof.wrap(os, "fsync", "ledger: fsync")
-    prof.wrap(Ledger, "_trial", "optuna: create_trial")
+    prof.wrap(Rows, "trial", "optuna: create_trial")
     prof.wrap(artifacts, "of_try", "artifacts: diff, log tail, files")
     prof.wrap(artifacts, "write", "artifacts: store write")
     prof.wrap(BaseTree, "sandbox", "sandbox: build", "sandbox")

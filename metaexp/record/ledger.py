@@ -18,7 +18,6 @@ queued ahead of it).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +29,7 @@ from metaexp.record import artifacts, refs
 from metaexp.record.git import Entry
 from metaexp.record.quarantine import quarantine, trusted
 from metaexp.record.records import ExperimentRecord, Status, read_records
+from metaexp.record.rows import Rows, run_spread
 from metaexp.record.storage import describe_study, open_study
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class Ledger:
         multi = Objective.of(spec).multi
         assert multi is not None
         self.multi = multi  # the objective mode: trial values (pareto: several), constraints
+        self.rows = Rows(spec, self.space, multi)
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
@@ -105,7 +106,7 @@ class Ledger:
         rows = self.tsv.read_text().count("\n") - 1 if self.tsv.exists() else -1
         if rows != len(records):
             tmp = self.tsv.with_suffix(".tsv.tmp")
-            tmp.write_text(self._tsv_header() + "".join(self._tsv_row(r) for r in records))
+            tmp.write_text(self.rows.tsv_header() + "".join(self.rows.tsv_row(r) for r in records))
             os.replace(tmp, self.tsv)
 
     def _repair_study(self, records: list[ExperimentRecord]) -> None:
@@ -171,7 +172,7 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"{self.jsonl}: fsync failed: {exc}") from None
         with self.tsv.open("a") as fh:
-            fh.write(self._tsv_row(rec))
+            fh.write(self.rows.tsv_row(rec))
         crashpoint(f"after-tsv:{rec.n}")
         if rec.status is not Status.MIGRATE:  # a copy, not a try: no trial of its own
             self._add_trial(rec)
@@ -202,115 +203,20 @@ class Ledger:
             if diff:
                 extra["diff"] = artifacts.excerpt(diff)
         crashpoint(f"after-artifacts:{rec.n}")
-        self.study.add_trial(self._trial(rec, extra, system))
+        self.study.add_trial(self.rows.trial(rec, extra, system))
         if rec.commit:
             self._trial_of.setdefault(rec.commit, self._n_trials)
         self._n_trials += 1
 
-    # --- formats
-
-    def _held_out(self) -> list[str]:
-        """The validation harness's metrics: columns `val:<name>` after the run's own."""
-        held_out = self.spec.harness.validation
-        return list(held_out.metric_specs) if held_out is not None else []
-
-    def _repeated(self) -> bool:
-        """A noisy harness: rows say how many runs the metrics are the mean of, and their spread."""
-        return self.spec.noise.method != "none"
-
-    def _tsv_header(self) -> str:
-        held_out = [f"val:{m}" for m in self._held_out()]
-        spread = ["runs", f"std:{self.metrics[0]}"] if self._repeated() else []
-        return "\t".join(["commit", *self.metrics, *spread, *held_out, "status", "description"]) + "\n"
-
-    def _tsv_row(self, rec: ExperimentRecord) -> str:
-        values = [f"{rec.metrics[m]:.6f}" if m in rec.metrics else "" for m in self.metrics]
-        if self._repeated():
-            n, std = run_spread(rec, self.metrics[0])
-            values += [str(n) if n else "", f"{std:.6f}" if std is not None else ""]
-        validated = rec.extra.get("validation", {}).get("metrics", {})
-        values += [f"{validated[m]:.6f}" if m in validated else "" for m in self._held_out()]
-        text = " ".join(rec.description.split())  # no tabs or newlines inside a cell
-        return "\t".join([(rec.commit or "-")[:7], *values, str(rec.status), text]) + "\n"
+    # --- the study
 
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
             directions = self.multi.directions()
             self._study = open_study(self.spec.storage, self.ws.root, self.ws.tag, directions)
-            describe_study(self._study, self._metric_names(), self.spec)
+            describe_study(self._study, self.rows.metric_names(), self.spec)
         return self._study
-
-    def _metric_names(self) -> list[str]:
-        """What the trial values are: every compared metric (pareto), the weighted score, or the primary."""
-        mode = self.multi.spec.mode
-        if mode == "pareto":
-            return self.multi.metric_names()
-        return ["weighted_score" if mode == "weighted" else self.multi.spec.primary]
-
-    def _trial(
-        self,
-        rec: ExperimentRecord,
-        extra: Mapping[str, Any] | None = None,
-        system: Mapping[str, Any] | None = None,
-    ) -> optuna.trial.FrozenTrial:
-        """The try as a finished trial; `extra`: more user attrs, `system`: system attrs (its artifacts)."""
-        from optuna.trial import TrialState, create_trial
-
-        params = {k: v for k, v in rec.params.items() if k in self.space and self.space[k].contains(v)}
-        ok = not rec.status.failed and rec.value is not None
-        values = self.multi.values(rec.metrics) if ok else None
-        constraints = None
-        if values is not None and (self.multi.spec.constraints or self.multi.spec.threshold):
-            names = self.multi.constraint_names()
-            constraints = dict(zip(names, self.multi.constraint_values(rec.metrics), strict=True))
-        return create_trial(
-            state=TrialState.COMPLETE if values is not None else TrialState.FAIL,
-            values=values,
-            params=params,
-            distributions={k: self.space[k].distribution() for k in params},
-            user_attrs={**(extra or {}), **self._attrs(rec, params)},  # the diff first: the page shows it
-            system_attrs=dict(system or {}),
-            constraints=constraints,
-        )
-
-    def _attrs(self, rec: ExperimentRecord, params: Mapping[str, Any]) -> dict[str, Any]:
-        """What the dashboard shows of a try beside its values and params."""
-        attrs: dict[str, Any] = {
-            "experiment": rec.n,
-            "commit": rec.commit,
-            "parent": rec.parent,
-            "status": str(rec.status),
-            "description": rec.description[:500],
-            "operator": rec.operator,
-            "style": rec.style,
-            "harness_s": round(rec.harness_s, 3),
-            "island": rec.island,
-            "cost_usd": float(rec.usage.get("cost_usd", 0.0)),
-            **{f"metric:{k}": v for k, v in rec.metrics.items()},
-            **{f"validation:{k}": v for k, v in rec.extra.get("validation", {}).get("metrics", {}).items()},
-        }
-        if "runs" in rec.extra:  # repeats: the values are means over n runs
-            n, std = run_spread(rec, self.metrics[0])
-            attrs.update({"runs": n, f"std:{self.metrics[0]}": std})
-            attrs.update({f"noise:{k}": v for k, v in rec.extra.get("noise", {}).items()})
-        if rec.extra.get("model"):
-            attrs["model"] = rec.extra["model"]  # the model that proposed it (operator.models)
-        if rec.reason:
-            attrs["reason"] = rec.reason[:500]
-        attrs.update({f"llm_{k}": v for k, v in rec.usage.items()})
-        other = {k: v for k, v in rec.params.items() if k not in params}
-        if other:
-            attrs["params"] = json.loads(json.dumps(other, default=str))
-        return attrs
-
-
-def run_spread(rec: ExperimentRecord, metric: str) -> tuple[int, float | None]:
-    """How many runs a record's metrics average, and the sample std of `metric` over them."""
-    import statistics
-
-    values = [r["metrics"][metric] for r in rec.extra.get("runs", []) if metric in r.get("metrics", {})]
-    return len(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 __all__ = ["Ledger", "LedgerError", "run_spread"]
