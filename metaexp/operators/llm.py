@@ -32,7 +32,7 @@ from metaexp.operators.prompt import (
 from metaexp.record.records import ExperimentRecord, Status
 
 SHARED_SHOWN = 5  # other islands' bests and migrants shown in a prompt
-SANDBOX_PATH = re.compile(r"[^\s'\"]*-sandboxes/[0-9a-f]{32}/")  # an evaluation's tree (sandbox.py)
+SANDBOX_PATH = re.compile(r"[^\s'\"]*-sandboxes/(?:\d+-)?[0-9a-f]{32}/")  # a tree: PID-UUID (sandbox.py)
 
 
 class LLMOperator:
