@@ -112,10 +112,12 @@ class BaseTree:
                 os.symlink(os.readlink(src), box / path)
             elif not bound:
                 os.symlink(src, box / path)
+            else:  # the mount point the isolation binds the file onto (made here, not by bwrap, so
+                (box / path).touch()  # that a reused tree is as it was built after its first run)
         for path, content in files.items():
             (box / path).write_bytes(content)
         if name is None:
-            self._in_use[box] = _Built(box, frozenset(files), bound, _scan(box, self._mount_points(bound)))
+            self._in_use[box] = _Built(box, frozenset(files), bound, _scan(box))
         return box
 
     def release(self, box: Path) -> None:
@@ -143,13 +145,9 @@ class BaseTree:
 
     def _as_built(self, built: _Built) -> bool:
         try:
-            return _scan(built.box, self._mount_points(built.bound)) == built.layout
+            return _scan(built.box) == built.layout
         except OSError:  # gone, or unreadable
             return False
-
-    def _mount_points(self, bound: bool) -> frozenset[str]:
-        """Where bubblewrap may leave an empty file: the mount point of a bound base file."""
-        return frozenset(self._manifest) if bound else frozenset()
 
     def frozen_files(self) -> dict[str, Path]:
         """Every regular base file by its path in a sandbox tree: what the isolation binds read-only."""
@@ -197,11 +195,11 @@ class _Built:
     layout: _Layout
 
 
-def _scan(box: Path, mount_points: frozenset[str]) -> _Layout:
+def _scan(box: Path) -> _Layout:
     """Every entry of the tree by its path: kind, permission bits, link count (a hard link out of
-    the tree would let a later write reach past it), a symlink's target, and extended attributes
-    (a channel to the next candidate). An empty file at a mount point is bubblewrap's, not a
-    harness's, and is left out."""
+    the tree would let a later write reach past it), a symlink's target, and what could carry a
+    message to the next candidate: extended attributes, and a folder's or link's modification time
+    (a file's times are reset when it is rewritten)."""
     layout: _Layout = {}
     pending = [""]
     while pending:
@@ -210,13 +208,11 @@ def _scan(box: Path, mount_points: frozenset[str]) -> _Layout:
         st = os.lstat(path)
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFLNK:
-            layout[rel] = (kind, os.readlink(path))
+            layout[rel] = (kind, os.readlink(path), st.st_mtime_ns)
             continue
         xattrs = tuple(sorted(os.listxattr(path, follow_symlinks=False)))
-        if kind == stat.S_IFREG and rel in mount_points and st.st_size == 0 and not xattrs:
-            continue
-        links = 0 if kind == stat.S_IFDIR else st.st_nlink
-        layout[rel] = (kind, stat.S_IMODE(st.st_mode), links, xattrs)
+        links_or_time = st.st_mtime_ns if kind == stat.S_IFDIR else st.st_nlink
+        layout[rel] = (kind, stat.S_IMODE(st.st_mode), links_or_time, xattrs)
         if kind == stat.S_IFDIR:
             pending.extend(os.path.join(rel, entry) for entry in os.listdir(path))
     return layout
@@ -231,6 +227,7 @@ def _rewrite(path: Path, content: bytes) -> None:
         fh.write(content)
         fh.flush()
         os.ftruncate(fd, len(content))
+        os.utime(fd)  # access and modification time: now, whatever the last harness set
 
 
 def _discard_orphans(trees: Path) -> None:

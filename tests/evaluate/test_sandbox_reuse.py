@@ -23,6 +23,8 @@ ATTACKS = {
         "os.link('params.py', os.path.join(os.environ['OUT'], str(time.time_ns())))",
         "os.stat('params.py').st_nlink > 1",
     ),
+    "folder time": ("os.utime('.', ns=(0, 12345))", "os.stat('.').st_mtime_ns == 12345"),
+    "file time": ("os.utime('params.py', ns=(12345, 12345))", "os.stat('params.py').st_atime_ns == 12345"),
     "replaced link": (
         "os.remove('space.yaml'); open('space.yaml', 'w').write('forged')",
         "not os.path.islink('space.yaml')",
