@@ -198,8 +198,8 @@ class _Built:
 def _scan(box: Path) -> _Layout:
     """Every entry of the tree by its path: kind, permission bits, link count (a hard link out of
     the tree would let a later write reach past it), a symlink's target, and what could carry a
-    message to the next candidate: extended attributes, and a folder's or link's modification time
-    (a file's times are reset when it is rewritten)."""
+    message to the next candidate: extended attributes, and a folder's or link's change time (any
+    utime or chmod moves it; a file's times are reset when it is rewritten)."""
     layout: _Layout = {}
     pending = [""]
     while pending:
@@ -208,10 +208,10 @@ def _scan(box: Path) -> _Layout:
         st = os.lstat(path)
         kind = stat.S_IFMT(st.st_mode)
         if kind == stat.S_IFLNK:
-            layout[rel] = (kind, os.readlink(path), st.st_mtime_ns)
+            layout[rel] = (kind, os.readlink(path), st.st_ctime_ns)
             continue
         xattrs = tuple(sorted(os.listxattr(path, follow_symlinks=False)))
-        links_or_time = st.st_mtime_ns if kind == stat.S_IFDIR else st.st_nlink
+        links_or_time = st.st_ctime_ns if kind == stat.S_IFDIR else st.st_nlink
         layout[rel] = (kind, stat.S_IMODE(st.st_mode), links_or_time, xattrs)
         if kind == stat.S_IFDIR:
             pending.extend(os.path.join(rel, entry) for entry in os.listdir(path))

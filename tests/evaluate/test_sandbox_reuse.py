@@ -24,6 +24,10 @@ ATTACKS = {
         "os.stat('params.py').st_nlink > 1",
     ),
     "folder time": ("os.utime('.', ns=(0, 12345))", "os.stat('.').st_mtime_ns == 12345"),
+    "folder access time": (  # the modification time kept as it was: only the change time moves
+        "os.utime('.', ns=(time.time_ns() + 10**12, os.stat('.').st_mtime_ns))",
+        "os.stat('.').st_atime_ns > time.time_ns()",
+    ),
     "file time": ("os.utime('params.py', ns=(12345, 12345))", "os.stat('params.py').st_atime_ns == 12345"),
     "replaced link": (
         "os.remove('space.yaml'); open('space.yaml', 'w').write('forged')",
