@@ -10,12 +10,7 @@ a link anyway (root ignores read-only modes) is caught after the run by a
 stat check that includes ctime (os.utime cannot reset it), and the base file
 is restored from the tar.
 
-A tree is reused by the process that built it: the next evaluation gets it back only if a scan
-finds it exactly as built (the same folders, links, files, modes and link counts, no extended
-attributes, nothing added), and its target files are then rewritten in place; anything else
-discards it and builds a fresh one. On filesystems whose inode allocator skips recently freed
-inodes (ext4 without a journal scans them all), a tree built and deleted per evaluation made
-every file the loop created slower as the run went on.
+Trees are reused where a scan finds them as built (trees.py).
 """
 
 from __future__ import annotations
@@ -28,11 +23,10 @@ import os
 import shutil
 import stat
 import tarfile
-import uuid
-import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from metaexp.evaluate.trees import Trees, discard, make_writable
 
 _STAMP = ".metaexp-base"  # holds the key of the tar a base was unpacked from
 
@@ -52,11 +46,7 @@ class BaseTree:
             self.tampered = self._verify()  # by content: a resumed run trusts no size or time
         self._manifest = {name: _signature(self.root / name) for name in self._members}
         self._folders = sorted({os.path.dirname(name) for name in self._members} - {""})
-        self._trees = self.root.parent / f"{self.root.name}-sandboxes"
-        _discard_orphans(self._trees)
-        self._in_use: dict[Path, _Built] = {}
-        self._idle: list[_Built] = []  # trees built here and released, waiting for reuse
-        weakref.finalize(self, _discard_idle, self._idle)
+        self._trees = Trees(self.root.parent / f"{self.root.name}-sandboxes")
 
     def _verify(self) -> list[str]:
         """Files whose content is not what was frozen (each is restored from the tar)."""
@@ -76,7 +66,7 @@ class BaseTree:
         _freeze(dest)
 
     def _unpack(self) -> None:
-        _make_writable(self.root)
+        make_writable(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         with tarfile.open(fileobj=io.BytesIO(self._tar)) as tar:
@@ -97,9 +87,9 @@ class BaseTree:
         for the isolation to bind read-only (only the base's own symlinks are made). Without `name`,
         a tree released earlier is reused where a scan finds it still exactly as built.
         """
-        if name is None and (box := self._reuse(files, bound)) is not None:
+        if name is None and (box := self._trees.reuse(files, bound)) is not None:
             return box
-        box = self._trees / (name or f"{os.getpid()}-{uuid.uuid4().hex}")
+        box = self._trees.path(name)
         discard(box)
         box.mkdir(parents=True)
         for folder in sorted({*self._folders, *(os.path.dirname(p) for p in files)} - {""}):
@@ -117,37 +107,12 @@ class BaseTree:
         for path, content in files.items():
             (box / path).write_bytes(content)
         if name is None:
-            self._in_use[box] = _Built(box, frozenset(files), bound, _scan(box))
+            self._trees.built(box, files, bound)
         return box
 
     def release(self, box: Path) -> None:
-        """The evaluation in `box` is over (no process of it is left): the tree waits for the next
-        one, which takes it only if a scan then finds it as it was built; a named one is discarded."""
-        built = self._in_use.pop(box, None)
-        if built is None:
-            discard(box)
-        else:
-            self._idle.append(built)
-
-    def _reuse(self, files: Mapping[str, bytes], bound: bool) -> Path | None:
-        while self._idle:
-            built = self._idle.pop()
-            if (built.files, built.bound) != (frozenset(files), bound):
-                discard(built.box)
-            elif not self._as_built(built):
-                discard(built.box)  # the last harness left something behind: a fresh tree, as ever
-            else:
-                for path, content in files.items():
-                    _rewrite(built.box / path, content)
-                self._in_use[built.box] = built
-                return built.box
-        return None
-
-    def _as_built(self, built: _Built) -> bool:
-        try:
-            return _scan(built.box) == built.layout
-        except OSError:  # gone, or unreadable
-            return False
+        """The evaluation in `box` is over (no process of it is left): see Trees.release."""
+        self._trees.release(box)
 
     def frozen_files(self) -> dict[str, Path]:
         """Every regular base file by its path in a sandbox tree: what the isolation binds read-only."""
@@ -182,82 +147,6 @@ def base_tar(files: Mapping[str, tuple[str, bytes]]) -> bytes:
                 info.size, info.mode = len(content), 0o755 if mode == "100755" else 0o644
             tar.addfile(info, None if mode == "120000" else io.BytesIO(content))
     return buffer.getvalue()
-
-
-_Layout = dict[str, tuple[object, ...]]
-
-
-@dataclass(frozen=True)
-class _Built:
-    box: Path
-    files: frozenset[str]
-    bound: bool
-    layout: _Layout
-
-
-def _scan(box: Path) -> _Layout:
-    """Every entry of the tree by its path: kind, permission bits, link count (a hard link out of
-    the tree would let a later write reach past it), a symlink's target, and what could carry a
-    message to the next candidate: extended attributes, and a folder's or link's change time (any
-    utime or chmod moves it; a file's times are reset when it is rewritten)."""
-    layout: _Layout = {}
-    pending = [""]
-    while pending:
-        rel = pending.pop()
-        path = os.path.join(box, rel)
-        st = os.lstat(path)
-        kind = stat.S_IFMT(st.st_mode)
-        if kind == stat.S_IFLNK:
-            layout[rel] = (kind, os.readlink(path), st.st_ctime_ns)
-            continue
-        xattrs = tuple(sorted(os.listxattr(path, follow_symlinks=False)))
-        links_or_time = st.st_ctime_ns if kind == stat.S_IFDIR else st.st_nlink
-        layout[rel] = (kind, stat.S_IMODE(st.st_mode), links_or_time, xattrs)
-        if kind == stat.S_IFDIR:
-            pending.extend(os.path.join(rel, entry) for entry in os.listdir(path))
-    return layout
-
-
-def _rewrite(path: Path, content: bytes) -> None:
-    """`content` into the file in place (the same inode: nothing freed), then cut to its length.
-    Not O_TRUNC: ext4 flushes a file truncated to zero and rewritten when it is closed
-    (auto_da_alloc), which stalled an evaluation for up to a quarter of a second on a busy disk."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(content)
-        fh.flush()
-        os.ftruncate(fd, len(content))
-        os.utime(fd)  # access and modification time: now, whatever the last harness set
-
-
-def _discard_orphans(trees: Path) -> None:
-    """Trees left by processes that are gone (killed before they could discard their idle ones)."""
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(trees):
-            pid = entry.name.partition("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                discard(Path(entry.path))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's
-        return True
-    return True
-
-
-def _discard_idle(idle: list[_Built]) -> None:
-    while idle:
-        discard(idle.pop().box)
-
-
-def discard(box: Path) -> None:
-    if box.exists():
-        _make_writable(box)
-        shutil.rmtree(box, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -305,9 +194,3 @@ def _freeze(path: Path) -> None:
     if not path.is_symlink():
         mode = path.stat().st_mode
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _make_writable(folder: Path) -> None:
-    if folder.exists():
-        for dirpath, _dirs, _files in os.walk(folder):
-            os.chmod(dirpath, 0o755)
