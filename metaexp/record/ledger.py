@@ -48,12 +48,10 @@ class Ledger:
 
         self.ws = workspace
         self.spec = spec  # shown with the study (a user attr and a dashboard note), so runs compare
-        self.metrics = list(spec.metrics)
-        self.space = space or {}
         multi = Objective.of(spec).multi
         assert multi is not None
         self.multi = multi  # the objective mode: trial values (pareto: several), constraints
-        self.rows = Rows(spec, self.space, multi)
+        self.rows = Rows(spec, space or {}, multi)
         self.jsonl = workspace.out / "experiments.jsonl"
         self.tsv = workspace.out / "results.tsv"
         self._fd: int | None = None
@@ -177,7 +175,7 @@ class Ledger:
         if rec.status is not Status.MIGRATE:  # a copy, not a try: no trial of its own
             self._add_trial(rec)
         crashpoint(f"after-optuna:{rec.n}")
-        updates: dict[str, str | None] = {**(moves or {})}
+        updates: dict[str, str | None] = {**moves}
         if rec.commit:
             updates[f"{self.ws.refs_prefix}/tried/{rec.n}"] = rec.commit
         self.ws.git.update_refs(updates)
