@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaexp.errors import WorkspaceError
+from metaexp.record.cat_file import CatFile, close_pipe
 
 ZERO = "0" * 40
-HEX = set("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Git:
         self.cwd = Path(cwd)
         self._objects: Path | None = None
         self._refs_proc: subprocess.Popen[bytes] | None = None
-        self._cat_proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()  # the two processes' pipes: the ledger's writer thread uses them too
+        self._reader: CatFile | None = None
+        self._lock = threading.Lock()  # the ref writer's pipe: the ledger's writer thread uses it too
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         proc = subprocess.run(["git", *args], cwd=self.cwd, input=input, capture_output=True, env=_git_env())
@@ -93,69 +93,11 @@ class Git:
         return self.run_bytes("cat-file", "blob", sha)
 
     def objects(self, names: Iterable[str]) -> list[tuple[str, bytes] | None]:
-        """Objects by name (a sha, `<commit>^{tree}`): (type, body), None for one that is missing.
-
-        A loose object (every object a try writes) is read from its file; the rest through one
-        `git cat-file --batch` process that stays open for the run, as the ref writer does: a
-        round trip on a pipe, not a process start. Asked in chunks, so neither pipe fills while
-        the other waits.
-        """
-        names = list(names)
-        found = [self._loose(name) if len(name) == 40 and set(name) <= HEX else None for name in names]
-        rest = [i for i, got in enumerate(found) if got is None]
-        for start in range(0, len(rest), 64):
-            chunk = rest[start : start + 64]
-            for i, got in zip(chunk, self._batch([names[i] for i in chunk]), strict=True):
-                found[i] = got
-        return found
-
-    def _loose(self, sha: str) -> tuple[str, bytes] | None:
-        try:
-            data = zlib.decompress((self._objects_dir() / sha[:2] / sha[2:]).read_bytes())
-        except (OSError, zlib.error):  # packed, in an alternate, or not a sha at all
-            return None
-        head, _, body = data.partition(b"\0")
-        kind, _, size = head.decode(errors="replace").partition(" ")
-        return (kind, body) if size.isdigit() and int(size) == len(body) else None
-
-    def _batch(self, names: list[str]) -> list[tuple[str, bytes] | None]:
-        with self._lock:
-            return self._batch_locked(names)
-
-    def _batch_locked(self, names: list[str]) -> list[tuple[str, bytes] | None]:
-        proc = self._cat_file()
-        assert proc.stdin is not None and proc.stdout is not None
-        found: list[tuple[str, bytes] | None] = []
-        try:
-            proc.stdin.write("".join(f"{name}\n" for name in names).encode())
-            proc.stdin.flush()
-            for _ in names:
-                line = proc.stdout.readline()
-                if not line:
-                    raise OSError("it exited")
-                head = line.decode().split()
-                if len(head) != 3:  # "<name> missing" (or ambiguous)
-                    found.append(None)
-                    continue
-                body = proc.stdout.read(int(head[2]) + 1)[:-1]  # the body, then a newline
-                found.append((head[1], body))
-        except (OSError, ValueError) as exc:
-            self._close_proc(proc)
-            self._cat_proc = None
-            raise WorkspaceError(f"git cat-file --batch failed in {self.cwd}: {exc}") from None
-        return found
-
-    def _cat_file(self) -> subprocess.Popen[bytes]:
-        if self._cat_proc is None or self._cat_proc.poll() is not None:
-            self._cat_proc = subprocess.Popen(
-                ["git", "cat-file", "--batch"],
-                cwd=self.cwd,
-                env=_git_env(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-        return self._cat_proc
+        """Objects by name (a sha, `<commit>^{tree}`): (type, body), None for one that is missing
+        (record/cat_file.py)."""
+        if self._reader is None:
+            self._reader = CatFile(self.cwd, self._objects_dir(), _git_env())
+        return self._reader.objects(names)
 
     def diff(self, parent: str, commit: str) -> str:
         return self.run("diff", "--no-color", "--no-ext-diff", parent, commit)
@@ -276,23 +218,12 @@ class Git:
         return self._refs_proc
 
     def close(self) -> None:
-        for proc in (self._refs_proc, self._cat_proc):
-            if proc is not None:
-                self._close_proc(proc)
-        self._refs_proc = self._cat_proc = None
-
-    @staticmethod
-    def _close_proc(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self._refs_proc is not None:
+            close_pipe(self._refs_proc)
+            self._refs_proc = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def _git_env() -> dict[str, str]:
