@@ -223,7 +223,7 @@ def bbob_table(rows: list[dict[str, Any]], budgets: tuple[int, ...], dims: tuple
 # --------------------------------------------------------------------------- landscapes
 
 
-def landscapes(seeds: int, budgets: tuple[int, ...]) -> str:
+def landscapes(seeds: int, budgets: tuple[int, ...], workers: int) -> str:
     import ray
 
     from metaexp.study import format_table, run_study
@@ -241,7 +241,13 @@ def landscapes(seeds: int, budgets: tuple[int, ...]) -> str:
                 t0 = time.monotonic()
                 where = demo / f"out-{name}-{budget}"
                 result = run_study(
-                    demo / f"{name}.yaml", LANDSCAPE_STRATEGIES, seeds, budget, where, io.StringIO()
+                    demo / f"{name}.yaml",
+                    LANDSCAPE_STRATEGIES,
+                    seeds,
+                    budget,
+                    where,
+                    io.StringIO(),
+                    parallel=workers,
                 )
                 took = time.monotonic() - t0
                 out.append(f"{name}, budget {budget} ({took:.0f}s):\n{format_table(result.summary)}")
@@ -326,18 +332,20 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--landscape-seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--landscape-budgets", default="60,200")
     parser.add_argument(
         "--smoke", action="store_true", help="bbob: 1 seed, 20 evaluations, d = 5: that it runs"
     )
     args = parser.parse_args()
-    budgets, dims, land = BUDGETS, DIMS, (60, 200)
+    budgets, dims = BUDGETS, DIMS
+    land = tuple(int(b) for b in args.landscape_budgets.split(","))
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob", 1, 1, (10, 20), (5,)
     parts = args.parts.split(",")
     if "bbob" in parts:
         print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
     if "landscapes" in parts:
-        print(landscapes(args.landscape_seeds, land), flush=True)
+        print(landscapes(args.landscape_seeds, land, args.workers), flush=True)
     if "binpack" in parts:
         print(binpack(args.seeds, args.workers, 12 if args.smoke else 200), flush=True)
     return 0
