@@ -99,6 +99,16 @@ class Workspace:
         """The run's worktree on autoexp/<tag>; created from `start` the first time."""
         if (self.worktree / ".git").exists():
             return
+        # Runs of one repository (a parallel study's) add worktrees at once: one's prune removes
+        # another's half-made admin folder, and two adds race for the same name (worktreeN), so
+        # both happen under one lock per repository.
+        lock = self.root / ".metaexp" / ".worktrees.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self._add_worktree(start)
+
+    def _add_worktree(self, start: str) -> None:
         self.git.run("worktree", "prune")
         if self.git.resolve(self.branch):
             self.git.run(
