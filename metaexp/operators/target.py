@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -26,6 +26,7 @@ __all__ = [
     "numeric_constants",
     "read_value",
     "write_value",
+    "write_values",
 ]
 
 # ---------------------------------------------------------------------------- public API
@@ -49,19 +50,31 @@ def write_value(path: str, text: bytes, name: str, value: Scalar, exact: bool = 
     """`text` with `name` bound to `value`; floats to 4 significant digits, or (`exact`) as the
     shortest literal that reads back as the same float (a sampler's suggestion is then the point
     the harness evaluates)."""
-    span = _locate(path, text, name)
-    if span.block:
-        raise TargetError(f"{path}: {name!r} is a YAML block scalar (| or >); edit it by hand")
-    literal = literal_text(path, value, like=text[span.start : span.end].decode("utf-8"), exact=exact)
-    before = text[: span.start]
-    # An empty YAML value (`key:`) has its span right after the colon; `key:3` would be one string.
-    if span.start == span.end and before[-1:] not in (b"", b" ", b"\t", b"\n", b"\r"):
-        literal = " " + literal
-    try:
-        new = before + literal.encode("utf-8") + text[span.end :]
-    except UnicodeEncodeError as exc:  # a lone surrogate in a str value
-        raise TargetError(f"{path}: cannot write {value!r} to {name!r} as UTF-8") from exc
-    _verify(path, new, name, value, literal)
+    return write_values(path, text, {name: value}, exact)
+
+
+def write_values(path: str, text: bytes, values: Mapping[str, Scalar], exact: bool = False) -> bytes:
+    """`text` with every name of `values` bound to its value (as write_value writes one): the
+    literals are spliced into their spans in one pass and the new text is parsed once to check
+    that each reads back as written."""
+    spans = sorted(((_locate(path, text, name), name) for name in values), key=lambda s: s[0].start)
+    pieces, literals, at = [], {}, 0
+    for span, name in spans:
+        if span.block:
+            raise TargetError(f"{path}: {name!r} is a YAML block scalar (| or >); edit it by hand")
+        like = text[span.start : span.end].decode("utf-8")
+        literal = literals[name] = literal_text(path, values[name], like=like, exact=exact)
+        # An empty YAML value (`key:`) has its span right after the colon; `key:3` would be one string.
+        if span.start == span.end and text[: span.start][-1:] not in (b"", b" ", b"\t", b"\n", b"\r"):
+            literal = " " + literal
+        try:
+            pieces += [text[at : span.start], literal.encode("utf-8")]
+        except UnicodeEncodeError as exc:  # a lone surrogate in a str value
+            raise TargetError(f"{path}: cannot write {values[name]!r} to {name!r} as UTF-8") from exc
+        at = span.end
+    new = b"".join([*pieces, text[at:]])
+    for name, literal in literals.items():
+        _verify(path, new, name, values[name], literal)
     return new
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from metaexp.errors import SpecError
-from metaexp.operators.target import has_value, literal_text, read_value, write_value
+from metaexp.operators.target import has_value, literal_text, read_value, write_values
 from metaexp.spec.space import Space
 
 
@@ -46,18 +46,21 @@ def apply_values(
     """Write `changes` into the files (floats to 4 significant digits, or `exact`ly: a sampler's
     point, or a parent's value). Returns the changed files, the values now in them (as written,
     after formatting) and a description like 'LR 3e-3 → 4.2e-3' (4 digits either way)."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for name, value in changes.items():
+        by_path.setdefault(located[name], {})[name] = value
     new_files: dict[str, bytes] = {}
     parts = []
-    for name, value in changes.items():
-        path = located[name]
-        text = new_files.get(path, files[path])
-        old = read_value(path, text, name)
-        updated = write_value(path, text, name, value, exact)
+    for path, values in by_path.items():  # each file written in one pass and parsed once more
+        text = files[path]
+        updated = write_values(path, text, values, exact)
         if updated == text:
             continue
         new_files[path] = updated
-        new = read_value(path, updated, name)
-        parts.append(f"{name} {literal_text(path, old)} → {literal_text(path, new)}")
+        for name in values:
+            old, new = read_value(path, text, name), read_value(path, updated, name)
+            if old != new or type(old) is not type(new):
+                parts.append(f"{name} {literal_text(path, old)} → {literal_text(path, new)}")
     after = read_values(located, {**files, **new_files})
     return new_files, after, ", ".join(parts)
 
