@@ -86,19 +86,26 @@ class Search:
     x0: dict[str, Any] | None = None
     popsize: int | None = None
     space_cache: Any = None  # the samplers' search-space cache over this study (see sampler())
+    _sampler: Any = None  # the search's sampler, reseeded per proposal (see sampler())
 
     def sampler(self, kind: str, seed: int) -> optuna.samplers.BaseSampler:
-        """A sampler for one proposal, seeded by it (a resumed run asks exactly what this one did),
-        that takes over its predecessor's search-space cache: Optuna's IntersectionSearchSpace
-        reads only the trials added since its last call, so a fresh one per proposal made every
-        ask read the whole history (O(n) per proposal). The cache holds no randomness."""
+        """The search's sampler for one proposal, seeded by it (a resumed run asks exactly what this
+        one did). Made once per search and reseeded per proposal where a sampler's only state
+        besides its settings is its random streams and the search-space cache (tpe, cmaes, random):
+        a fresh one built two numpy RandomStates from the OS's entropy before seeding them (~0.4 ms
+        a proposal), and its fresh IntersectionSearchSpace read the whole history on every ask."""
+        if kind in _RESEEDABLE and self._sampler is not None:
+            _reseed(self._sampler, seed)
+            return self._sampler
         sampler = make_sampler(kind, seed, self.popsize, self.x0)
         attr = next((a for a in _SPACE_CACHES if hasattr(sampler, a)), None)
-        if attr is not None:
+        if attr is not None:  # the GP sampler, made per proposal, keeps the search-space cache
             if self.space_cache is None:
                 self.space_cache = getattr(sampler, attr)
             else:
                 setattr(sampler, attr, self.space_cache)
+        if kind in _RESEEDABLE:
+            self._sampler = sampler
         return sampler
 
     def converged(self, space: Space, spread: float) -> bool:
@@ -119,6 +126,22 @@ class Search:
 
 # where Optuna's relative samplers keep their IntersectionSearchSpace (CMA-ES; GP)
 _SPACE_CACHES = ("_search_space", "_intersection_search_space")
+# samplers whose state is their settings, their seeded random streams and the search-space cache:
+# reseeded, one is the sampler a fresh one with that seed would be (tests/operators/test_samplers.py)
+_RESEEDABLE = ("tpe", "cmaes", "random")
+
+
+def _reseed(sampler: Any, seed: int) -> None:
+    """Seed every random stream of `sampler` and of the samplers it holds (CMA-ES's and TPE's
+    independent RandomSampler) with `seed`, as their constructors do with `seed=`."""
+    from optuna.samplers import BaseSampler
+    from optuna.samplers._lazy_random_state import LazyRandomState
+
+    for value in vars(sampler).values():
+        if isinstance(value, LazyRandomState):
+            value.rng.seed(seed)
+        elif isinstance(value, BaseSampler):
+            _reseed(value, seed)
 
 
 def cma_popsize(dimensions: int) -> int:

@@ -99,12 +99,16 @@ def test_cmaes_advances_its_generations_toward_the_optimum() -> None:
     assert sum(generations[last]) / len(generations[last]) < sum(generations[first]) / len(generations[first])
 
 
-def test_a_resumed_sampler_asks_what_an_uninterrupted_one_asks() -> None:
-    _, history = _search("cmaes", 30)
-    rebuilt = _operator("cmaes", history[:20])
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "random"])
+def test_a_resumed_sampler_asks_what_an_uninterrupted_one_asks(sampler: str) -> None:
+    """The uninterrupted run reuses its sampler, reseeded per proposal; a resumed one makes a fresh
+    sampler: both must ask the same (the reseeding reaches every random stream)."""
+    _, history = _search(sampler, 30)
     state = LineageState("cX", FILES, {"loss": 1.0}, 1.0)
-    again = rebuilt.propose(state, 21, experiment_rng(0, 21))  # type: ignore[attr-defined]
-    assert again.extra["asked"] == history[20].extra["asked"]
+    for cut in (12, 20, 29):
+        rebuilt = _operator(sampler, history[:cut])
+        again = rebuilt.propose(state, cut + 1, experiment_rng(0, cut + 1))  # type: ignore[attr-defined]
+        assert again.extra["asked"] == history[cut].extra["asked"], cut
 
 
 def test_cmaes_says_converged_only_once_a_generation_has_closed_in() -> None:
