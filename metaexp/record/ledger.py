@@ -156,6 +156,7 @@ class Ledger:
         assert self._fd is not None, "ledger not open"
         line = (rec.to_json() + "\n").encode()
         self._written()  # the last record is written whole before this line
+        self.ws.git.flush_objects()  # and the commit it names is in git's objects
         os.write(self._fd, line)
         crashpoint(f"after-jsonl:{rec.n}")
         if self._writer is None:

@@ -128,6 +128,7 @@ class Workspace:
     def sync_worktree(self) -> None:
         """After the branch moved (update-ref), make the worktree's files match it."""
         if (self.worktree / ".git").exists():
+            self.git.flush_objects()  # the objects the branch now names (another Git writes none)
             Git(self.worktree).run("reset", "--hard", "--quiet")
 
     # --- the frozen base
