@@ -223,7 +223,7 @@ def bbob_table(rows: list[dict[str, Any]], budgets: tuple[int, ...], dims: tuple
 # --------------------------------------------------------------------------- landscapes
 
 
-def landscapes(seeds: int, budgets: tuple[int, ...], workers: int) -> str:
+def landscapes(seeds: int, budgets: tuple[int, ...], workers: int, names: tuple[str, ...]) -> str:
     import ray
 
     from metaexp.study import format_table, run_study
@@ -236,7 +236,7 @@ def landscapes(seeds: int, budgets: tuple[int, ...], workers: int) -> str:
         demo = Path(tmp) / "demo"
         init = [sys.executable, "-m", "metaexp", "init", "--example", "landscapes", str(demo)]
         subprocess.run(init, check=True, capture_output=True)
-        for name in ("deceptive", "nk"):
+        for name in names:
             for budget in budgets:
                 t0 = time.monotonic()
                 where = demo / f"out-{name}-{budget}"
@@ -333,6 +333,7 @@ def main() -> int:
     parser.add_argument("--landscape-seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--landscape-budgets", default="60,200")
+    parser.add_argument("--landscapes", default="deceptive,nk", help="which landscapes (deceptive, nk)")
     parser.add_argument(
         "--smoke", action="store_true", help="bbob: 1 seed, 20 evaluations, d = 5: that it runs"
     )
@@ -345,7 +346,8 @@ def main() -> int:
     if "bbob" in parts:
         print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
     if "landscapes" in parts:
-        print(landscapes(args.landscape_seeds, land, args.workers), flush=True)
+        names = tuple(args.landscapes.split(","))
+        print(landscapes(args.landscape_seeds, land, args.workers, names), flush=True)
     if "binpack" in parts:
         print(binpack(args.seeds, args.workers, 12 if args.smoke else 200), flush=True)
     return 0
