@@ -127,7 +127,7 @@ class Search:
 # where Optuna's relative samplers keep their IntersectionSearchSpace (CMA-ES; GP)
 _SPACE_CACHES = ("_search_space", "_intersection_search_space")
 # samplers whose state is their settings, their seeded random streams and the search-space cache:
-# reseeded, one is the sampler a fresh one with that seed would be (tests/operators/test_samplers.py)
+# reseeded, one is the sampler a fresh one with that seed would be (tests/operators/test_params.py)
 _RESEEDABLE = ("tpe", "cmaes", "random")
 
 

@@ -17,6 +17,7 @@ from metaexp.operators.target import (
     numeric_constants,
     read_value,
     write_value,
+    write_values,
 )
 
 # One file per kind holding the same values under the name each kind would use, with comments,
@@ -85,6 +86,22 @@ def test_write_round_trip_changes_only_the_literal(path: str, key: str, tmp_path
     for other, name in names.items():  # every other value is untouched
         if other != key:
             assert read_value(path, new, name) == read_value(path, text, name)
+
+
+@pytest.mark.parametrize("path", KINDS)
+def test_several_values_written_in_one_pass_equal_one_at_a_time(path: str) -> None:
+    """write_values splices every literal into the original text at once: the same bytes as
+    writing the values one after another, in any order of the names."""
+    text, names = SAMPLES[path]
+    one_by_one = text
+    for key in NEW_VALUES:
+        one_by_one = write_value(path, one_by_one, names[key], NEW_VALUES[key], exact=True)
+    for order in (list(NEW_VALUES), list(reversed(NEW_VALUES))):
+        values = {names[key]: NEW_VALUES[key] for key in order}
+        assert write_values(path, text, values, exact=True) == one_by_one
+    bad = {names["lr"]: 0.5, names["depth"]: float("nan")}
+    with pytest.raises(TargetError, match="not a finite number"):
+        write_values(path, text, bad)
 
 
 @pytest.mark.parametrize("path", KINDS)
