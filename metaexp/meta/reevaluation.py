@@ -35,8 +35,7 @@ def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> 
 
     meta, spec = plan.meta, plan.spec
     sign = -1.0 if plan.directions[0] == "minimize" else 1.0
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    top = sorted(done, key=lambda t: -sign * float(t.value))[: meta.reevaluate]
+    top = candidates(study.get_trials(deepcopy=False), meta.reevaluate, sign, TrialState)
     if not top:
         return None
     seeds = [spec.seed + FRESH_SEEDS + i for i in range(meta.reevaluate_seeds)]
@@ -54,6 +53,29 @@ def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> 
         file=out,
     )
     return summary
+
+
+def candidates(trials: list[Any], k: int, sign: float, states: Any) -> list[Any]:
+    """The k trials to re-evaluate. Nothing pruned: the k best complete trials. With pruning, the
+    trials are compared at an equal budget, the deepest step that at least k of them reached (each
+    reports its best-so-far at every step): a pruner lets few trials finish (successive halving
+    completed 1-2 of 16 in bench/meta_pruning.py), and the first trials always finish, before the
+    pruner has anything to compare them with, so the complete ones alone are no pick."""
+    done = [t for t in trials if t.state == states.COMPLETE]
+    pruned = [t for t in trials if t.state == states.PRUNED and t.intermediate_values]
+    if not pruned:
+        return sorted(done, key=lambda t: -sign * float(t.value))[:k]
+    reported = [t for t in [*done, *pruned] if t.intermediate_values]
+    if not reported:
+        return []
+    depths = sorted((max(t.intermediate_values) for t in reported), reverse=True)
+    step = depths[min(k, len(depths)) - 1]
+
+    def at(t: Any) -> float:  # its best-so-far at `step` (the last report at or before it)
+        return float(t.intermediate_values[max(s for s in t.intermediate_values if s <= step)])
+
+    reached = [t for t in reported if max(t.intermediate_values) >= step]
+    return sorted(reached, key=lambda t: -sign * at(t))[:k]
 
 
 def _jobs(plan: MetaPlan, root: Path, trial: Any, seeds: list[int], out: TextIO) -> list[TrialJob] | None:
@@ -113,10 +135,12 @@ def _row(plan: MetaPlan, trial: Any, runs: list[list[InnerRun]], out: TextIO) ->
     reached = reached_test(plan)
     values = [objective_values([r], list(meta.objectives), plan.budget, reached)[0] for r in flat]
     mean = statistics.fmean(values)
-    print(
-        f"  pick trial {trial.number} (outer {trial.value:.6g}): fresh seeds {values} mean {mean:.6g}",
-        file=out,
+    outer = (
+        f"outer {trial.value:.6g}"
+        if trial.value is not None
+        else f"pruned at step {max(trial.intermediate_values)}"
     )
+    print(f"  pick trial {trial.number} ({outer}): fresh seeds {values} mean {mean:.6g}", file=out)
     return {
         "trial": trial.number,
         "params": dict(trial.params),

@@ -263,3 +263,43 @@ def test_the_best_strategy_is_named_after_a_re_evaluation_on_fresh_seeds(make_pr
     best = min(summary["picks"], key=lambda p: p["mean"])
     assert summary["best_trial"] == best["trial"]
     assert f"re-evaluated on fresh seeds {summary['seeds']}: trial {best['trial']}" in text
+
+
+def _trial(state: str, curve: list[float], value: float | None = None):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    return create_trial(
+        state=TrialState[state],
+        value=value,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        intermediate_values={step: v for step, v in enumerate(curve, 1)},
+    )
+
+
+def test_with_pruning_the_picks_are_compared_at_an_equal_budget() -> None:
+    """Successive halving lets the first trial finish (nothing to compare it with yet) and prunes
+    most others early: the complete trials alone would be the picks. Compared at the deepest step
+    three trials reached, the first trial (worst there) is not among them."""
+    from optuna.trial import TrialState
+
+    from metaexp.meta.reevaluation import candidates
+
+    first = _trial("COMPLETE", [9, 8, 8, 7, 7, 6], value=6)  # minimised; ran all 6 steps
+    rest = [
+        _trial("PRUNED", [9, 5, 4]),  # reached step 3
+        _trial("PRUNED", [9, 6, 3, 3]),  # step 4
+        _trial("PRUNED", [9, 9]),  # pruned at step 2: not compared at step 3
+        _trial("PRUNED", [7, 7, 6]),  # step 3
+    ]
+    trials = [first, *rest]
+    for n, t in enumerate(trials):
+        t.number = n
+    picked = candidates(trials, 3, -1.0, TrialState)
+    assert [t.number for t in picked] == [2, 1, 4]  # at step 3: 3, 4, 6; the first trial had 8
+    assert [t.number for t in candidates(trials, 2, -1.0, TrialState)] == [2, 0]  # step 4: 3 vs 7
+    unpruned = [_trial("COMPLETE", [5, 4], value=4), _trial("COMPLETE", [3, 2], value=2)]
+    for n, t in enumerate(unpruned):
+        t.number = n
+    assert [t.number for t in candidates(unpruned, 3, -1.0, TrialState)] == [1, 0]  # by value
