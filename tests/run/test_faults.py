@@ -120,7 +120,7 @@ def test_a_lineage_that_keeps_dying_stops_the_run_with_one_line(project: Project
         timeout=200,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "abort: island 1 died 3 times in a row" in proc.stderr
+    assert "abort: island 1 died 3 times in a row" in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     records = project.assert_consistent()
     assert records and all(r.island == 0 or r.status is Status.MIGRATE for r in records[1:])
