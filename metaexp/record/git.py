@@ -3,10 +3,10 @@
 Commits for tries are written as loose objects directly (a blob, the trees on
 the changed paths, a commit): no index, no checkout, no process per object.
 Their names are hashed at once and their files written by a thread of their
-own (creating a file costs ~1 ms where the filesystem scans recently freed
-inodes), while the harness runs; anything that hands objects to git, or reads
-them, waits for the writes first (flush_objects), and so does the ledger
-before it writes the line that names them. Refs move only through
+own while the harness runs (record/loose_objects.py); every call here that
+hands objects to git, or reads them, waits for those writes first
+(flush_objects), and so does the ledger before it writes the line that names
+them. Refs move only through
 `git update-ref --stdin`, which locks and logs like any git command.
 """
 
@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import os
 import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from metaexp.errors import WorkspaceError
 from metaexp.record.cat_file import CatFile, close_pipe
+from metaexp.record.loose_objects import LooseObjects
 
 ZERO = "0" * 40
-_TMP_NAMES = itertools.count()  # a loose object's temporary file: tmp_obj_<pid>_<n>, renamed into place
 
 
 @dataclass(frozen=True)
@@ -45,10 +42,7 @@ class Git:
         self._refs_proc: subprocess.Popen[bytes] | None = None
         self._reader: CatFile | None = None
         self._lock = threading.Lock()  # the ref writer's pipe: the ledger's writer thread uses it too
-        self._writes: list[Future[None]] = []  # object files being written (write_object)
-        self._writing: set[str] = set()  # their names
-        self._writes_lock = threading.Lock()
-        self._writer: ThreadPoolExecutor | None = None
+        self._loose = LooseObjects()  # the files of the objects write_object names
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> str:
         self.flush_objects()
@@ -143,39 +137,15 @@ class Git:
         return self._objects
 
     def write_object(self, kind: str, body: bytes) -> str:
-        """The object's name at once; its loose file is written by the object writer thread."""
+        """The object's name at once; its loose file is written by the object writer's thread."""
         data = f"{kind} {len(body)}\0".encode() + body
         sha = hashlib.sha1(data).hexdigest()
-        path = self._objects_dir() / sha[:2] / sha[2:]
-        with self._writes_lock:
-            if sha in self._writing:
-                return sha
-            self._writing.add(sha)
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="git objects")
-            self._writes.append(self._writer.submit(self._store, sha, path, data))
+        self._loose.write(self._objects_dir() / sha[:2] / sha[2:], data)
         return sha
 
-    def _store(self, sha: str, path: Path, data: bytes) -> None:
-        """In the object writer thread: the loose object file, unless it is there already."""
-        try:
-            if not path.exists():
-                path.parent.mkdir(exist_ok=True)
-                tmp = path.parent / f"tmp_obj_{os.getpid()}_{next(_TMP_NAMES)}"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(zlib.compress(data, 1))
-                os.replace(tmp, path)
-        finally:
-            with self._writes_lock:
-                self._writing.discard(sha)
-
     def flush_objects(self) -> None:
-        """Wait until every object written so far is in its file; a failed write is raised here."""
-        with self._writes_lock:
-            writes, self._writes = self._writes, []
-        for write in writes:
-            write.result()
+        """Wait until every object named so far is in its file (a failed write is raised here)."""
+        self._loose.flush()
 
     def tree_with(self, listing: Mapping[str, Entry], changes: Mapping[str, bytes]) -> str:
         """The root tree of `listing` with the files in `changes` replaced or added."""
@@ -255,10 +225,7 @@ class Git:
         return self._refs_proc
 
     def close(self) -> None:
-        self.flush_objects()
-        if self._writer is not None:
-            self._writer.shutdown()
-            self._writer = None
+        self._loose.close()
         if self._refs_proc is not None:
             close_pipe(self._refs_proc)
             self._refs_proc = None

@@ -19,13 +19,14 @@ def repo(tmp_path: Path) -> Path:
 
 def _blocked(git: Git, release: threading.Event) -> None:
     """Make the object writer wait for `release` before each file."""
-    store = git._store
+    loose = git._loose
+    store = loose._store
 
-    def slow(sha: str, path: Path, data: bytes) -> None:
+    def slow(path: Path, data: bytes) -> None:
         assert release.wait(30)
-        store(sha, path, data)
+        store(path, data)
 
-    git._store = slow  # type: ignore[method-assign]
+    loose._store = slow  # type: ignore[method-assign]
 
 
 def test_git_commands_wait_for_the_objects_being_written(repo: Path) -> None:
@@ -54,10 +55,10 @@ def test_a_failed_object_write_is_raised_by_the_next_git_call(repo: Path) -> Non
     git = Git(repo)
     git.run("rev-parse", "--git-dir")
 
-    def broken(sha: str, path: Path, data: bytes) -> None:
+    def broken(path: Path, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    git._store = broken  # type: ignore[method-assign]
+    git._loose._store = broken  # type: ignore[method-assign]
     git.write_object("blob", b"x")
     with pytest.raises(OSError, match="No space left"):
         git.flush_objects()
