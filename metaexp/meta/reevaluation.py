@@ -31,11 +31,9 @@ FRESH_SEEDS = 1_000_000  # inner seeds from here on are never an outer trial's (
 
 def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> dict[str, Any] | None:
     """Re-run the meta.reevaluate best trials on meta.reevaluate_seeds fresh seeds; name the best."""
-    from optuna.trial import TrialState
-
     meta, spec = plan.meta, plan.spec
     sign = -1.0 if plan.directions[0] == "minimize" else 1.0
-    top = candidates(study.get_trials(deepcopy=False), meta.reevaluate, sign, TrialState)
+    top = candidates(study.get_trials(deepcopy=False), meta.reevaluate, sign)
     if not top:
         return None
     seeds = [spec.seed + FRESH_SEEDS + i for i in range(meta.reevaluate_seeds)]
@@ -55,19 +53,19 @@ def reevaluate(plan: MetaPlan, study: optuna.Study, root: Path, out: TextIO) -> 
     return summary
 
 
-def candidates(trials: list[Any], k: int, sign: float, states: Any) -> list[Any]:
+def candidates(trials: list[Any], k: int, sign: float) -> list[Any]:
     """The k trials to re-evaluate. Nothing pruned: the k best complete trials. With pruning, the
     trials are compared at an equal budget, the deepest step that at least k of them reached (each
     reports its best-so-far at every step): a pruner lets few trials finish (successive halving
     completed 1-2 of 16 in bench/meta_pruning.py), and the first trials always finish, before the
     pruner has anything to compare them with, so the complete ones alone are no pick."""
-    done = [t for t in trials if t.state == states.COMPLETE]
-    pruned = [t for t in trials if t.state == states.PRUNED and t.intermediate_values]
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
     if not pruned:
         return sorted(done, key=lambda t: -sign * float(t.value))[:k]
     reported = [t for t in [*done, *pruned] if t.intermediate_values]
-    if not reported:
-        return []
     depths = sorted((max(t.intermediate_values) for t in reported), reverse=True)
     step = depths[min(k, len(depths)) - 1]
 

@@ -282,8 +282,6 @@ def test_with_pruning_the_picks_are_compared_at_an_equal_budget() -> None:
     """Successive halving lets the first trial finish (nothing to compare it with yet) and prunes
     most others early: the complete trials alone would be the picks. Compared at the deepest step
     three trials reached, the first trial (worst there) is not among them."""
-    from optuna.trial import TrialState
-
     from metaexp.meta.reevaluation import candidates
 
     first = _trial("COMPLETE", [9, 8, 8, 7, 7, 6], value=6)  # minimised; ran all 6 steps
@@ -296,10 +294,10 @@ def test_with_pruning_the_picks_are_compared_at_an_equal_budget() -> None:
     trials = [first, *rest]
     for n, t in enumerate(trials):
         t.number = n
-    picked = candidates(trials, 3, -1.0, TrialState)
+    picked = candidates(trials, 3, -1.0)
     assert [t.number for t in picked] == [2, 1, 4]  # at step 3: 3, 4, 6; the first trial had 8
-    assert [t.number for t in candidates(trials, 2, -1.0, TrialState)] == [2, 0]  # step 4: 3 vs 7
+    assert [t.number for t in candidates(trials, 2, -1.0)] == [2, 0]  # step 4: 3 vs 7
     unpruned = [_trial("COMPLETE", [5, 4], value=4), _trial("COMPLETE", [3, 2], value=2)]
     for n, t in enumerate(unpruned):
         t.number = n
-    assert [t.number for t in candidates(unpruned, 3, -1.0, TrialState)] == [1, 0]  # by value
+    assert [t.number for t in candidates(unpruned, 3, -1.0)] == [1, 0]  # by value
