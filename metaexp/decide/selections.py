@@ -33,7 +33,7 @@ class Selection(Protocol):
         tournament_size: int,
     ) -> list[Individual]:
         """k > 0 parents from a non-empty `pop` (repeats allowed), drawn only from `rng` (DEAP's
-        selectors under `selectors.global_random_from(rng)`), so the same rng state gives the same
+        selectors under `deap_adapters.global_random_from(rng)`), so the same rng state gives the same
         parents. `tournament_size` is strategy.tournament_size, for schemes that use one."""
         ...
 

@@ -1,11 +1,8 @@
-"""Selectors: individuals as plain data, and DEAP's parent and survivor selection on light wrappers.
+"""Selectors: the parent and survivor selection schemes (tournament, best, NSGA-II), taken by name.
 
-Individuals travel through Ray, so they are frozen dataclasses, never DEAP `creator` classes (those
-pickle by value and lose their type). DEAP is called on throw-away wrappers whose fitness is the
-folded tuple (every sign applied, so "higher is better" everywhere). DEAP draws from the global
-`random` module: every call that can draw runs under `global_random_from(rng)`, which seeds the
-global generator from the caller's rng and restores its state afterwards, so runs replay and
-nobody else's random sequence moves.
+Individuals are plain data (decide/individuals.py); DEAP is called on throw-away wrappers, and
+every call that can draw from its global `random` runs under `global_random_from(rng)`
+(decide/deap_adapters.py), so runs replay and nobody else's random sequence moves.
 
 `select_parents` and `admit` take the scheme by name (strategy.selection): one of the built-in
 `Selection`s here, or a plugin's (decide/selections.py).
@@ -13,17 +10,17 @@ nobody else's random sequence moves.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import math
 import random
-import threading
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from metaexp.decide.deap_adapters import (
+    admit_nsga2,
+    crowded_tournament,
+    global_random_from,
+    wrap,
+)
+from metaexp.decide.individuals import Individual, SelectionError, dominates, fitness
 from metaexp.decide.selections import selections
-from metaexp.errors import MetaexpError
 
 if TYPE_CHECKING:
     from metaexp.decide.selections import Selection
@@ -42,86 +39,6 @@ __all__ = [
 ]
 
 PARENT_METHODS = ("tournament", "best", "nsga2")  # the built-ins; map_elites parents: MapElites.sample
-
-
-class SelectionError(MetaexpError, ValueError):
-    """A population, method or individual that selection cannot work with."""
-
-
-@dataclass(frozen=True)
-class Individual:
-    commit: str
-    n: int  # the experiment number that produced it
-    values: tuple[float, ...]  # metric values in objective order
-    features: tuple[float, ...] = ()  # MAP-Elites descriptors
-    island: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Individual:
-        return cls(
-            str(data["commit"]),
-            int(data["n"]),
-            tuple(float(v) for v in data["values"]),
-            tuple(float(f) for f in data.get("features", ())),
-            int(data.get("island", 0)),
-        )
-
-
-def fitness(ind: Individual, signs: tuple[float, ...]) -> tuple[float, ...]:
-    """The values with each direction folded in (+1 maximise, -1 minimise): higher is better."""
-    if len(ind.values) != len(signs):
-        raise SelectionError(f"individual {ind.commit} has {len(ind.values)} values, signs {signs}")
-    if any(math.isnan(v) for v in ind.values):
-        raise SelectionError(f"individual {ind.commit} has a NaN value {ind.values}: that is a crash")
-    return tuple(s * v for s, v in zip(signs, ind.values, strict=True))
-
-
-def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """Pareto dominance on folded fitness: no worse everywhere, strictly better somewhere."""
-    return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
-
-
-# ---------------------------------------------------------------------------
-# DEAP plumbing: wrappers and the guarded global random state
-
-_GLOBAL_RANDOM = threading.Lock()  # our own callers must not interleave seeding and drawing
-
-
-@contextlib.contextmanager
-def global_random_from(rng: random.Random) -> Iterator[None]:
-    """Draws from the global `random` (DEAP's) inside are a function of `rng`; the global
-    generator's state is restored afterwards."""
-    with _GLOBAL_RANDOM:
-        saved = random.getstate()
-        random.seed(rng.getrandbits(64))
-        try:
-            yield
-        finally:
-            random.setstate(saved)
-
-
-@functools.cache
-def _fitness_class(m: int) -> type:
-    from deap import base
-
-    return type(f"_Fitness{m}", (base.Fitness,), {"weights": (1.0,) * m})
-
-
-class _Entry:
-    """What DEAP sees: a `.fitness` (already folded, so weights are all +1) and the individual."""
-
-    __slots__ = ("fitness", "ind")
-
-    def __init__(self, ind: Individual, signs: tuple[float, ...]) -> None:
-        self.ind = ind
-        self.fitness = _fitness_class(len(signs))(fitness(ind, signs))
-
-
-def _wrap(pop: list[Individual], signs: tuple[float, ...]) -> list[_Entry]:
-    return [_Entry(ind, signs) for ind in pop]
 
 
 # ---------------------------------------------------------------------------
@@ -154,27 +71,6 @@ def _registered(method: str, role: str) -> Selection:
     return registry[method]
 
 
-def _crowded_tournament(entries: list[_Entry], k: int, rng: random.Random) -> list[Individual]:
-    """NSGA-II mating: binary tournaments on (front rank, crowding distance), any k and population size."""
-    from deap import tools
-    from deap.tools.emo import assignCrowdingDist
-
-    rank: dict[int, int] = {}
-    for r, front in enumerate(tools.sortNondominated(entries, len(entries))):
-        assignCrowdingDist(front)
-        rank.update((id(e), r) for e in front)
-
-    def key(e: _Entry) -> tuple[int, float]:
-        return (-rank[id(e)], e.fitness.crowding_dist)
-
-    chosen = []
-    for _ in range(k):
-        a, b = rng.choice(entries), rng.choice(entries)
-        winner = a if key(a) > key(b) else b if key(b) > key(a) else rng.choice((a, b))
-        chosen.append(winner.ind)
-    return chosen
-
-
 # ---------------------------------------------------------------------------
 # Survivors
 
@@ -203,24 +99,6 @@ def _rank_single(pop: list[Individual], signs: tuple[float, ...]) -> list[Indivi
     return sorted(pop, key=lambda ind: fitness(ind, signs), reverse=True)
 
 
-def _admit_nsga2(
-    pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
-) -> list[Individual]:
-    from deap import tools
-
-    child_fit = fitness(child, signs)
-    if len(pop) >= size and any(fitness(ind, signs) == child_fit for ind in pop):
-        return _nsga2_order(pop, size, signs)  # a copy of a member's point: the incumbent stays
-    entries = _wrap([*pop, child], signs)
-    return [e.ind for e in tools.selNSGA2(entries, min(size, len(entries)))]
-
-
-def _nsga2_order(pop: list[Individual], size: int, signs: tuple[float, ...]) -> list[Individual]:
-    from deap import tools
-
-    return [e.ind for e in tools.selNSGA2(_wrap(pop, signs), min(size, len(pop)))]
-
-
 # ---------------------------------------------------------------------------
 # The built-in Selections
 
@@ -234,7 +112,7 @@ class _Best:
     ) -> list[Individual]:
         from deap import tools
 
-        ranked = [e.ind for e in tools.selBest(_wrap(pop, signs), len(pop))]
+        ranked = [e.ind for e in tools.selBest(wrap(pop, signs), len(pop))]
         weights = [len(ranked) - i for i in range(len(ranked))]
         return rng.choices(ranked, weights=weights, k=k)
 
@@ -259,7 +137,7 @@ class _Tournament(_Best):
         from deap import tools
 
         with global_random_from(rng):
-            return [e.ind for e in tools.selTournament(_wrap(pop, signs), k, tournament_size)]
+            return [e.ind for e in tools.selTournament(wrap(pop, signs), k, tournament_size)]
 
 
 class _NSGA2:
@@ -268,12 +146,12 @@ class _NSGA2:
     def parents(
         self, pop: list[Individual], k: int, signs: tuple[float, ...], rng: random.Random, **_: int
     ) -> list[Individual]:
-        return _crowded_tournament(_wrap(pop, signs), k, rng)
+        return crowded_tournament(wrap(pop, signs), k, rng)
 
     def admit(
         self, pop: list[Individual], child: Individual, size: int, signs: tuple[float, ...]
     ) -> list[Individual]:
-        return _admit_nsga2(pop, child, size, signs)
+        return admit_nsga2(pop, child, size, signs)
 
 
 BUILTINS: dict[str, Selection] = {"tournament": _Tournament(), "best": _Best(), "nsga2": _NSGA2()}
@@ -288,7 +166,7 @@ def best(pop: list[Individual], signs: tuple[float, ...]) -> Individual:
         return _rank_single(pop, signs)[0]
     from deap import tools
 
-    front = tools.sortNondominated(_wrap(pop, signs), len(pop), first_front_only=True)[0]
+    front = tools.sortNondominated(wrap(pop, signs), len(pop), first_front_only=True)[0]
     return max(front, key=lambda e: e.fitness.wvalues).ind
 
 
@@ -310,7 +188,7 @@ def island_stats(pop: list[Individual], signs: tuple[float, ...], gen: int) -> d
     stats = tools.Statistics(key=lambda e: e.fitness.values)
     for name, func in (("min", np.min), ("avg", np.mean), ("max", np.max), ("std", np.std)):
         stats.register(name, func, axis=0)
-    for name, column in stats.compile(_wrap(pop, signs)).items():
+    for name, column in stats.compile(wrap(pop, signs)).items():
         if len(signs) == 1:
             row[name] = float(column[0])
         else:
