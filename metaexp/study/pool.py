@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from metaexp.spec import Spec
     from metaexp.study.planning import PlannedRun
 
-__all__ = ["run_parallel", "worker_run"]
+__all__ = ["interleaved", "run_parallel", "worker_run"]
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # what joining by address needs
@@ -58,7 +58,7 @@ def run_parallel(
     """Run `todo` ((index, run) pairs), at most `workers` at once; `started` and `finished` are told
     of each. True: Ctrl-C stopped the study. A refused run (a bad spec or state) stops starting
     runs and is raised once those in flight are back."""
-    driver = _Driver(todo, workers, started, finished, verbose)
+    driver = _Driver(interleaved(todo), workers, started, finished, verbose)
     populations = [run for _, run in todo if run.spec.strategy.is_population]
     if populations:  # before the workers start: they inherit what Ray set in the environment
         driver.ray = _ray_cluster(populations[0].spec)
@@ -68,6 +68,22 @@ def run_parallel(
     if driver.fatal is not None:
         raise driver.fatal
     return driver.interrupted
+
+
+def interleaved(todo: Sequence[tuple[int, PlannedRun]]) -> list[tuple[int, PlannedRun]]:
+    """The runs in the order to start them: one of each strategy in turn, populations first in
+    each turn. Runs of one strategy cost alike, and a population's cost the most (its lineages'
+    actors, Ray's work): W of them at once would overload the CPUs while W single lineages leave
+    them idle. Mixed, the load stays even, and the last runs to start are the short ones."""
+    by_strategy: dict[str, deque[tuple[int, PlannedRun]]] = {}
+    for item in todo:
+        by_strategy.setdefault(item[1].strategy, deque()).append(item)
+    queues = sorted(by_strategy.values(), key=lambda q: not q[0][1].spec.strategy.is_population)
+    order = []
+    while queues:
+        order.extend(q.popleft() for q in queues)
+        queues = [q for q in queues if q]
+    return order
 
 
 class _Driver:

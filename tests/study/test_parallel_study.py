@@ -202,3 +202,19 @@ def _wait_until(check: Any, what: str, timeout: float = 120) -> None:
     while not check():
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout:g}s"
         time.sleep(0.05)
+
+
+def test_runs_start_one_strategy_after_another_populations_first(tmp_path: Path) -> None:
+    from metaexp.study.planning import plan_runs
+    from metaexp.study.pool import interleaved
+
+    demo = landscapes(tmp_path)
+    _, runs = plan_runs(demo.root / "deceptive.yaml", ["hill_climb", "islands", "pbt"], 3)
+    todo = list(enumerate(runs, 1))[:-1]  # pbt's last seed done earlier: the turns still alternate
+    order = [(run.strategy, run.seed) for _, run in interleaved(todo)]
+    assert order == [
+        ("islands", 0), ("pbt", 0), ("hill_climb", 0),
+        ("islands", 1), ("pbt", 1), ("hill_climb", 1),
+        ("islands", 2), ("hill_climb", 2),
+    ]  # fmt: skip
+    assert sorted(interleaved(todo), key=lambda item: item[0]) == todo
