@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = ["describe_study", "grpc_proxy", "make_storage", "masked", "open_study"]
 
+# Journal storages by file, kept for the process: opening one replays the whole file, which grows
+# with every run of a study (O(runs^2) replays for a study or a meta study). An open one reads
+# only what was appended since (other processes' writes included). The file's first line (unique:
+# it names its writer's uuid) and a size that never shrank tell it is still the file replayed.
+_JOURNALS: dict[str, tuple[bytes, int, Any]] = {}
+
 
 def open_study(storage: str | None, root: Path, tag: str, direction: str | list[str]) -> optuna.Study:
     import optuna
@@ -76,9 +82,6 @@ def describe_study(study: optuna.Study, metric_names: list[str], spec: Spec | No
 def make_storage(url: str | None, root: Path) -> Any:
     """None: the repository's journal file. A path: a journal file. grpc://HOST:PORT: Optuna's gRPC
     storage proxy (docs/storage.md). Else any Optuna RDB URL."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
     if url and url.startswith("grpc://"):
         return grpc_proxy(url)
     if url and "://" in url:
@@ -86,7 +89,35 @@ def make_storage(url: str | None, root: Path) -> Any:
     path = Path(url) if url else Path(".metaexp") / "optuna.journal"
     path = path if path.is_absolute() else root / path
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return _journal(path)
+
+
+def _journal(path: Path) -> Any:
+    """The process's storage of the journal file at `path` (see _JOURNALS)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    key = str(path.resolve())
+    known = _JOURNALS.get(key)
+    if known is not None and _identity(path) == known[0] and path.stat().st_size >= known[1]:
+        _JOURNALS[key] = (known[0], path.stat().st_size, known[2])
+        return known[2]
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))  # creates the file
+    identity = _identity(path)
+    if identity:  # an empty journal is not kept: a file begun elsewhere could not be told apart
+        _JOURNALS[key] = (identity, path.stat().st_size, storage)
+    return storage
+
+
+def _identity(path: Path) -> bytes:
+    """A journal's first line (its first study's creation, with its writer's uuid); b"" while it
+    has none."""
+    try:
+        with path.open("rb") as f:
+            head = f.readline(65536)
+    except FileNotFoundError:
+        return b""
+    return head if head.endswith(b"\n") else b""
 
 
 def grpc_proxy(url: str) -> Any:
