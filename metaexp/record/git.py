@@ -35,6 +35,11 @@ class Entry:
     sha: str
 
 
+# A ref (or packed-refs) locked by another git process (the user's `git commit` or `git gc` beside
+# a run) is waited for, not a failed record: git's own lock timeouts, 10 s instead of 0.1 s and 1 s.
+REF_LOCK_WAIT = ("-c", "core.filesRefLockTimeout=10000", "-c", "core.packedRefsTimeout=10000")
+
+
 class Git:
     def __init__(self, cwd: Path) -> None:
         self.cwd = Path(cwd)
@@ -215,7 +220,7 @@ class Git:
     def _ref_writer(self) -> subprocess.Popen[bytes]:
         if self._refs_proc is None or self._refs_proc.poll() is not None:
             self._refs_proc = subprocess.Popen(
-                ["git", "update-ref", "--stdin"],
+                ["git", *REF_LOCK_WAIT, "update-ref", "--stdin"],
                 cwd=self.cwd,
                 env=_git_env(),
                 stdin=subprocess.PIPE,

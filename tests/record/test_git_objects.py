@@ -63,3 +63,33 @@ def test_a_failed_object_write_is_raised_by_the_next_git_call(repo: Path) -> Non
     with pytest.raises(OSError, match="No space left"):
         git.flush_objects()
     git.close()
+
+
+@pytest.mark.parametrize("lock", ["refs/heads/run.lock", "packed-refs.lock"])
+def test_a_ref_another_git_holds_is_waited_for_not_a_failure(repo: Path, lock: str) -> None:
+    """The user's `git commit` or `git gc` beside a run holds a ref's or packed-refs' lock for a
+    moment: the run's ref update (a delete takes packed-refs' lock) waits for it, where git's
+    defaults give up after 0.1 s and 1 s."""
+    git = Git(repo)
+    commit = git.commit(git.tree_with({}, {"a.py": b"A = 1\n"}), [], "try\n")
+    git.update_refs({"refs/heads/old": commit})
+    held = repo / ".git" / lock
+    held.parent.mkdir(parents=True, exist_ok=True)
+    held.write_text("")
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def update() -> None:
+        try:
+            git.update_refs({"refs/heads/run": commit, "refs/heads/old": None})
+        except BaseException as exc:  # reported by the assertions below
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=update, daemon=True).start()
+    assert not done.wait(1.5), errors  # still waiting, past git's own default timeouts
+    held.unlink()  # the other git is done
+    assert done.wait(20) and not errors, errors
+    refs = git.run("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads").splitlines()
+    assert refs == [f"refs/heads/run {commit}"]
+    git.close()
