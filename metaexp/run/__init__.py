@@ -21,7 +21,19 @@ if TYPE_CHECKING:
 
 Scheduler = Literal["serial", "parallel"]
 
-__all__ = ["OnRecord", "RunResult", "Scheduler", "Tally", "run"]
+__all__ = ["OnRecord", "RunResult", "Scheduler", "Tally", "run", "scheduler_for"]
+
+
+def scheduler_for(spec: Spec) -> Scheduler:
+    """Serial for a single lineage, and for a population whose ordered schedule evaluates one at a
+    time on a local Ray: the serial scheduler records exactly what that would (lineages in turn,
+    each evaluation awaited; tests/run/test_schedulers.py), without Ray's processes. Parallel (Ray)
+    for any other population, and for any run on a Ray cluster named by ray.address."""
+    ray = spec.ray
+    if not spec.strategy.is_population:
+        return "serial"
+    one_at_a_time = ray.schedule == "ordered" and ray.max_concurrent_evals == 1
+    return "serial" if one_at_a_time and ray.address is None else "parallel"
 
 
 def run(
@@ -41,7 +53,7 @@ def run(
     from metaexp.run.core import Core
     from metaexp.run.session import Session
 
-    chosen = scheduler or ("parallel" if spec.strategy.is_population else "serial")
+    chosen = scheduler or scheduler_for(spec)
     if chosen == "serial":  # it evaluates here, not on Ray (which checks a cluster's resources)
         check_local_gpus(spec.ray.eval_resources)
     with Session(spec, out) as session:

@@ -157,3 +157,26 @@ def test_serial_and_ordered_with_one_slot_record_the_same_population(
     assert _population(make_project("serial"), "serial", slots=1) == _population(
         make_project("ordered"), "parallel", slots=1
     )
+
+
+def test_a_population_evaluating_one_at_a_time_runs_without_ray_and_records_the_same(
+    make_project: Callable[[str], Project], ray_session: None
+) -> None:
+    """ray.schedule ordered, one slot, a local Ray: `run` picks the serial scheduler, which records
+    what the ordered one does (Ray cannot even be imported in that process)."""
+    import subprocess
+    import sys
+
+    expected = _population(make_project("ordered"), "parallel", slots=1)
+    project = make_project("auto")
+    settings = {
+        "operator": {"kind": "perturb", "space": "space.yaml", "style": {"conservative": 1, "bold": 1}},
+        "strategy": POPULATION,
+        "budget": {"max_experiments": 16, "max_invalid_streak": 30},
+        "ray": {"max_concurrent_evals": 1, "eval_resources": {"num_cpus": 0.5}, "schedule": "ordered"},
+    }
+    project.spec(**settings)
+    code = "import sys; sys.modules['ray'] = None; import metaexp; metaexp.run('metaexp.yaml')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [_view(project, r) for r in project.assert_consistent()] == expected
