@@ -7,7 +7,7 @@ they share the repository's object store (objects are written whole and renamed 
 ref database (`git update-ref` locks each ref) and the Optuna journal (locked per write).
 
 Ray: population runs need it, and W workers must not start W local clusters. The driver starts
-(or joins, `ray.address`) one cluster before the workers start, and a worker joins that cluster by
+(or joins, `ray.address`) one cluster while the workers start, and a worker joins that cluster by
 its address (with the driver's token-authentication settings) before its first population run, so
 every population of the study shares the one cluster's CPUs; single-lineage runs run their
 harnesses in their worker, outside Ray.
@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from metaexp.crashpoints import crashpoint
 from metaexp.errors import MetaexpError
+from metaexp.run import scheduler_for
 from metaexp.run.hosts import keep_between_runs
 from metaexp.study.execution import Outcome, Prefixed, execute
 
@@ -59,11 +61,17 @@ def run_parallel(
     of each. True: Ctrl-C stopped the study. A refused run (a bad spec or state) stops starting
     runs and is raised once those in flight are back."""
     driver = _Driver(interleaved(todo), workers, started, finished, verbose)
-    populations = [run for _, run in todo if run.spec.strategy.is_population]
-    if populations:  # before the workers start: they inherit what Ray set in the environment
-        driver.ray = _ray_cluster(populations[0].spec)
+    populations = [run for _, run in todo if scheduler_for(run.spec) == "parallel"]  # on Ray
+    threading.Thread(target=_import_for_outputs, daemon=True).start()  # while the runs run
+    first = True
     while driver.more():  # a fresh pool after a worker died
         with _pool(min(workers, len(driver.queue))) as pool:
+            if first:  # the workers start and import while Ray starts here
+                for _ in range(min(workers, len(driver.queue))):
+                    pool.submit(_import_for_runs, bool(populations))
+                if populations:
+                    driver.ray = _ray_cluster(populations[0].spec)
+                first = False
             driver.drive(pool)
     if driver.fatal is not None:
         raise driver.fatal
@@ -154,6 +162,16 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def _import_for_outputs() -> None:
+    """What the study's summary and plot import, ~2 s: in a thread while the workers run."""
+    with contextlib.suppress(Exception):  # only a head start: the outputs import what they need
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+        import scipy.stats  # noqa: F401
+
+
 def _pass_on_sigint() -> None:
     """Ctrl-C reached the driver only (the workers have their own process group): pass it on."""
     print(
@@ -194,9 +212,21 @@ def _init_worker(parent: int) -> None:
     keep_between_runs()  # this worker's population runs share their lineages' processes
 
 
+def _import_for_runs(ray: bool) -> None:
+    """A worker's first task: what a run imports (and Ray, for a study with populations), while
+    the driver starts Ray."""
+    import optuna.artifacts  # noqa: F401
+
+    import metaexp.run.serial
+    import metaexp.run.session  # noqa: F401
+
+    if ray:
+        import ray as _  # noqa: F401
+
+
 def worker_run(spec: Spec, cluster: tuple[str, dict[str, str]] | None, verbose: bool) -> Outcome:
-    """One run in a worker: join the study's Ray cluster first if it is a population."""
-    if spec.strategy.is_population and cluster is not None:
+    """One run in a worker: join the study's Ray cluster first if it runs on Ray."""
+    if cluster is not None and scheduler_for(spec) == "parallel":
         try:
             _join(*cluster)
         except MetaexpError as exc:
