@@ -18,6 +18,7 @@ Each W's study.json must equal the serial one (the figures do not depend on W).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -66,8 +67,8 @@ def make_project(dest: Path, sleep: float, warm: bool) -> Path:
 
 def study(
     project: Path, strategies: list[str], seeds: int, budget: int, slots: int
-) -> tuple[float, dict, list[float]]:
-    """The study's wall time through the CLI, its study.json, and each run's own seconds."""
+) -> tuple[float, dict, dict[str, list[float]]]:
+    """The study's wall time through the CLI, its study.json, and each run's own seconds by strategy."""
     argv = [sys.executable, "-m", "metaexp", "study", "bench.yaml", "--strategies", *strategies]
     argv += ["--seeds", str(seeds), "--budget", str(budget), "--parallel", str(slots), "--out", "out"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -78,7 +79,9 @@ def study(
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise SystemExit(f"metaexp study --parallel {slots} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    runs = [float(m) for m in re.findall(r"\(([0-9.]+)s\)$", proc.stderr, flags=re.M)]
+    runs: dict[str, list[float]] = {}
+    for strategy, seconds in re.findall(r"^\[\d+/\d+\] \S+-(\w+)-s\d+: .*\(([0-9.]+)s\)$", proc.stderr, re.M):
+        runs.setdefault(strategy, []).append(float(seconds))
     return wall, json.loads((project / "out" / "study.json").read_text()), runs
 
 
@@ -100,11 +103,12 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="2 single-lineage strategies, 2 seeds, 4 evaluations"
     )
+    parser.add_argument("--keep", metavar="DIR", help="make the projects under DIR and keep their ledgers")
     args = parser.parse_args()
     if args.smoke:
         args.slots, args.strategies, args.seeds, args.budget, args.sleep = "2", STRATEGIES[:2], 2, 4, 0.0
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as tmp:
         for slots in [1, *(int(s) for s in args.slots.split(","))]:
             print(f"W={slots} ...", file=sys.stderr, flush=True)
             project = make_project(Path(tmp) / f"w{slots}", args.sleep, args.harness == "warm")
@@ -122,9 +126,10 @@ def main() -> int:
         f"{'W':>3}  {'wall s':>8}  {'speed-up':>8}  {'ideal':>5}  {'share of ideal':>14}"
         f"  {'run s (mean)':>12}  {'slots busy':>10}  {'same figures':>12}"
     )
-    for slots, wall, report, runs in rows:
+    for slots, wall, report, by_strategy in rows:
         speedup = serial_wall / wall
         same = "yes" if report == serial_report else "NO"
+        runs = [s for seconds in by_strategy.values() for s in seconds]
         mean = statistics.fmean(runs) if runs else float("nan")
         busy = sum(runs) / (slots * wall)
         print(
@@ -137,6 +142,10 @@ def main() -> int:
         "CPUs); slots busy: the runs' seconds / (W x wall time) (the rest: starting, the tail, "
         "the outputs)."
     )
+    print(f"\n{'run s (mean) by strategy':<26}" + "".join(f"{f'W = {slots}':>10}" for slots, *_ in rows))
+    for strategy in args.strategies:
+        means = [statistics.fmean(r[3].get(strategy) or [float("nan")]) for r in rows]
+        print(f"{strategy:<26}" + "".join(f"{m:>10.2f}" for m in means))
     return 0 if all(report == serial_report for _, _, report, _ in rows) else 1
 
 
