@@ -68,7 +68,7 @@ def run_parallel(
         with _pool(min(workers, len(driver.queue))) as pool:
             if first:  # the workers start and import while Ray starts here
                 for _ in range(min(workers, len(driver.queue))):
-                    pool.submit(_import_for_runs, bool(populations))
+                    pool.submit(_import_for_runs)
                 if populations:
                     driver.ray = _ray_cluster(populations[0].spec)
                 first = False
@@ -212,16 +212,13 @@ def _init_worker(parent: int) -> None:
     keep_between_runs()  # this worker's population runs share their lineages' processes
 
 
-def _import_for_runs(ray: bool) -> None:
-    """A worker's first task: what a run imports (and Ray, for a study with populations), while
-    the driver starts Ray."""
+def _import_for_runs() -> None:
+    """A worker's first task, while the driver starts Ray: what a run imports. Not Ray itself: it
+    reads its token-authentication settings on import, and they exist once the cluster is up."""
     import optuna.artifacts  # noqa: F401
 
     import metaexp.run.serial
     import metaexp.run.session  # noqa: F401
-
-    if ray:
-        import ray as _  # noqa: F401
 
 
 def worker_run(spec: Spec, cluster: tuple[str, dict[str, str]] | None, verbose: bool) -> Outcome:
@@ -240,12 +237,12 @@ def worker_run(spec: Spec, cluster: tuple[str, dict[str, str]] | None, verbose: 
 
 
 def _join(address: str, auth: dict[str, str]) -> None:
+    for name, value in auth.items():  # before Ray is imported: it reads them then
+        os.environ.setdefault(name, value)
     import ray
 
     if ray.is_initialized():
         return
-    for name, value in auth.items():
-        os.environ.setdefault(name, value)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except Exception as exc:

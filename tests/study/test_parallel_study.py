@@ -84,10 +84,12 @@ def test_a_parallel_study_records_and_reports_what_the_serial_one_does(
 
 
 def test_through_the_cli_the_study_starts_one_ray_that_its_workers_join(
-    tmp_path: Path, ray_session: None
+    tmp_path: Path, ray_session: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`metaexp study --parallel` starts a local Ray before its workers (which join it, token
+    """`metaexp study --parallel` starts a local Ray as its workers start (they join it, token
     authentication and all); the figures equal a serial study's on this session's Ray."""
+    for name in [n for n in os.environ if n.startswith("RAY_")]:  # as from a fresh shell: not this
+        monkeypatch.delenv(name)  # session's Ray's settings (its token mode hid a failed join)
     args = (
         "deceptive.yaml",
         "--strategies",
