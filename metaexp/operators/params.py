@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from metaexp.candidate import Candidate
 from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.samplers import Search, cma_popsize, import_ahead, make_sampler
-from metaexp.operators.values import apply_values, crossed, locate_names, random_point, read_values
+from metaexp.operators.values import apply_values, child_at, crossed, locate_names, random_point, read_values
 from metaexp.record.records import ExperimentRecord
 
 if TYPE_CHECKING:
@@ -105,9 +105,13 @@ class ParamsOperator:
             cand = self.propose(state, n, rng, whole=True)
             extra = {**cand.extra, "x0": point}
             return replace(cand, description=f"restart: {cand.description}", extra=extra)
-        files, params, description = apply_values(self.located, state.files, point, exact=True)
         self._pending.pop(n - 2, None)
-        return Candidate(state.commit, files, f"restart: {description}", "restart", params, {"x0": point})
+        return child_at(self.located, point, state, "restart")
+
+    def initial(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
+        """A member of a population that starts diverse (strategy.initial: random): a point drawn
+        uniformly, told to the sampler as a point of its own (it did not suggest it)."""
+        return child_at(self.located, self._random_point(rng), state, "initial")
 
     def propose(self, state: LineageState, n: int, rng: random.Random, whole: bool = False) -> Candidate:
         """The sampler's next suggestion, narrowed by the style (`whole`: as suggested)."""

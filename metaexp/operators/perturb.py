@@ -11,7 +11,7 @@ from metaexp.candidate import Candidate
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.target import numeric_constants
-from metaexp.operators.values import apply_values, crossed, locate_names, random_point, read_values
+from metaexp.operators.values import apply_values, child_at, crossed, locate_names, random_point, read_values
 from metaexp.record.records import ExperimentRecord
 from metaexp.spec.space import Param
 
@@ -56,14 +56,20 @@ class PerturbOperator:
     def restart(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
         """A fresh point: uniform over the declared space, or (no space) every constant moved by a
         log-normal factor of sigma 1, from wherever the lineage is (never back to one baseline)."""
+        return self._fresh(state, rng, "restart")
+
+    def initial(self, state: LineageState, n: int, rng: random.Random) -> Candidate:
+        """A member of a population that starts diverse (strategy.initial: random): a fresh point."""
+        return self._fresh(state, rng, "initial")
+
+    def _fresh(self, state: LineageState, rng: random.Random, what: str) -> Candidate:
         if self.space:
-            changes = random_point(self.space, rng)
-        else:
-            changes = {name: self._step(name, state, 1.0, rng) for name in sorted(self.located)}
+            return child_at(self.located, random_point(self.space, rng), state, what)
+        changes = {name: self._step(name, state, 1.0, rng) for name in sorted(self.located)}
         files, params, description = apply_values(self.located, state.files, changes)
         if not files:
-            raise InvalidProposal("the restart drew the current values")
-        return Candidate(state.commit, files, f"restart: {description}", "restart", params)
+            raise InvalidProposal(f"the {what} drew the current values")
+        return Candidate(state.commit, files, f"{what}: {description}", what, params)
 
     def crossover(self, a: LineageState, b: LineageState, rng: random.Random) -> Candidate | None:
         return crossed(self.located, a, b, rng)

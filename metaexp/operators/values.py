@@ -73,6 +73,18 @@ def random_point(space: Space, rng: Any) -> dict[str, Any]:
     }
 
 
+def child_at(located: Mapping[str, str], point: Mapping[str, Any], state: Any, what: str) -> Any:
+    """A child of lineage state `state` at `point` (a fresh one: random_point), written exactly;
+    `what` (restart, initial) is its style and the start of its description."""
+    from metaexp.candidate import Candidate
+    from metaexp.operators import InvalidProposal
+
+    files, params, description = apply_values(located, state.files, point, exact=True)
+    if not files:
+        raise InvalidProposal(f"the {what} drew the current values")
+    return Candidate(state.commit, files, f"{what}: {description}", what, params, {"x0": dict(point)})
+
+
 def crossed(located: Mapping[str, str], a: Any, b: Any, rng: Any) -> Any:
     """A child of lineage state `a` that takes some of `b`'s values: a block (a run of names in
     order, which keeps neighbouring values together) or, as often, each differing name from either

@@ -73,7 +73,10 @@ class Lineage:
         if escape and s.escape and self._restarts() and converged and not converged(s.escape.converged):
             escape = False  # a search still converging (CMA-ES) is not left for a restart yet
         cand = None
-        if not escape and s.crossover_rate and len(self.pop.members) >= 2 and rng.random() < s.crossover_rate:
+        crossing = not escape and s.crossover_rate and len(self.pop.members) >= 2
+        if s.initial == "random" and not self.single and g < s.population - 1:
+            cand = self._initial(g, rng)  # the population starts diverse
+        elif crossing and rng.random() < s.crossover_rate:
             cand = self._crossover(rng)
         if cand is None:
             cand = self._propose(g, rng, escape, donor)
@@ -131,17 +134,20 @@ class Lineage:
             with self._style_for(escape):
                 cand = self.operator.propose(state, g + 2, rng)
         except InvalidProposal as exc:
-            kind = "rejected" if isinstance(exc, RejectedProposal) else "invalid"
-            return Candidate(
-                parent,
-                {},
-                kind,
-                extra=exc.extra,
-                usage=exc.usage,
-                kind=kind,
-                reason=str(exc),
-                parent_files=files,
+            return _refused(parent, files, exc)
+        return replace(cand, parent_files=dict(files))
+
+    def _initial(self, g: int, rng: random.Random) -> Candidate:
+        """One of the first members of a population that starts diverse: a fresh point, as a child
+        of the baseline (strategy.initial: random)."""
+        files = self.files.get(self.baseline, dict(self.plan.target_files))
+        metrics, value = self.values.get(self.baseline, ({}, None))
+        try:
+            cand = self.operator.initial(  # type: ignore[attr-defined]
+                LineageState(self.baseline, files, metrics, value), g + 2, rng
             )
+        except InvalidProposal as exc:
+            return _refused(self.baseline, files, exc)
         return replace(cand, parent_files=dict(files))
 
     def _restarts(self) -> bool:
@@ -216,3 +222,12 @@ def _next_generation(mine: list[ExperimentRecord], pending: Sequence[Candidate])
     proposals = [r for r in mine if r.n > 1 and r.status is not Status.MIGRATE]
     highest = max([r.generation for r in proposals] + [c.generation for c in pending], default=-1)
     return max(len(proposals), highest + 1)
+
+
+def _refused(parent: str, files: dict[str, bytes], exc: InvalidProposal) -> Candidate:
+    """What the lineage asks for when its operator could not propose: an invalid (or rejected)
+    candidate, recorded without a run."""
+    kind = "rejected" if isinstance(exc, RejectedProposal) else "invalid"
+    return Candidate(
+        parent, {}, kind, extra=exc.extra, usage=exc.usage, kind=kind, reason=str(exc), parent_files=files
+    )

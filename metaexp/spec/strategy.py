@@ -86,6 +86,12 @@ class StrategySpec(_Strict):
     migration: MigrationSpec | None = None
     escape: EscapeSpec | None = None
     crossover_rate: float = Field(0.0, ge=0, le=1)
+    initial: Literal["baseline", "random"] = Field(
+        "baseline",
+        description="where an island's population starts: around the baseline (its children), or "
+        "random: its first population - 1 children are points drawn uniformly from the operator's "
+        "space (perturb, params), so selection and crossover start from diverse members",
+    )
     features: list[FeatureSpec] = Field(default_factory=list, description="map_elites descriptors")
     novelty: float = Field(
         0.0,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import Project, git
-from helpers import check_population, run_population
+from helpers import POPULATION, check_population, run_population
 
 from metaexp.errors import MetaexpError
 from metaexp.record.records import Status
@@ -244,3 +244,42 @@ def test_a_merge_that_conflicts_or_changes_nothing_is_retried_on_the_next_pair(p
     failed = crossover((a, c), (a, start))
     assert failed.kind == "invalid" and "merge conflict in params.py" in failed.reason
     assert "2 pair(s) tried" in failed.reason
+
+
+def test_a_population_that_starts_random_draws_its_first_members_from_the_whole_space(
+    project: Project, ray_session: None
+) -> None:
+    """strategy.initial random: an island's first population - 1 children are fresh points of the
+    declared space (children of the baseline, every value drawn), the rest the operator's steps."""
+    from metaexp.spec.space import load_space
+
+    strategy = {**POPULATION, "population": 4, "initial": "random", "crossover_rate": 0.0}
+    run_population(
+        project,
+        strategy=strategy,
+        operator={"kind": "perturb", "space": "space.yaml", "style": "conservative"},
+        budget={"max_experiments": 14},
+    )
+    records = check_population(project)
+    space, base = load_space(project.root / "space.yaml"), records[0]
+    for k in (0, 1):
+        mine = sorted(
+            (r for r in records if r.island == k and r.n > 1 and r.status is not Status.MIGRATE),
+            key=lambda r: r.generation,
+        )
+        first, rest = mine[:3], mine[3:]
+        assert [r.generation for r in first] == [0, 1, 2] and rest
+        for rec in first:
+            assert rec.style == "initial" and rec.parent == base.commit, rec
+            assert all(space[n].low <= rec.params[n] <= space[n].high for n in space)
+            assert sum(rec.params[n] != base.params[n] for n in space) >= 2  # a step changes one
+        assert len({tuple(sorted(r.params.items())) for r in first}) == 3
+        assert all(r.style != "initial" for r in rest)
+
+
+def test_a_random_start_needs_an_operator_that_can_draw_a_point(project: Project) -> None:
+    strategy = {**POPULATION, "initial": "random"}
+    project.spec(strategy=strategy, operator={"kind": "llm", "model": "m", "space": None})
+    proc = project.cli("validate", "metaexp.yaml", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "strategy.initial random: operator.kind llm cannot draw a fresh point" in proc.stderr
