@@ -74,6 +74,15 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             notes.append(f"style {style.name}: every proposal is the {op.sampler} sampler's own suggestion")
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
+    if spec.strategy.initial == "random" and spec.strategy.is_population:
+        if hasattr(plan.operator([], plan.target_files), "initial"):
+            fresh = spec.strategy.population - 1
+            notes.append(f"initial random: each island starts from {fresh} fresh points of the space")
+        else:
+            notes.append(
+                f"warning: strategy.initial random: operator.kind {op.kind} cannot draw a fresh point "
+                "(perturb and params can); the population starts from the baseline"
+            )
     return notes
 
 

@@ -74,7 +74,8 @@ class Lineage:
             escape = False  # a search still converging (CMA-ES) is not left for a restart yet
         cand = None
         crossing = not escape and s.crossover_rate and len(self.pop.members) >= 2
-        if s.initial == "random" and not self.single and g < s.population - 1:
+        drawn = s.initial == "random" and not self.single and hasattr(self.operator, "initial")
+        if drawn and g < s.population - 1:
             cand = self._initial(g, rng)  # the population starts diverse
         elif crossing and rng.random() < s.crossover_rate:
             cand = self._crossover(rng)

@@ -88,12 +88,7 @@ def make_plan(spec: Spec, start: str | None = None) -> Plan:
     space = _space(spec, root)
     styles = StyleMix(spec.operator.style, root)
     plan = Plan(spec, root, sha, listing, target_files, {p: files[p].sha for p in immutable}, space, styles)
-    operator = plan.operator([], target_files)  # names in the space exist, the sampler can run
-    if spec.strategy.initial == "random" and not hasattr(operator, "initial"):
-        raise SpecError(
-            f"strategy.initial random: operator.kind {spec.operator.kind} cannot draw a fresh point "
-            "(perturb and params can); use initial: baseline"
-        )
+    plan.operator([], target_files)  # names in the space exist, the sampler can run
     isolation_for(spec.harness.sandbox, spec.harness.network)  # harness.sandbox required: the tool works
     return plan
 

@@ -90,7 +90,8 @@ class StrategySpec(_Strict):
         "baseline",
         description="where an island's population starts: around the baseline (its children), or "
         "random: its first population - 1 children are points drawn uniformly from the operator's "
-        "space (perturb, params), so selection and crossover start from diverse members",
+        "space (perturb, params; other operators start from the baseline), so selection and "
+        "crossover start from diverse members",
     )
     features: list[FeatureSpec] = Field(default_factory=list, description="map_elites descriptors")
     novelty: float = Field(
