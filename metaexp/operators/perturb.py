@@ -65,11 +65,8 @@ class PerturbOperator:
     def _fresh(self, state: LineageState, rng: random.Random, what: str) -> Candidate:
         if self.space:
             return child_at(self.located, random_point(self.space, rng), state, what)
-        changes = {name: self._step(name, state, 1.0, rng) for name in sorted(self.located)}
-        files, params, description = apply_values(self.located, state.files, changes)
-        if not files:
-            raise InvalidProposal(f"the {what} drew the current values")
-        return Candidate(state.commit, files, f"{what}: {description}", what, params)
+        moved = {name: self._step(name, state, 1.0, rng) for name in sorted(self.located)}
+        return child_at(self.located, moved, state, what, exact=False)  # written as a step is
 
     def crossover(self, a: LineageState, b: LineageState, rng: random.Random) -> Candidate | None:
         return crossed(self.located, a, b, rng)

@@ -73,13 +73,15 @@ def random_point(space: Space, rng: Any) -> dict[str, Any]:
     }
 
 
-def child_at(located: Mapping[str, str], point: Mapping[str, Any], state: Any, what: str) -> Any:
-    """A child of lineage state `state` at `point` (a fresh one: random_point), written exactly;
-    `what` (restart, initial) is its style and the start of its description."""
+def child_at(
+    located: Mapping[str, str], point: Mapping[str, Any], state: Any, what: str, exact: bool = True
+) -> Any:
+    """A child of lineage state `state` at `point` (a fresh one: random_point), written exactly
+    unless not `exact`; `what` (restart, initial) is its style and the start of its description."""
     from metaexp.candidate import Candidate
     from metaexp.operators import InvalidProposal
 
-    files, params, description = apply_values(located, state.files, point, exact=True)
+    files, params, description = apply_values(located, state.files, point, exact=exact)
     if not files:
         raise InvalidProposal(f"the {what} drew the current values")
     return Candidate(state.commit, files, f"{what}: {description}", what, params, {"x0": dict(point)})

@@ -99,9 +99,11 @@ def _journal(path: Path) -> Any:
 
     key = str(path.resolve())
     known = _JOURNALS.get(key)
-    if known is not None and _identity(path) == known[0] and path.stat().st_size >= known[1]:
-        _JOURNALS[key] = (known[0], path.stat().st_size, known[2])
-        return known[2]
+    if known is not None and _identity(path) == known[0]:
+        size = path.stat().st_size
+        if size >= known[1]:
+            _JOURNALS[key] = (known[0], size, known[2])
+            return known[2]
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))  # creates the file
     identity = _identity(path)
     if identity:  # an empty journal is not kept: a file begun elsewhere could not be told apart

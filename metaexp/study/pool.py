@@ -63,15 +63,13 @@ def run_parallel(
     driver = _Driver(interleaved(todo), workers, started, finished, verbose)
     populations = [run for _, run in todo if scheduler_for(run.spec) == "parallel"]  # on Ray
     threading.Thread(target=_import_for_outputs, daemon=True).start()  # while the runs run
-    first = True
     while driver.more():  # a fresh pool after a worker died
-        with _pool(min(workers, len(driver.queue))) as pool:
-            if first:  # the workers start and import while Ray starts here
-                for _ in range(min(workers, len(driver.queue))):
-                    pool.submit(_import_for_runs)
-                if populations:
-                    driver.ray = _ray_cluster(populations[0].spec)
-                first = False
+        size = min(workers, len(driver.queue))
+        with _pool(size) as pool:
+            for _ in range(size):  # the workers start and import (while Ray starts, the first time)
+                pool.submit(_import_for_runs)
+            if populations and driver.ray is None:
+                driver.ray = _ray_cluster(populations[0].spec)
             driver.drive(pool)
     if driver.fatal is not None:
         raise driver.fatal
