@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from metaexp.spec.base import _Strict
 
 __all__ = ["Bound", "Constraint", "Lexi", "Mode", "ObjectiveModeSpec", "PrimarySecondary"]
 
@@ -109,10 +111,6 @@ class Constraint:
 
 
 # ---------------------------------------------------------------- the `objective:` block
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Bound(_Strict):
