@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from metaexp.spec.base import _Strict
 
 # The outer objectives, each a function of an inner run's records (see trial.py).
 OBJECTIVES = {
@@ -17,16 +19,31 @@ OBJECTIVES = {
 Objective = Literal["best", "auc", "experiments_to_target", "cost_usd", "wall_s"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class PrunerSpec(_Strict):
     kind: Literal["median", "successive_halving", "hyperband", "none"] = "median"
     startup_trials: int = Field(3, ge=0, description="median: outer trials that finish before any prune")
     warmup_steps: int = Field(3, ge=0, description="median: inner experiments before a run can be pruned")
-    min_resource: int = Field(3, ge=1, description="successive_halving, hyperband: experiments at rung 0")
+    min_resource: int | Literal["auto"] = Field(
+        "auto",
+        description="successive_halving, hyperband: experiments at rung 0; auto: a quarter of an outer "
+        "trial's inner experiments (budget.max_experiments x meta.repeats)",
+    )
     reduction_factor: int = Field(3, ge=2, description="successive_halving, hyperband")
+
+    @field_validator("min_resource")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"min_resource {value}: at least 1 experiment, or auto")
+        return value
+
+    def rung0(self, experiments: int) -> int:
+        """Experiments at the first rung, for outer trials of `experiments` inner experiments. auto: a
+        quarter of them. A best-so-far after 2 or 3 of 20 experiments says little: successive
+        halving from there kept 1-2 of 16 trials and picked worse strategies (bench/meta_pruning.py)."""
+        if self.min_resource == "auto":
+            return max(1, experiments // 4)
+        return int(self.min_resource)
 
 
 class MetaSpec(_Strict):

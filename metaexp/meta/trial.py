@@ -134,11 +134,11 @@ def make_pruner(spec: Any, budget: int, repeats: int) -> optuna.pruners.BasePrun
         )
     if spec.kind == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
+            min_resource=spec.rung0(budget * repeats), reduction_factor=spec.reduction_factor
         )
     if spec.kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=spec.min_resource,
+            min_resource=spec.rung0(budget * repeats),
             max_resource=budget * repeats,
             reduction_factor=spec.reduction_factor,
         )

@@ -301,3 +301,41 @@ def test_with_pruning_the_picks_are_compared_at_an_equal_budget() -> None:
     for n, t in enumerate(unpruned):
         t.number = n
     assert [t.number for t in candidates(unpruned, 3, -1.0)] == [1, 0]  # by value
+
+
+def test_auto_first_rung_is_a_quarter_of_the_inner_budget() -> None:
+    """A run that starts worst is not pruned before a quarter of its experiments (min_resource
+    auto); with min_resource 1 the same run is pruned after its first."""
+    from optuna.distributions import FloatDistribution
+
+    from metaexp.meta.spec import PrunerSpec
+    from metaexp.meta.trial import make_pruner
+
+    def pruned_at(min_resource: int | str) -> int | None:
+        pruner = make_pruner(PrunerSpec(kind="successive_halving", min_resource=min_resource), 20, 1)
+        study = optuna.create_study(direction="minimize", pruner=pruner)
+        for _ in range(6):  # strong runs that go the whole budget (the pruner records their rungs)
+            strong = study.ask({"x": FloatDistribution(0, 1)})
+            for step in range(1, 21):
+                strong.report(1.0, step)
+                strong.should_prune()
+            study.tell(strong, 1.0)
+        trial = study.ask({"x": FloatDistribution(0, 1)})
+        for step in range(1, 21):
+            trial.report(9.0, step)
+            if trial.should_prune():
+                return step
+        return None
+
+    assert pruned_at(1) == 1
+    first = pruned_at("auto")
+    assert first is not None and first >= 5  # 20 experiments: the first rung at 5
+
+
+def test_min_resource_below_one_is_a_clear_error() -> None:
+    from pydantic import ValidationError
+
+    from metaexp.meta.spec import PrunerSpec
+
+    with pytest.raises(ValidationError, match="min_resource 0: at least 1 experiment, or auto"):
+        PrunerSpec(kind="successive_halving", min_resource=0)
