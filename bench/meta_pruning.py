@@ -42,7 +42,7 @@ SPACE = {
 }
 PRUNERS = {
     "none": {"kind": "none"},
-    "median": {"kind": "median", "startup_trials": 4, "warmup_steps": 3},
+    "median": {"kind": "median"},  # metaexp's default pruner: startup_trials 3, warmup_steps 3
     # metaexp's default: the first rung at a quarter of the inner budget (min_resource auto)
     "successive_halving": {"kind": "successive_halving", "reduction_factor": 3},
     # the setting measured before the default: rungs at 2, 6 and 18 of 20 experiments
