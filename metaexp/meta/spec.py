@@ -30,12 +30,12 @@ class PrunerSpec(_Strict):
     )
     reduction_factor: int = Field(3, ge=2, description="successive_halving, hyperband")
 
-    @field_validator("min_resource")
+    @field_validator("min_resource", mode="before")
     @classmethod
-    def _at_least_one(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"min_resource {value}: at least 1 experiment, or auto")
-        return value
+    def _experiments_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"min_resource {value!r}: a number of experiments (at least 1), or auto")
 
     def rung0(self, experiments: int) -> int:
         """Experiments at the first rung, for outer trials of `experiments` inner experiments. auto: a

@@ -332,10 +332,13 @@ def test_auto_first_rung_is_a_quarter_of_the_inner_budget() -> None:
     assert first is not None and first >= 5  # 20 experiments: the first rung at 5
 
 
-def test_min_resource_below_one_is_a_clear_error() -> None:
-    from pydantic import ValidationError
-
-    from metaexp.meta.spec import PrunerSpec
-
-    with pytest.raises(ValidationError, match="min_resource 0: at least 1 experiment, or auto"):
-        PrunerSpec(kind="successive_halving", min_resource=0)
+@pytest.mark.parametrize("bad", [0, "half", True])
+def test_a_bad_min_resource_is_one_clear_line(make_project, bad: object) -> None:
+    project = make_project("repo")
+    pruner = {"kind": "successive_halving", "min_resource": bad}
+    path = project.spec(budget={"max_experiments": 8}, meta={"pruner": pruner})
+    with pytest.raises(SpecError) as exc:
+        load_spec(path)
+    message = str(exc.value)
+    assert f"meta.pruner.min_resource: min_resource {bad!r}: a number of experiments" in message
+    assert "problem(s)" not in message  # one line, not pydantic's one per union member
