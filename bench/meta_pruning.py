@@ -68,7 +68,8 @@ def make_repo(root: Path, landscape: str, budget: int, nk_seed: int | None = Non
     if nk_seed is not None:  # a held-out NK landscape: other tables, the same N and K
         harness = root / "evaluate.py"
         text = harness.read_text()
-        assert "NK_SEED = 1\n" in text
+        if "NK_SEED = 1\n" not in text:
+            raise SystemExit(f"--nk-seed: {LANDSCAPES / 'evaluate.py'} no longer sets NK_SEED = 1")
         harness.write_text(text.replace("NK_SEED = 1\n", f"NK_SEED = {nk_seed}\n"))
     shutil.copy(ROOT / "search_spaces" / f"{landscape}.yaml", root / "space.yaml")
     (root / "strategy.yaml").write_text(yaml.safe_dump(SPACE))
@@ -143,6 +144,11 @@ def main() -> int:
     parser.add_argument("--reeval", type=int, default=4, help="fresh inner seeds per picked strategy")
     parser.add_argument("--smoke", action="store_true", help="2 trials x 4 experiments, 1 seed: that it runs")
     args = parser.parse_args()
+    if args.nk_seed is not None and args.landscape != "nk":
+        parser.error(f"--nk-seed: only with --landscape nk (got {args.landscape})")
+    unknown = [p for p in args.pruners.split(",") if p not in PRUNERS]
+    if unknown:
+        parser.error(f"--pruners: unknown {', '.join(unknown)} (one of {', '.join(PRUNERS)})")
     if args.smoke:
         args.trials, args.budget, args.seeds, args.reeval = 2, 4, "0", 1
     seeds = [int(s) for s in args.seeds.split(",")]
