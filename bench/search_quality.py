@@ -13,7 +13,9 @@
   <= 0.8 x CMA-ES alone on these multimodal functions.
 * landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
   and 200 (ordered scheduling): success rates with Wilson intervals. Target at 200: the best
-  population strategy >= 80 % on both, hill_climb < 20 %.
+  population strategy >= 80 % on both, hill_climb < 20 %. Beside them, in the same run, params with
+  the surrogate sampler (hill_climb and ga) against random search and Optuna's TPE alone.
+  `--nk-seed N`: NK with other tables (held out).
 * binpack: the binpack example's offline operators at 200 evaluations against its best-fit
   baseline (4.75 % excess): the median best excess. Target <= 4.0 %.
 """
@@ -50,6 +52,13 @@ STRATEGIES = {
     "metaexp islands": ISLANDS,
 }
 LANDSCAPE_STRATEGIES = ["hill_climb", "explore_exploit", "restarts", "islands", "pbt", "ga"]
+# operator -> (params' sampler, or None for the landscape's own perturb; the strategies it runs under)
+LANDSCAPE_OPERATORS: dict[str, tuple[str | None, list[str]]] = {
+    "perturb": (None, LANDSCAPE_STRATEGIES),
+    "random": ("random", ["hill_climb"]),  # random search: what any sampler must beat
+    "tpe": ("tpe", ["hill_climb"]),  # Optuna alone
+    "surrogate": ("surrogate", ["hill_climb", "ga"]),
+}
 
 HARNESS = """import os, re, socket, sys
 text = open('params.py').read()
@@ -223,7 +232,17 @@ def bbob_table(rows: list[dict[str, Any]], budgets: tuple[int, ...], dims: tuple
 # --------------------------------------------------------------------------- landscapes
 
 
-def landscapes(seeds: int, budgets: tuple[int, ...], workers: int, names: tuple[str, ...]) -> str:
+def landscapes(
+    seeds: int,
+    budgets: tuple[int, ...],
+    workers: int,
+    names: tuple[str, ...],
+    operators: tuple[str, ...] = tuple(LANDSCAPE_OPERATORS),
+    nk_seed: int | None = None,
+) -> str:
+    """A `metaexp study` per landscape, budget and operator: the landscape's own (perturb) under
+    every shipped strategy, and params with a sampler under the strategies LANDSCAPE_OPERATORS
+    names. `nk_seed`: NK with other tables (a held-out landscape; its optimum found by enumeration)."""
     import ray
 
     from metaexp.study import format_table, run_study
@@ -236,23 +255,43 @@ def landscapes(seeds: int, budgets: tuple[int, ...], workers: int, names: tuple[
         demo = Path(tmp) / "demo"
         init = [sys.executable, "-m", "metaexp", "init", "--example", "landscapes", str(demo)]
         subprocess.run(init, check=True, capture_output=True)
+        target = _held_out_nk(demo, nk_seed) if nk_seed is not None else None
         for name in names:
+            spec = yaml.safe_load((demo / f"{name}.yaml").read_text())
+            if name == "nk" and target is not None:
+                spec["budget"]["target"] = target
             for budget in budgets:
-                t0 = time.monotonic()
-                where = demo / f"out-{name}-{budget}"
-                result = run_study(
-                    demo / f"{name}.yaml",
-                    LANDSCAPE_STRATEGIES,
-                    seeds,
-                    budget,
-                    where,
-                    io.StringIO(),
-                    parallel=workers,
-                )
-                took = time.monotonic() - t0
-                out.append(f"{name}, budget {budget} ({took:.0f}s):\n{format_table(result.summary)}")
-                print(out[-1], file=sys.stderr, flush=True)
+                for operator in operators:
+                    sampler, strategies = LANDSCAPE_OPERATORS[operator]
+                    run_spec = spec
+                    if sampler is not None:  # params' own default style (the sampler's suggestion whole)
+                        space = spec["operator"]["space"]
+                        params = {"kind": "params", "space": space, "sampler": sampler}
+                        run_spec = {**spec, "operator": params}
+                    t0 = time.monotonic()
+                    where = demo / f"out-{name}-{budget}-{operator}"
+                    result = run_study(
+                        run_spec, strategies, seeds, budget, where, io.StringIO(), root=demo, parallel=workers
+                    )
+                    took = time.monotonic() - t0
+                    held = f" (NK_SEED {nk_seed}, optimum {target})" if name == "nk" and target else ""
+                    table = format_table(result.summary)
+                    out.append(f"{name}{held}, budget {budget}, operator {operator} ({took:.0f}s):\n{table}")
+                    print(out[-1], file=sys.stderr, flush=True)
     return "\n\n".join(out)
+
+
+def _held_out_nk(demo: Path, nk_seed: int) -> int:
+    """Rewrite the demo's NK harness to other tables (the same N and K); its optimum, enumerated."""
+    harness = demo / "evaluate.py"
+    text = harness.read_text()
+    if "NK_SEED = 1\n" not in text:
+        raise SystemExit(f"--nk-seed: {harness} no longer sets NK_SEED = 1")
+    harness.write_text(text.replace("NK_SEED = 1\n", f"NK_SEED = {nk_seed}\n"))
+    subprocess.run(["git", "commit", "-qam", f"NK_SEED {nk_seed}"], cwd=demo, check=True)
+    enumerate_all = [sys.executable, "evaluate.py", "nk", "--optimum"]
+    found = subprocess.run(enumerate_all, cwd=demo, check=True, capture_output=True, text=True)
+    return int(found.stdout.split()[2])
 
 
 BINPACK_METHODS = {  # offline operators: (operator, strategy)
@@ -335,11 +374,25 @@ def main() -> int:
     parser.add_argument("--landscape-budgets", default="60,200")
     parser.add_argument("--landscapes", default="deceptive,nk", help="which landscapes (deceptive, nk)")
     parser.add_argument(
+        "--landscape-operators",
+        default=",".join(LANDSCAPE_OPERATORS),
+        help="landscapes: which operators (perturb: the landscape's own under every strategy; random, "
+        "tpe, surrogate: params with that sampler)",
+    )
+    parser.add_argument("--nk-seed", type=int, default=None, help="nk: a held-out landscape (NK_SEED)")
+    parser.add_argument(
         "--smoke", action="store_true", help="bbob: 1 seed, 20 evaluations, d = 5: that it runs"
     )
     args = parser.parse_args()
     budgets, dims = BUDGETS, DIMS
     land = tuple(int(b) for b in args.landscape_budgets.split(","))
+    operators = tuple(args.landscape_operators.split(","))
+    unknown = [o for o in operators if o not in LANDSCAPE_OPERATORS]
+    if unknown:
+        known = ", ".join(LANDSCAPE_OPERATORS)
+        parser.error(f"--landscape-operators: unknown {unknown[0]!r} (one of {known})")
+    if args.nk_seed is not None and "nk" not in args.landscapes.split(","):
+        parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob", 1, 1, (10, 20), (5,)
     parts = args.parts.split(",")
@@ -347,7 +400,8 @@ def main() -> int:
         print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
     if "landscapes" in parts:
         names = tuple(args.landscapes.split(","))
-        print(landscapes(args.landscape_seeds, land, args.workers, names), flush=True)
+        table = landscapes(args.landscape_seeds, land, args.workers, names, operators, args.nk_seed)
+        print(table, flush=True)
     if "binpack" in parts:
         print(binpack(args.seeds, args.workers, 12 if args.smoke else 200), flush=True)
     return 0

@@ -55,6 +55,11 @@ class HybridOperator:
                 "operator.kind hybrid with llm: null tunes numeric constants, and the target files "
                 f"({', '.join(ctx.files)}) have none: add UPPER_CASE constants, `# tune:` markers or a space"
             )
+        if self.op.sampler == "surrogate":
+            raise SpecError(
+                "operator.sampler surrogate: only for params over a discrete space; the hybrid tunes "
+                "continuous constants (use tpe, cmaes, random or gp)"
+            )
         make_sampler(self.op.sampler, 0)  # fail early on a sampler that cannot run here
         make_sampler(self.op.tune.sampler, 0)
         import_ahead(self.op.sampler)

@@ -42,6 +42,10 @@ class ParamsOperator:
         self.space = ctx.space
         self.styles = ctx.styles
         self.sampler_kind = ctx.spec.operator.sampler
+        if self.sampler_kind == "surrogate":
+            from metaexp.operators.surrogate import check_space
+
+            check_space(self.space)  # before anything else: one line naming the parameter
         self.direction = ctx.spec.direction
         self.located = locate_names(self.space, ctx.files, "operator.space")
         self.dists = {name: p.distribution() for name, p in self.space.items()}

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from metaexp.spec.space import Space
 
-SAMPLERS = ("tpe", "cmaes", "random", "gp")
+SAMPLERS = ("tpe", "cmaes", "random", "gp", "surrogate")
 
 
 def make_sampler(
@@ -41,6 +41,10 @@ def make_sampler(
         except ImportError:
             raise SpecError("operator.sampler gp needs torch: pip install torch==2.13.0") from None
         return optuna.samplers.GPSampler(seed=seed)
+    if kind == "surrogate":
+        from metaexp.operators.surrogate import SurrogateSampler
+
+        return SurrogateSampler(seed=seed)
     raise SpecError(f"operator.sampler: unknown sampler {kind!r} (one of {', '.join(SAMPLERS)})")
 
 
