@@ -267,7 +267,8 @@ def landscapes(
                     if sampler is not None:  # params' own default style (the sampler's suggestion whole)
                         space = spec["operator"]["space"]
                         params = {"kind": "params", "space": space, "sampler": sampler}
-                        run_spec = {**spec, "operator": params}
+                        # its own tag: a study resumes the runs of its tag, strategy and seed
+                        run_spec = {**spec, "operator": params, "tag": f"{spec['tag']}-{sampler}"}
                     t0 = time.monotonic()
                     where = demo / f"out-{name}-{budget}-{operator}"
                     result = run_study(

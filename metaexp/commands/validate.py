@@ -72,6 +72,10 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             )
         elif style is not None:
             notes.append(f"style {style.name}: every proposal is the {op.sampler} sampler's own suggestion")
+        if op.sampler == "surrogate" and plan.space is not None:
+            from metaexp.operators.surrogate import describe
+
+            notes.append(describe(plan.space))
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
     if spec.strategy.initial == "random" and spec.strategy.is_population:

@@ -37,7 +37,7 @@ ENUMERATE = 1 << 16  # a space of at most this many points is scored whole
 POOL = 16384  # else: this many random points, and the neighbours of the best tried
 MAX_CHOICES = 64  # values of one parameter
 MAX_FEATURES = 20000  # terms of the pairwise model
-CHUNK = 8192  # points scored at once
+SCORED_AT_ONCE = 4_000_000  # points x terms scored in one block (32 MB of floats)
 
 
 def choices(dist: BaseDistribution) -> list[Any] | None:
@@ -86,6 +86,17 @@ def check_space(space: Space) -> None:
             f"operator.sampler surrogate: the pairwise model of this space has {terms} terms "
             f"(at most {MAX_FEATURES}): fewer or smaller parameters (or use tpe, cmaes or gp)"
         )
+
+
+def describe(space: Space) -> str:
+    """What `metaexp validate` says of the sampler on this (checked) space."""
+    sizes = [len(choices(p.distribution()) or ()) for p in space.values()]
+    total = math.prod(sizes)
+    where = "scored whole" if total <= ENUMERATE else f"more than {ENUMERATE}: random points and neighbours"
+    return (
+        f"sampler surrogate: a pairwise model of {_feature_count(sizes)} terms over {total} points "
+        f"({where}); its first 10 proposals are untried points drawn uniformly"
+    )
 
 
 def _width(size: int) -> int:
@@ -198,8 +209,9 @@ class SurrogateSampler(BaseSampler):
             return tuple(int(i) for i in pool[self._rng.integers(len(pool))])
         weights = fit(features(np.array(told), sizes), np.array(scores, dtype=float), self.ridge)
         best, best_score = 0, -math.inf
-        for start in range(0, len(pool), CHUNK):
-            predicted = features(pool[start : start + CHUNK], sizes) @ weights
+        chunk = max(64, SCORED_AT_ONCE // len(weights))
+        for start in range(0, len(pool), chunk):
+            predicted = features(pool[start : start + chunk], sizes) @ weights
             # ties (a model that cannot tell points apart) broken at random, reproducibly
             predicted = predicted + 1e-9 * self._rng.random(len(predicted))
             k = int(np.argmax(predicted))
