@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+import yaml
+from conftest import ROOT, Project
 
 from metaexp.errors import SpecError
 from metaexp.operators import Context, LineageState, experiment_rng, make_operator
@@ -134,3 +136,32 @@ def test_the_hybrid_refuses_it_with_one_line() -> None:
     ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), None, [], NK_FILES)
     with pytest.raises(SpecError, match=r"operator\.sampler surrogate: only for params"):
         make_operator(ctx)
+
+
+def test_a_run_from_the_cli_reaches_the_nk_optimum(tmp_path: Path) -> None:
+    """The landscapes example with `sampler: surrogate`, as a user writes it: validate says what the
+    model is, and `metaexp run` (real harness subprocesses, git, the ledger) stops at the optimum."""
+    demo = Project(tmp_path / "demo")
+    Project(tmp_path).cli("init", "--example", "landscapes", str(demo.root))
+    spec = yaml.safe_load((demo.root / "nk.yaml").read_text())
+    spec["operator"] = {"kind": "params", "space": spec["operator"]["space"], "sampler": "surrogate"}
+    spec["budget"]["max_experiments"] = 150
+    demo.write("nk.yaml", yaml.safe_dump(spec))
+    said = demo.cli("validate", "nk.yaml").stdout
+    assert "sampler surrogate: a pairwise model of 106 terms over 16384 points" in said
+    demo.cli("run", "nk.yaml")
+    records = demo.assert_consistent("nk")
+    assert max(r.value or 0 for r in records) == EVALUATE.NK_OPTIMUM  # type: ignore[attr-defined]
+    assert len(records) < 150  # it stopped at budget.target, not at the budget
+
+
+def test_validate_names_the_float_it_cannot_model_in_one_line(tmp_path: Path) -> None:
+    demo = Project(tmp_path / "demo")
+    Project(tmp_path).cli("init", "--example", "landscape", str(demo.root))
+    spec = yaml.safe_load((demo.root / "metaexp.yaml").read_text())
+    spec["operator"] = {"kind": "params", "space": spec["operator"]["space"], "sampler": "surrogate"}
+    demo.write("metaexp.yaml", yaml.safe_dump(spec))
+    proc = demo.cli("validate", "metaexp.yaml", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "operator.sampler surrogate:" in proc.stderr and "continuous float; give it a step" in proc.stderr
