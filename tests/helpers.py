@@ -161,3 +161,41 @@ def landscape_model(request: dict[str, Any]) -> str:
     old, new = match.group(0), f"{name} = {value}{match.group(3)}"
     edit = f"params.py\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
     return f"Hypothesis: move {name} by {step}\n{edit}"
+
+
+def ratchet(
+    op: Any,
+    files: dict[str, bytes],
+    metric: str,
+    score: Any,
+    steps: int,
+    seed: int = 0,
+    maximize: bool = False,
+    target: float | None = None,
+) -> list[Any]:
+    """The hill-climbing ratchet in memory: `op` proposes from the kept point, `score(files)` is the
+    harness, each record is told back to `op`; stops after `steps` proposals or at `target`. The
+    records, the baseline first (`op` was made from that one-record history)."""
+    from metaexp.operators import LineageState, experiment_rng
+    from metaexp.record.records import ExperimentRecord, Status
+
+    value = score(files)
+    history = [ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {metric: value}, value)]
+    state = LineageState("c1", files, {metric: value}, value)
+    for n in range(2, steps + 2):
+        cand = op.propose(state, n, experiment_rng(seed, n))
+        tried = {**state.files, **cand.files}
+        got = score(tried)
+        better = got > state.value if maximize else got < state.value
+        status = Status.KEEP if better else Status.DISCARD
+        rec = ExperimentRecord(
+            n, f"c{n}", state.commit, "", status, cand.description, {metric: got}, got,
+            params=cand.params, extra=cand.extra, generation=n - 2,
+        )  # fmt: skip
+        history.append(rec)
+        op.observe(rec)
+        if status is Status.KEEP:
+            state = LineageState(f"c{n}", tried, {metric: got}, got)
+        if target is not None and (got >= target if maximize else got <= target):
+            break
+    return history

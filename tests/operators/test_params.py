@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 from conftest import LANDSCAPE, ROOT
+from helpers import ratchet
 
 from metaexp.operators import Context, LineageState, experiment_rng, make_operator
 from metaexp.operators.styles import StyleMix
@@ -49,23 +50,10 @@ def _operator(sampler: str, history: list[ExperimentRecord], style: str | None =
 def _search(sampler: str, steps: int, style: str | None = None) -> tuple[object, list[ExperimentRecord]]:
     """A ratchet in memory: each proposal evaluated on the landscape's bowl and told back."""
     value = _loss(FILES)
-    history = [ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)]
-    op = _operator(sampler, list(history), style)
-    state = LineageState("c1", FILES, {"loss": value}, value)
-    for n in range(2, steps + 2):
-        cand = op.propose(state, n, experiment_rng(0, n))  # type: ignore[attr-defined]
-        files = {**state.files, **cand.files}
-        loss = _loss(files)
-        status = Status.KEEP if loss < (state.value or 0) else Status.DISCARD
-        rec = ExperimentRecord(
-            n, f"c{n}", state.commit, "", status, cand.description, {"loss": loss}, loss,
-            params=cand.params, extra=cand.extra, generation=n - 2,
-        )  # fmt: skip
-        history.append(rec)
-        op.observe(rec)  # type: ignore[attr-defined]
-        if status is Status.KEEP:
-            state = LineageState(f"c{n}", files, {"loss": loss}, loss)
-    return op, history
+    op = _operator(
+        sampler, [ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)], style
+    )
+    return op, ratchet(op, FILES, "loss", _loss, steps)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
