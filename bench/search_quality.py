@@ -382,7 +382,10 @@ def main() -> int:
     )
     parser.add_argument("--nk-seed", type=int, default=None, help="nk: a held-out landscape (NK_SEED)")
     parser.add_argument(
-        "--smoke", action="store_true", help="bbob: 1 seed, 20 evaluations, d = 5: that it runs"
+        "--smoke",
+        action="store_true",
+        help="that it runs: bbob 1 seed, 20 evaluations, d = 5; the deceptive trap, 1 seed, 12 "
+        "evaluations, params + surrogate",
     )
     args = parser.parse_args()
     budgets, dims = BUDGETS, DIMS
@@ -395,7 +398,8 @@ def main() -> int:
     if args.nk_seed is not None and "nk" not in args.landscapes.split(","):
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
-        args.parts, args.seeds, args.workers, budgets, dims = "bbob", 1, 1, (10, 20), (5,)
+        args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
+        args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
     if "bbob" in parts:
         print(bbob(args.seeds, args.workers, budgets, dims), flush=True)

@@ -21,7 +21,7 @@ FIGURES = {  # a line each smoke run must print: the figures, not just an exit c
     "parallel_scaling.py": "of ideal",
     "parallel_study.py": "share of ideal",
     "ray_start.py": "first proposal recorded",
-    "search_quality.py": "params + cmaes <= CMA-ES alone",
+    "search_quality.py": "operator surrogate",
 }
 
 
