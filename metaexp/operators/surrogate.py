@@ -145,7 +145,6 @@ class SurrogateSampler(BaseSampler):
         self._search_space = IntersectionSearchSpace()  # Search keeps it across proposals
         self.startup = startup
         self.ridge = ridge
-        self._grid: tuple[list[int], np.ndarray] | None = None  # an enumerable space's every point
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
@@ -195,14 +194,13 @@ class SurrogateSampler(BaseSampler):
         total = math.prod(sizes)
         if len(seen) >= total:
             return None
-        if total <= ENUMERATE:
-            if self._grid is None or self._grid[0] != sizes:
-                grid = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.int64)
-                self._grid = (sizes, grid)
-            pool = self._grid[1]
+        if total <= ENUMERATE:  # every point, in the order of their mixed-radix codes
+            untried = np.ones(total, dtype=bool)
+            untried[np.ravel_multi_index(np.array(sorted(seen)).T, sizes)] = False
+            pool = np.stack(np.unravel_index(np.flatnonzero(untried), sizes), axis=1)
         else:
             pool = self._pool(told, scores, sizes)
-        pool = pool[np.array([tuple(p) not in seen for p in pool.tolist()], dtype=bool)]
+            pool = pool[np.array([tuple(p) not in seen for p in pool.tolist()], dtype=bool)]
         if not len(pool):
             return None
         if len(told) < self.startup or len(set(scores)) < 2:  # nothing to model yet
