@@ -196,7 +196,8 @@ class SurrogateSampler(BaseSampler):
             return None
         if total <= ENUMERATE:  # every point, in the order of their mixed-radix codes
             untried = np.ones(total, dtype=bool)
-            untried[np.ravel_multi_index(np.array(sorted(seen)).T, sizes)] = False
+            if seen:
+                untried[np.ravel_multi_index(np.array(sorted(seen)).T, sizes)] = False
             pool = np.stack(np.unravel_index(np.flatnonzero(untried), sizes), axis=1)
         else:
             pool = self._pool(told, scores, sizes)
