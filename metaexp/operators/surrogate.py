@@ -52,20 +52,20 @@ def choices(dist: BaseDistribution) -> list[Any] | None:
     return None
 
 
-def position(dist: BaseDistribution, value: Any) -> int | None:
-    """The index of `value` among `choices(dist)`; None when it is not one of them."""
+def position(dist: BaseDistribution, value: Any, count: int) -> int | None:
+    """The index of `value` among the `count` values `choices(dist)`; None when it is not one."""
     if isinstance(dist, CategoricalDistribution):
         return dist.choices.index(value) if value in dist.choices else None
     if isinstance(dist, IntDistribution | FloatDistribution) and dist.step is not None:
         k = round((value - dist.low) / dist.step)
         on_grid = abs(dist.low + k * dist.step - value) <= 1e-9 * max(1.0, abs(value))
-        count = len(choices(dist) or ())
         return k if on_grid and 0 <= k < count else None
     return None
 
 
-def check_space(space: Space) -> None:
-    """One line naming the parameter the surrogate sampler cannot model."""
+def check_space(space: Space) -> list[int]:
+    """One line naming the parameter the surrogate sampler cannot model; else each parameter's
+    number of values."""
     sizes = []
     for name, param in space.items():
         values = choices(param.distribution())
@@ -86,11 +86,12 @@ def check_space(space: Space) -> None:
             f"operator.sampler surrogate: the pairwise model of this space has {terms} terms "
             f"(at most {MAX_FEATURES}): fewer or smaller parameters (or use tpe, cmaes or gp)"
         )
+    return sizes
 
 
 def describe(space: Space) -> str:
-    """What `metaexp validate` says of the sampler on this (checked) space."""
-    sizes = [len(choices(p.distribution()) or ()) for p in space.values()]
+    """What `metaexp validate` says of the sampler on this space (check_space passed)."""
+    sizes = check_space(space)
     total = math.prod(sizes)
     where = "scored whole" if total <= ENUMERATE else f"more than {ENUMERATE}: random points and neighbours"
     return (
@@ -171,7 +172,7 @@ class SurrogateSampler(BaseSampler):
         for t in study._get_trials(deepcopy=False, use_cache=True):
             if t.number == trial.number or not all(n in t.params for n in names):
                 continue
-            where = [position(search_space[n], t.params[n]) for n in names]
+            where = [position(search_space[n], t.params[n], sizes[j]) for j, n in enumerate(names)]
             if any(i is None for i in where):  # a value off the grid (the space changed)
                 continue
             point = tuple(i for i in where if i is not None)
