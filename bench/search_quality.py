@@ -44,12 +44,23 @@ sys.path.insert(0, str(ROOT))
 FUNCTIONS = {15: "Rastrigin", 20: "Schwefel", 22: "Gallagher 21", 23: "Katsuura"}
 DIMS = (5, 10)
 BUDGETS = (100, 300)
-METHODS = ("optuna cmaes", "optuna random", "metaexp cmaes", "metaexp restarts", "metaexp islands")
+METHODS = (
+    "optuna cmaes",
+    "optuna random",
+    "metaexp cmaes",
+    "metaexp restarts",
+    "metaexp islands",
+    "metaexp lq-cmaes",
+    "metaexp lq-restarts",
+)
 ISLANDS = {"islands": 4, "population": 1, "escape": {"patience": 40, "action": "random_restart"}}
-STRATEGIES = {
-    "metaexp cmaes": "strategies/hill_climb.yaml",
-    "metaexp restarts": "strategies/restarts.yaml",
-    "metaexp islands": ISLANDS,
+# metaexp's methods: (params' sampler, strategy)
+STRATEGIES: dict[str, tuple[str, Any]] = {
+    "metaexp cmaes": ("cmaes", "strategies/hill_climb.yaml"),
+    "metaexp restarts": ("cmaes", "strategies/restarts.yaml"),
+    "metaexp islands": ("cmaes", ISLANDS),
+    "metaexp lq-cmaes": ("lq-cmaes", "strategies/hill_climb.yaml"),
+    "metaexp lq-restarts": ("lq-cmaes", "strategies/restarts.yaml"),
 }
 LANDSCAPE_STRATEGIES = ["hill_climb", "explore_exploit", "restarts", "islands", "pbt", "ga"]
 # operator -> (params' sampler, or None for the landscape's own perturb; the strategies it runs under)
@@ -142,6 +153,7 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
     from metaexp.spec import load_spec
 
     root = tmp / f"f{fid}-d{dim}-s{seed}-{method.split()[-1]}"
+    sampler, strategy = STRATEGIES[method]
     root.mkdir(parents=True)
     (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(dim)))
     (root / "evaluate.py").write_text(HARNESS)
@@ -155,8 +167,8 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
         "harness": {**harness, "env": {"BBOB_SOCKET": str(sock)}, "timeout_s": 30, "sandbox": "off"},
         "metrics": {"f": {"direction": "minimize"}},
         "objective": {"primary": "f"},
-        "operator": {"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
-        "strategy": STRATEGIES[method],
+        "operator": {"kind": "params", "space": "space.yaml", "sampler": sampler},
+        "strategy": strategy,
         "budget": {"max_experiments": evals, "max_invalid_streak": None, "abort_on_consecutive_crashes": 5},
         "seed": seed,
     }
@@ -184,11 +196,17 @@ def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str]) -> dict[str, 
     return {"fid": fid, "dim": dim, "seed": seed, "method": method, "best": best, "s": time.monotonic() - t0}
 
 
-def bbob(seeds: int, workers: int, budgets: tuple[int, ...], dims: tuple[int, ...]) -> str:
+def bbob(
+    seeds: int,
+    workers: int,
+    budgets: tuple[int, ...],
+    dims: tuple[int, ...],
+    methods: tuple[str, ...] = METHODS,
+) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp:
         cells = [(f, d, s) for f in FUNCTIONS for d in dims for s in range(seeds)]
-        jobs = [(f, d, s, m, budgets, tmp) for f, d, s in cells for m in METHODS]
+        jobs = [(f, d, s, m, budgets, tmp) for f, d, s in cells for m in methods]
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for row in pool.imap_unordered(bbob_job, jobs):
                 rows.append(row)
@@ -196,7 +214,7 @@ def bbob(seeds: int, workers: int, budgets: tuple[int, ...], dims: tuple[int, ..
                 print(
                     f"  {row['method']} {where}: {row['best']} ({row['s']:.0f}s)", file=sys.stderr, flush=True
                 )
-    return bbob_table(rows, budgets, dims)
+    return bbob_table(rows, budgets, dims, methods)
 
 
 def _median(rows: list[dict[str, Any]], fid: int, dim: int, method: str, budget: int) -> float:
@@ -205,27 +223,36 @@ def _median(rows: list[dict[str, Any]], fid: int, dim: int, method: str, budget:
     )
 
 
-def bbob_table(rows: list[dict[str, Any]], budgets: tuple[int, ...], dims: tuple[int, ...]) -> str:
-    head = ["function", "d", "evals", *METHODS]
+def bbob_table(
+    rows: list[dict[str, Any]],
+    budgets: tuple[int, ...],
+    dims: tuple[int, ...],
+    methods: tuple[str, ...] = METHODS,
+) -> str:
+    head = ["function", "d", "evals", *methods]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    same, better = [], []
+    same: dict[str, list[bool]] = {}
+    better: dict[str, list[bool]] = {}
     for fid, name in FUNCTIONS.items():
         for dim in dims:
             for b in budgets:
-                med = {m: _median(rows, fid, dim, m, b) for m in METHODS}
+                med = {m: _median(rows, fid, dim, m, b) for m in methods}
                 lines.append(
                     "| "
-                    + " | ".join([f"f{fid} {name}", str(dim), str(b), *(f"{med[m]:.3g}" for m in METHODS)])
+                    + " | ".join([f"f{fid} {name}", str(dim), str(b), *(f"{med[m]:.3g}" for m in methods)])
                     + " |"
                 )
-                cma = med["optuna cmaes"]
-                same.append(med["metaexp cmaes"] <= cma)
-                better.append(min(med["metaexp restarts"], med["metaexp islands"]) <= 0.8 * cma)
-    lines.append(
-        "\nmedian over seeds of the best f - f_opt (lower is better). "
-        f"params + cmaes <= CMA-ES alone: {sum(same)}/{len(same)} rows; "
-        f"restarts or islands <= 0.8 x CMA-ES alone: {sum(better)}/{len(better)} rows"
-    )
+                cma = med.get("optuna cmaes")
+                if cma is None:
+                    continue
+                for m in methods:
+                    if m.startswith("metaexp"):
+                        same.setdefault(m, []).append(med[m] <= cma)
+                        better.setdefault(m, []).append(med[m] <= 0.8 * cma)
+    lines.append("\nmedian over seeds of the best f - f_opt (lower is better). Rows against CMA-ES alone:")
+    for m in same:
+        rows_of = len(same[m])
+        lines.append(f"  {m}: <= CMA-ES alone {sum(same[m])}/{rows_of}, <= 0.8 x {sum(better[m])}/{rows_of}")
     return "\n".join(lines)
 
 
@@ -370,6 +397,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--parts", default="bbob,landscapes")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"bbob: which methods ({', '.join(METHODS)})"
+    )
     parser.add_argument("--landscape-seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--landscape-budgets", default="60,200")
@@ -395,6 +425,10 @@ def main() -> int:
     if unknown:
         known = ", ".join(LANDSCAPE_OPERATORS)
         parser.error(f"--landscape-operators: unknown {unknown[0]!r} (one of {known})")
+    methods = tuple(args.methods.split(","))
+    unknown_methods = [m for m in methods if m not in METHODS]
+    if unknown_methods:
+        parser.error(f"--methods: unknown {unknown_methods[0]!r} (one of {', '.join(METHODS)})")
     if args.nk_seed is not None and "nk" not in args.landscapes.split(","):
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
@@ -402,7 +436,7 @@ def main() -> int:
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
     if "bbob" in parts:
-        print(bbob(args.seeds, args.workers, budgets, dims), flush=True)
+        print(bbob(args.seeds, args.workers, budgets, dims, methods), flush=True)
     if "landscapes" in parts:
         names = tuple(args.landscapes.split(","))
         table = landscapes(args.landscape_seeds, land, args.workers, names, operators, args.nk_seed)

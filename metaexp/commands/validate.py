@@ -76,6 +76,15 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             from metaexp.operators.surrogate import describe
 
             notes.append(describe(plan.space))
+        if op.sampler == "lq-cmaes" and plan.space is not None:
+            from metaexp.operators.samplers import cma_popsize
+
+            numeric = sum(p.type != "categorical" for p in plan.space.values())
+            notes.append(
+                f"sampler lq-cmaes: CMA-ES (a population of {cma_popsize(numeric)}) whose members a "
+                "linear-quadratic model of the metric ranks first; only the best-ranked are evaluated "
+                "while the model ranks them right (all of them when it does not)"
+            )
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
     if spec.strategy.initial == "random" and spec.strategy.is_population:

@@ -42,6 +42,7 @@ class ParamsOperator:
         self.space = ctx.space
         self.styles = ctx.styles
         self.sampler_kind = ctx.spec.operator.sampler
+        self.cma = self.sampler_kind in ("cmaes", "lq-cmaes")  # a search that restarts with a new study
         if self.sampler_kind == "surrogate":
             from metaexp.operators.surrogate import check_space
 
@@ -73,7 +74,7 @@ class ParamsOperator:
         other samplers the one study goes on (they model the whole space)."""
         import optuna
 
-        if self.sampler_kind != "cmaes" and hasattr(self, "search"):
+        if not self.cma and hasattr(self, "search"):
             return self.search
         numeric = [n for n, p in self.space.items() if p.type != "categorical"]
         popsize = cma_popsize(len(numeric)) * 2**self.restarts if self.restarts else None
@@ -95,7 +96,7 @@ class ParamsOperator:
         converged, not one still descending (at d = 5 CMA-ES takes 400-700 evaluations to reach
         0.01 on BBOB's multimodal functions; a fixed patience of 40 restarted it every few
         generations and doubled its best f at 300 evaluations)."""
-        if self.sampler_kind != "cmaes":
+        if not self.cma:
             return True
         return self.search.converged(self.space, spread)
 
@@ -105,7 +106,7 @@ class ParamsOperator:
         point = self._random_point(rng)
         self.restarts += 1
         self.search = self._new_search(point)
-        if self.sampler_kind == "cmaes":  # the new search's first suggestion whole, whatever the style
+        if self.cma:  # the new search's first suggestion whole, whatever the style
             cand = self.propose(state, n, rng, whole=True)
             extra = {**cand.extra, "x0": point}
             return replace(cand, description=f"restart: {cand.description}", extra=extra)
@@ -188,7 +189,7 @@ class ParamsOperator:
 
     def _replay(self, rec: ExperimentRecord) -> None:
         """Rebuild what observe() left in the private study for this record."""
-        if self.sampler_kind == "cmaes" and rec.extra.get("restart") and "x0" in rec.extra:  # a new search
+        if self.cma and rec.extra.get("restart") and "x0" in rec.extra:  # a new search
             self.restarts += 1
             self.search = self._new_search(rec.extra["x0"])
         asked = rec.extra.get("asked")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from metaexp.spec.space import Space
 
-SAMPLERS = ("tpe", "cmaes", "random", "gp", "surrogate")
+SAMPLERS = ("tpe", "cmaes", "lq-cmaes", "random", "gp", "surrogate")
 
 
 def make_sampler(
@@ -33,6 +33,10 @@ def make_sampler(
             return optuna.samplers.CmaEsSampler(
                 seed=seed, popsize=popsize, x0=x0, warn_independent_sampling=False
             )
+    if kind == "lq-cmaes":
+        from metaexp.operators.lq_cmaes import LqCmaesSampler
+
+        return LqCmaesSampler(seed=seed, x0=x0, popsize=popsize)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "gp":
@@ -50,7 +54,7 @@ def make_sampler(
 
 # what a sampler imports on its first proposal, lazily (Optuna's _LazyImport): cmaes pulls in
 # scipy.stats (0.6-1 s here), the GP sampler torch
-_FIRST_USE_IMPORTS = {"cmaes": ("cmaes",), "gp": ("torch",)}
+_FIRST_USE_IMPORTS = {"cmaes": ("cmaes",), "lq-cmaes": ("cmaes",), "gp": ("torch",)}
 _importing: set[str] = set()
 
 
@@ -101,6 +105,9 @@ class Search:
         if kind in _RESEEDABLE and self._sampler is not None:
             _reseed(self._sampler, seed)
             return self._sampler
+        if kind == "lq-cmaes" and self._sampler is not None:  # kept: its replay of the search goes on
+            self._sampler.reseed(seed)
+            return self._sampler
         sampler = make_sampler(kind, seed, self.popsize, self.x0)
         attr = next((a for a in _SPACE_CACHES if hasattr(sampler, a)), None)
         if attr is not None:  # the GP sampler, made per proposal, keeps the search-space cache
@@ -108,12 +115,19 @@ class Search:
                 self.space_cache = getattr(sampler, attr)
             else:
                 setattr(sampler, attr, self.space_cache)
-        if kind in _RESEEDABLE:
+        if kind in (*_RESEEDABLE, "lq-cmaes"):
             self._sampler = sampler
         return sampler
 
     def converged(self, space: Space, spread: float) -> bool:
-        """CMA-ES's newest full generation spans less than `spread` of every range (in unit space)."""
+        """CMA-ES's newest full generation spans less than `spread` of every range (in unit space);
+        lq-CMA-ES's (which evaluates a few members of a generation): twice its distribution's
+        largest standard deviation, as its newest trial recorded it."""
+        from metaexp.operators.lq_cmaes import PREFIX
+
+        for t in reversed(self.study.get_trials(deepcopy=False)):
+            if PREFIX + "spread" in t.system_attrs:
+                return 2 * float(t.system_attrs[PREFIX + "spread"]) < spread
         numeric = [n for n, p in space.items() if p.type != "categorical"]
         popsize = self.popsize or cma_popsize(len(numeric))
         generations: dict[int, list[list[float]]] = {}

@@ -68,10 +68,11 @@ class OperatorSpec(_Strict):
         json_schema_extra=_kind_enum,
     )
     space: str | None = Field(None, description="search space YAML; params: required")
-    sampler: Literal["tpe", "cmaes", "random", "gp", "surrogate"] = Field(
+    sampler: Literal["tpe", "cmaes", "lq-cmaes", "random", "gp", "surrogate"] = Field(
         "tpe",
-        description="params: tpe, cmaes, random, gp (needs torch), or surrogate (discrete spaces: "
-        "a pairwise model of the metric proposes the untried point it scores best)",
+        description="params: tpe, cmaes, lq-cmaes (CMA-ES whose candidates a linear-quadratic model "
+        "screens: fewer evaluations a generation), random, gp (needs torch), or surrogate (discrete "
+        "spaces: a pairwise model of the metric proposes the untried point it scores best)",
     )
     style: str | dict[str, float] = Field(
         "conservative",

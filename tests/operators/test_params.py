@@ -21,6 +21,7 @@ OPTIMUM = {"X": 1.5, "Y": -0.5, "WIDTH": 12}
 SAMPLERS = [
     "tpe",
     "cmaes",
+    "lq-cmaes",
     "random",
     pytest.param("gp", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch")),
 ]
@@ -87,7 +88,7 @@ def test_cmaes_advances_its_generations_toward_the_optimum() -> None:
     assert sum(generations[last]) / len(generations[last]) < sum(generations[first]) / len(generations[first])
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "lq-cmaes", "random"])
 def test_a_resumed_sampler_asks_what_an_uninterrupted_one_asks(sampler: str) -> None:
     """The uninterrupted run reuses its sampler, reseeded per proposal; a resumed one makes a fresh
     sampler: both must ask the same (the reseeding reaches every random stream)."""
@@ -109,6 +110,22 @@ def test_cmaes_says_converged_only_once_a_generation_has_closed_in() -> None:
     assert min(r.value for r in history) < 1e-3  # it closed in on the optimum, not somewhere else
     tpe, _ = _search("tpe", 5)
     assert tpe.converged(0.01)  # type: ignore[attr-defined]  # other samplers: patience alone decides
+
+
+def test_lq_cmaes_evaluates_a_few_members_a_generation_and_closes_in_before_cmaes() -> None:
+    """lq-CMA-ES's model ranks each generation and only the best-ranked members are evaluated: on
+    the bowl it runs more generations than its evaluations fill (7 a generation in 3 dimensions)
+    and gets 100 times closer than CMA-ES in the same 60 evaluations (measured: 0.0012 and 0.74)."""
+    lq, lq_history = _search("lq-cmaes", 60)
+    _, cma_history = _search("cmaes", 60)
+    trials = lq.study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    generations = {t.system_attrs.get("lq-cmaes:generation") for t in trials[1:]}  # the first: random
+    assert len(generations) > 60 / 7 * 1.5
+    lq_best, cma_best = min(r.value for r in lq_history), min(r.value for r in cma_history)
+    assert lq_best < cma_best / 100, (lq_best, cma_best)
+    assert not lq.converged(0.01)  # type: ignore[attr-defined]
+    late, _ = _search("lq-cmaes", 100)
+    assert late.converged(0.01)  # type: ignore[attr-defined]  # its distribution closed in: IPOP may restart
 
 
 @pytest.mark.parametrize("sampler", ["cmaes", "tpe"])

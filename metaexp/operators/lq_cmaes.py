@@ -1,0 +1,215 @@
+"""CMA-ES whose candidates a model screens first: `operator.sampler: lq-cmaes` (lq-CMA-ES, Hansen 2019).
+
+Each generation CMA-ES draws its population as usual, but not every member costs an evaluation: a
+linear-quadratic model of the metric, fitted to the points evaluated so far (linear, then with
+squares, then with every product of two parameters as the data allow), ranks the population; the
+best-ranked members are evaluated, a few at a time, until the model ranks the evaluated points as
+the evaluations do (Kendall's tau >= 0.7) or the whole population is evaluated. CMA-ES is then
+told the evaluated members' values and the model's for the rest. On a smooth metric a generation
+costs one or two evaluations instead of 8-10; where the model is wrong every member is evaluated
+and it is plain CMA-ES.
+
+The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed,
+and each proposal replays the search from the study's history (the replay is kept between
+proposals while the history only grows, so a proposal costs one step). Numeric parameters only;
+a categorical one is drawn at random, as Optuna's CmaEsSampler does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._transform import _SearchSpaceTransform
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
+TAU = 0.7  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
+SIGMA0 = 1 / 6  # of each range, as Optuna's CmaEsSampler starts
+
+# one step of the search: the point to evaluate next, CMA-ES's generation, and how far its
+# distribution spans (the largest standard deviation, in unit space)
+Step = tuple[np.ndarray, int, float]
+
+
+def ncoef(dim: int, kind: int) -> int:
+    """Terms of the model: 0 linear, 1 with squares, 2 with every product of two parameters."""
+    return 1 + dim + (dim if kind >= 1 else 0) + (dim * (dim - 1) // 2 if kind >= 2 else 0)
+
+
+def features(x: np.ndarray, kind: int) -> np.ndarray:
+    x = np.atleast_2d(x)
+    cols = [np.ones((len(x), 1)), x]
+    if kind >= 1:
+        cols.append(x**2)
+    if kind >= 2:
+        upper = np.triu_indices(x.shape[1], 1)
+        cols.append((x[:, :, None] * x[:, None, :])[:, upper[0], upper[1]])
+    return np.hstack(cols)
+
+
+def fit(x: np.ndarray, f: np.ndarray) -> Any:
+    """The richest model the data allow (10 % more points than terms), by least squares with the
+    worse half of the points at half weight; a function of points to predicted values."""
+    n, dim = x.shape
+    kind = next((k for k in (2, 1) if n >= 1.1 * ncoef(dim, k) + 1), 0)
+    weight = np.where(np.argsort(np.argsort(f)) < n // 2, 1.0, 0.5)
+    coef, *_ = np.linalg.lstsq(features(x, kind) * weight[:, None], f * weight, rcond=None)
+    return lambda points: features(points, kind) @ coef
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-a of two rankings (a few dozen points: the pairs, directly)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) < 2:
+        return -1.0
+    agree = np.sign(a[:, None] - a[None, :]) * np.sign(b[:, None] - b[None, :])
+    return float(agree[np.triu_indices(len(a), 1)].mean())
+
+
+def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, float, None]:
+    """lq-CMA-ES over the unit cube, minimising: yields the next point to evaluate (with the
+    generation and the spread), is sent its value (inf: it failed)."""
+    from cmaes import CMA
+
+    dim = len(mean)
+    es = CMA(mean=mean, sigma=SIGMA0, bounds=np.array([[0.0, 1.0]] * dim), seed=seed, population_size=popsize)
+    lam = es.population_size
+    archive_x: list[np.ndarray] = []
+    archive_f: list[float] = []
+
+    def spread() -> float:
+        return float(es._sigma * math.sqrt(float(np.max(np.diag(es._C)))))
+
+    def evaluate(x: np.ndarray) -> Generator[Step, float, float]:
+        value = yield x, es.generation, spread()
+        archive_x.append(x)
+        archive_f.append(value)
+        return value
+
+    def model() -> Any:
+        keep = max(2 * ncoef(dim, 2), 3 * lam)  # the most recent points
+        xs, fs = np.array(archive_x[-keep:]), np.array(archive_f[-keep:])
+        ok = np.isfinite(fs)
+        return fit(xs[ok], fs[ok])
+
+    while True:
+        population = [es.ask() for _ in range(lam)]
+        true: dict[int, float] = {}
+        if int(np.isfinite(archive_f).sum()) < ncoef(dim, 0) + 2:  # too little to model: plain CMA-ES
+            for i, x in enumerate(population):
+                true[i] = yield from evaluate(x)
+            predicted = np.zeros(lam)
+        else:
+            predicted = model()(np.array(population))
+            batch = max(1, lam // 10)
+            while len(true) < lam:
+                for i in [i for i in np.argsort(predicted) if i not in true][:batch]:
+                    true[int(i)] = yield from evaluate(population[i])
+                surrogate = model()
+                recent = min(len(archive_f), max(15, lam))
+                told = np.array(archive_f[-recent:])
+                ok = np.isfinite(told)
+                if kendall(surrogate(np.array(archive_x[-recent:]))[ok], told[ok]) >= TAU:
+                    predicted = surrogate(np.array(population))
+                    break
+                predicted = surrogate(np.array(population))
+                batch = math.ceil(batch * 1.5)
+        finite = [v for v in true.values() if math.isfinite(v)]
+        worst = max(finite, default=0.0) + 1.0
+        values = {i: v if math.isfinite(v) else worst for i, v in true.items()}
+        best = min(values.values())
+        shift = best - min(predicted[i] for i in values)
+        # a member not evaluated ranks by the model, never ahead of the best evaluated one
+        es.tell(
+            [
+                (x, values[i] if i in values else max(float(predicted[i] + shift), best + 1e-12))
+                for i, x in enumerate(population)
+            ]
+        )
+
+
+class LqCmaesSampler(BaseSampler):
+    """See the module's docstring. `x0`: the first generation's centre (default: the middle of the
+    space); `popsize`: CMA-ES's population (default 4 + 3 ln d)."""
+
+    def __init__(
+        self, seed: int | None = None, x0: dict[str, Any] | None = None, popsize: int | None = None
+    ) -> None:
+        self._seed = seed
+        self._x0 = x0 or {}
+        self._popsize = popsize
+        self._random = RandomSampler(seed=seed)
+        self._search_space = IntersectionSearchSpace()
+        self._replay: tuple[Any, Generator[Step, float, None], list[int], Step] | None = None
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+
+    def reseed(self, seed: int) -> None:
+        """This proposal's seed: the search's, if it is the first (later ones keep the first's),
+        and the stream of the parameters drawn at random."""
+        self._seed = seed
+        self._random = RandomSampler(seed=seed)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = self._search_space.calculate(study)
+        numeric = {n: d for n, d in space.items() if not isinstance(d, CategoricalDistribution)}
+        return {n: d for n, d in sorted(numeric.items()) if not d.single()}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        own = [
+            t
+            for t in study._get_trials(deepcopy=False, use_cache=True)
+            if PREFIX + "seed" in t.system_attrs and t.number != trial.number
+        ]
+        if any(not t.state.is_finished() for t in own):
+            return {}  # a proposal still out: its value decides the next one (drawn at random here)
+        seed = int(own[0].system_attrs[PREFIX + "seed"]) if own else (self._seed or 0) % 2**31
+        transform = _SearchSpaceTransform(search_space, transform_0_1=True)
+        space = tuple((n, repr(d)) for n, d in search_space.items())
+        key = (seed, space, self._popsize, tuple(self._x0.items()))
+        numbers = [t.number for t in own]
+        kept = self._replay
+        if kept is None or kept[0] != key or kept[2] != numbers[: len(kept[2])]:  # not this history's
+            mean = np.full(len(search_space), 0.5)
+            if all(n in self._x0 for n in search_space):
+                mean = np.clip(transform.transform({n: self._x0[n] for n in search_space}), 0.0, 1.0)
+            run = search(seed, mean, self._popsize)
+            self._replay = (key, run, [], next(run))
+        _, run, fed, step = self._replay
+        sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+        for t in own[len(fed) :]:
+            ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+            step = run.send(sign * t.value if ok and t.value is not None else math.inf)
+            fed.append(t.number)
+        self._replay = (key, run, fed, step)
+        x, generation, spread = step
+        for name, value in (("seed", seed), ("generation", generation), ("spread", spread)):
+            study._storage.set_trial_system_attr(trial._trial_id, PREFIX + name, value)
+        return transform.untransform(x)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
