@@ -6,9 +6,10 @@
   Katsuura f23) in d = 5 and 10 on [-5, 5]^d, instance 1 + seed. Optuna's CmaEsSampler and
   RandomSampler called directly, in this process, against real metaexp runs (a git repository, the
   harness in a sandboxed subprocess, the ledger): params + cmaes as shipped (a single lineage),
-  the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), and four islands of it. Each
-  metaexp harness run asks this process for f(x) over a Unix socket, so a run is not dominated by
-  importing numpy. Figures: the median over seeds of the best f - f_opt after 100 and 300
+  the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), four islands of it, and
+  params + lq-cmaes (CMA-ES whose candidates a linear-quadratic model screens) alone and with
+  restarts (`--methods` picks some). Each metaexp harness run asks this process for f(x) over a
+  Unix socket, so a run is not dominated by importing numpy. Figures: the median over seeds of the best f - f_opt after 100 and 300
   evaluations. Targets: params + cmaes <= CMA-ES alone on every function; restarts or islands
   <= 0.8 x CMA-ES alone on these multimodal functions.
 * landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
@@ -414,8 +415,8 @@ def main() -> int:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="that it runs: bbob 1 seed, 20 evaluations, d = 5; the deceptive trap, 1 seed, 12 "
-        "evaluations, params + surrogate",
+        help="that it runs: bbob 1 seed, 20 evaluations, d = 5 (every sampler and strategy once); the "
+        "deceptive trap, 1 seed, 12 evaluations, params + surrogate",
     )
     args = parser.parse_args()
     budgets, dims = BUDGETS, DIMS
@@ -433,6 +434,7 @@ def main() -> int:
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
+        methods = tuple(m for m in methods if m not in ("optuna random", "metaexp lq-restarts"))
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
     if "bbob" in parts:

@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
 TAU = 0.7  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
 SIGMA0 = 1 / 6  # of each range, as Optuna's CmaEsSampler starts
+MAX_TERMS = 600  # the model's terms at most: the products of every two parameters up to d = 33
 
 # one step of the search: the point to evaluate next, CMA-ES's generation, and how far its
 # distribution spans (the largest standard deviation, in unit space)
@@ -55,11 +56,16 @@ def features(x: np.ndarray, kind: int) -> np.ndarray:
     return np.hstack(cols)
 
 
+def richest(dim: int) -> int:
+    """The richest model kind whose fit stays cheap in `dim` dimensions (MAX_TERMS)."""
+    return next((k for k in (2, 1) if ncoef(dim, k) <= MAX_TERMS), 0)
+
+
 def fit(x: np.ndarray, f: np.ndarray) -> Any:
-    """The richest model the data allow (10 % more points than terms), by least squares with the
-    worse half of the points at half weight; a function of points to predicted values."""
+    """The richest model the data allow (10 % more points than terms) and MAX_TERMS allows, by least
+    squares with the worse half of the points at half weight; a function of points to values."""
     n, dim = x.shape
-    kind = next((k for k in (2, 1) if n >= 1.1 * ncoef(dim, k) + 1), 0)
+    kind = next((k for k in range(richest(dim), 0, -1) if n >= 1.1 * ncoef(dim, k) + 1), 0)
     weight = np.where(np.argsort(np.argsort(f)) < n // 2, 1.0, 0.5)
     coef, *_ = np.linalg.lstsq(features(x, kind) * weight[:, None], f * weight, rcond=None)
     return lambda points: features(points, kind) @ coef
@@ -95,7 +101,7 @@ def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, 
         return value
 
     def model() -> Any:
-        keep = max(2 * ncoef(dim, 2), 3 * lam)  # the most recent points
+        keep = max(2 * ncoef(dim, richest(dim)), 3 * lam)  # the most recent points
         xs, fs = np.array(archive_x[-keep:]), np.array(archive_f[-keep:])
         ok = np.isfinite(fs)
         return fit(xs[ok], fs[ok])
