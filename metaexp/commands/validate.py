@@ -76,6 +76,11 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             from metaexp.operators.surrogate import describe
 
             notes.append(describe(plan.space))
+        if op.sampler == "cmaes":
+            notes.append(
+                "sampler cmaes: Optuna's CMA-ES; lq-cmaes is the same search with a model that screens "
+                "its candidates (fewer evaluations on a smooth metric: bench/README.md, search_quality)"
+            )
         if op.sampler == "lq-cmaes" and plan.space is not None:
             from metaexp.operators.samplers import cma_popsize
 

@@ -42,13 +42,17 @@ def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_searc
 
 
 def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_path: Path) -> None:
-    """The landscape example with `sampler: lq-cmaes`: validate describes it, `metaexp run` records
-    the sampler's generation with each proposal, and a second run with a larger budget goes on from
-    the records (its generations continue; it does not start CMA-ES over)."""
+    """validate points a cmaes user at lq-cmaes. The landscape example with `sampler: lq-cmaes`:
+    validate describes it, `metaexp run` records the sampler's generation with each proposal, and a
+    second run with a larger budget goes on from the records (its generations continue; it does not
+    start CMA-ES over)."""
     demo = Project(tmp_path / "demo")
     Project(tmp_path).cli("init", "--example", "landscape", str(demo.root))
     spec = yaml.safe_load((demo.root / "metaexp.yaml").read_text())
-    spec["operator"] = {"kind": "params", "space": spec["operator"]["space"], "sampler": "lq-cmaes"}
+    spec["operator"] = {"kind": "params", "space": spec["operator"]["space"], "sampler": "cmaes"}
+    demo.write("metaexp.yaml", yaml.safe_dump(spec))
+    assert "lq-cmaes is the same search with a model" in demo.cli("validate", "metaexp.yaml").stdout
+    spec["operator"]["sampler"] = "lq-cmaes"
     spec["budget"]["max_experiments"] = 20
     demo.write("metaexp.yaml", yaml.safe_dump(spec))
     said = demo.cli("validate", "metaexp.yaml").stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Project
 
 
@@ -28,13 +29,16 @@ def test_near_duplicates_are_skipped_before_they_cost_a_run(project: Project) ->
             assert (sum(squares) / len(squares)) ** 0.5 >= 0.05
 
 
-def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(project: Project) -> None:
-    """escape random_restart with params + cmaes: each restart starts a new search at a random point
-    (IPOP: a larger population), far from the best it leaves, never back at the start."""
+@pytest.mark.parametrize("sampler", ["cmaes", "lq-cmaes"])
+def test_a_restart_leaves_its_optimum_for_a_fresh_point_and_never_the_baseline(
+    project: Project, sampler: str
+) -> None:
+    """escape random_restart with params + cmaes (or lq-cmaes): each restart starts a new search at a
+    random point (IPOP: a larger population), far from the best it leaves, never back at the start."""
     from metaexp.spec.space import load_space
 
     project.run(
-        operator={"kind": "params", "space": "space.yaml", "sampler": "cmaes"},
+        operator={"kind": "params", "space": "space.yaml", "sampler": sampler},
         strategy={"escape": {"patience": 6, "action": "random_restart", "converged": 1.0}},
         budget={"max_experiments": 40},
     )
