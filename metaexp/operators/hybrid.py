@@ -60,6 +60,12 @@ class HybridOperator:
                 "operator.sampler surrogate: only for params over a discrete space; the hybrid tunes "
                 "continuous constants (use tpe, cmaes, random or gp)"
             )
+        if self.op.sampler == "lq-cmaes":  # it continues its own search; the arm asks a fresh study
+            raise SpecError(
+                "operator.sampler lq-cmaes: only for params; the hybrid asks a fresh study of the "
+                "evaluated points per proposal, where it has no search of its own to go on with "
+                "(use tpe, random or gp)"
+            )
         make_sampler(self.op.sampler, 0)  # fail early on a sampler that cannot run here
         make_sampler(self.op.tune.sampler, 0)
         import_ahead(self.op.sampler)
