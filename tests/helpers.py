@@ -15,7 +15,7 @@ from conftest import Project, git
 
 from metaexp.record.refs import population_refs
 from metaexp.run import RunResult, run
-from metaexp.spec import load_spec
+from metaexp.spec import Spec, load_spec
 
 POPULATION = {
     "islands": 2,
@@ -199,3 +199,18 @@ def ratchet(
         if target is not None and (got >= target if maximize else got <= target):
             break
     return history
+
+
+def landscape_spec(operator: dict[str, Any], seed: int = 0) -> Spec:
+    """A spec of the landscape example's target (params.py, loss minimised) with this operator."""
+    return Spec.model_validate(
+        {
+            "tag": "t",
+            "target": ["params.py"],
+            "harness": {"command": "python evaluate.py"},
+            "metrics": {"loss": {}},
+            "objective": {"primary": "loss"},
+            "operator": operator,
+            "seed": seed,
+        }
+    )

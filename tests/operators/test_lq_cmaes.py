@@ -11,12 +11,12 @@ import optuna
 import pytest
 import yaml
 from conftest import LANDSCAPE, ROOT, Project
+from helpers import landscape_spec
 
 from metaexp.errors import SpecError
 from metaexp.operators import Context, make_operator
 from metaexp.operators.lq_cmaes import PREFIX, LqCmaesSampler
 from metaexp.operators.styles import StyleMix
-from metaexp.spec import Spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -81,16 +81,7 @@ def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_pa
 def test_the_hybrid_refuses_it_with_one_line() -> None:
     """The hybrid's numeric arm asks a fresh study of plain points per proposal: lq-cmaes would
     start its search over every time, so it is refused, naming the key."""
-    spec = Spec.model_validate(
-        {
-            "tag": "t",
-            "target": ["params.py"],
-            "harness": {"command": "python evaluate.py"},
-            "metrics": {"loss": {}},
-            "objective": {"primary": "loss"},
-            "operator": {"kind": "hybrid", "sampler": "lq-cmaes", "llm": None},
-        }
-    )
+    spec = landscape_spec({"kind": "hybrid", "sampler": "lq-cmaes", "llm": None})
     files = {"params.py": (LANDSCAPE / "params.py").read_bytes()}
     ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), None, [], files)
     with pytest.raises(SpecError, match=r"^operator\.sampler lq-cmaes: only for params; [^\n]*$"):

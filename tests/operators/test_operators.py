@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import LANDSCAPE, ROOT
 from fake_openai import FakeOpenAI
-from helpers import landscape_model
+from helpers import landscape_model, landscape_spec
 
 from metaexp.candidate import Candidate
 from metaexp.operators import (
@@ -85,17 +85,7 @@ def _spec(
         operator.update(kind="hybrid", llm=llm, tune={"budget": 0}, schedule={"llm": 0.5, "params": 0.5})
     if with_space:
         operator["space"] = "space.yaml"
-    return Spec.model_validate(
-        {
-            "tag": "t",
-            "target": ["params.py"],
-            "harness": {"command": "python evaluate.py"},
-            "metrics": {"loss": {}},
-            "objective": {"primary": "loss"},
-            "operator": operator,
-            "seed": seed,
-        }
-    )
+    return landscape_spec(operator, seed)
 
 
 def _operator(spec: Spec, history: list[ExperimentRecord], files: dict[str, bytes]) -> Operator:

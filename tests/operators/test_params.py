@@ -6,13 +6,12 @@ import importlib.util
 
 import pytest
 from conftest import LANDSCAPE, ROOT
-from helpers import ratchet
+from helpers import landscape_spec, ratchet
 
 from metaexp.operators import Context, LineageState, experiment_rng, make_operator
 from metaexp.operators.styles import StyleMix
 from metaexp.operators.target import read_value
 from metaexp.record.records import ExperimentRecord, Status
-from metaexp.spec import Spec
 from metaexp.spec.space import load_space
 
 SPACE = load_space(ROOT / "search_spaces" / "landscape.yaml")
@@ -33,16 +32,7 @@ def _loss(files: dict[str, bytes]) -> float:
 
 def _operator(sampler: str, history: list[ExperimentRecord], style: str | None = None) -> object:
     operator = {"kind": "params", "space": "space.yaml", "sampler": sampler}
-    spec = Spec.model_validate(
-        {
-            "tag": "t",
-            "target": ["params.py"],
-            "harness": {"command": "python evaluate.py"},
-            "metrics": {"loss": {}},
-            "objective": {"primary": "loss"},
-            "operator": operator if style is None else {**operator, "style": style},
-        }
-    )
+    spec = landscape_spec(operator if style is None else {**operator, "style": style})
     assert spec.operator.style == (style or "global")  # params' default: the sampler's own suggestion
     ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), SPACE, history, FILES)
     return make_operator(ctx)
