@@ -11,8 +11,11 @@ and it is plain CMA-ES.
 
 The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed,
 and each proposal replays the search from the study's history (the replay is kept between
-proposals while the history only grows, so a proposal costs one step). Numeric parameters only;
-a categorical one is drawn at random, as Optuna's CmaEsSampler does.
+proposals while the history only grows, so a proposal costs one step). A proposal asked while
+the search's own is still out (a population evaluates several at once) is a draw from CMA-ES's
+distribution as it stands, as Optuna's CmaEsSampler draws a generation's members; the search
+waits for its own value. Numeric parameters only; a categorical one is drawn at random, as Optuna's
+CmaEsSampler does.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ TAU = 0.7  # the model's ranking is trusted at this Kendall tau (chosen on held-
 SIGMA0 = 1 / 6  # of each range, as Optuna's CmaEsSampler starts
 MAX_TERMS = 600  # the model's terms at most: the products of every two parameters up to d = 33
 
-# one step of the search: the point to evaluate next, CMA-ES's generation, and how far its
-# distribution spans (the largest standard deviation, in unit space)
-Step = tuple[np.ndarray, int, float]
+# one step of the search: the point to evaluate next, CMA-ES's generation, how far its distribution
+# spans (the largest standard deviation, in unit space), and CMA-ES itself, suspended at this step
+Step = tuple[np.ndarray, int, float, Any]
 
 
 def ncoef(dim: int, kind: int) -> int:
@@ -95,7 +98,7 @@ def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, 
         return float(es._sigma * math.sqrt(float(np.max(np.diag(es._C)))))
 
     def evaluate(x: np.ndarray) -> Generator[Step, float, float]:
-        value = yield x, es.generation, spread()
+        value = yield x, es.generation, spread(), es
         archive_x.append(x)
         archive_f.append(value)
         return value
@@ -185,8 +188,6 @@ class LqCmaesSampler(BaseSampler):
             for t in study._get_trials(deepcopy=False, use_cache=True)
             if PREFIX + "seed" in t.system_attrs and t.number != trial.number
         ]
-        if any(not t.state.is_finished() for t in own):
-            return {}  # a proposal still out: its value decides the next one (drawn at random here)
         seed = int(own[0].system_attrs[PREFIX + "seed"]) if own else (self._seed or 0) % 2**31
         transform = _SearchSpaceTransform(search_space, transform_0_1=True)
         space = tuple((n, repr(d)) for n, d in search_space.items())
@@ -202,14 +203,27 @@ class LqCmaesSampler(BaseSampler):
         _, run, fed, step = self._replay
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         for t in own[len(fed) :]:
+            if not t.state.is_finished():
+                break  # the search's proposal still out (a population evaluates several at once)
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             step = run.send(sign * t.value if ok and t.value is not None else math.inf)
             fed.append(t.number)
         self._replay = (key, run, fed, step)
-        x, generation, spread = step
-        for name, value in (("seed", seed), ("generation", generation), ("spread", spread)):
+        x, generation, spread, es = step
+        if len(fed) < len(own):  # its next point waits on that value: a draw from CMA-ES's distribution
+            x = self._draw(es)  # as it stands, not the search's own (its replay skips this trial)
+        else:
+            study._storage.set_trial_system_attr(trial._trial_id, PREFIX + "seed", seed)
+        for name, value in (("generation", generation), ("spread", spread)):
             study._storage.set_trial_system_attr(trial._trial_id, PREFIX + name, value)
         return transform.untransform(x)
+
+    def _draw(self, es: Any) -> np.ndarray:
+        """A point of CMA-ES's current distribution, from this proposal's own stream (CMA-ES's stream
+        stays the search's, so the replay is the same whatever was drawn here)."""
+        rng = np.random.default_rng((self._seed or 0) % 2**31)
+        root = np.linalg.cholesky(es._C + 1e-12 * np.eye(len(es._mean)))
+        return np.clip(es._mean + es._sigma * root @ rng.standard_normal(len(es._mean)), 0.0, 1.0)
 
     def sample_independent(
         self,

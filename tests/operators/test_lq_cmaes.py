@@ -46,6 +46,30 @@ def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_searc
     assert fresh.ask().params == study.ask().params
 
 
+def test_a_proposal_asked_while_the_search_waits_is_a_draw_near_it_and_the_replay_skips_it() -> None:
+    """A population asks again before the search's own proposal is told: the second is a draw from
+    CMA-ES's distribution as it stands (near the search, not anywhere in the box), not the search's
+    own, and the search goes on as a fresh sampler replaying the history does."""
+    study = optuna.create_study(sampler=LqCmaesSampler(seed=5))
+    for _ in range(40):
+        trial = study.ask()
+        study.tell(trial, _sphere(trial))
+    best = study.best_params
+    box = {f"x{i}": optuna.distributions.FloatDistribution(-5.0, 5.0) for i in range(4)}
+    waiting, drawn = study.ask(box), study.ask(box)  # each sampled as it is asked, as params asks
+    assert PREFIX + "seed" in study.trials[waiting.number].system_attrs
+    assert PREFIX + "seed" not in study.trials[drawn.number].system_attrs  # not the search's own
+    values = {t.number: _sphere(t) for t in (waiting, drawn)}
+    gap = max(abs(drawn.params[n] - best[n]) for n in best)
+    assert gap < 1.0, (drawn.params, best)  # uniform in [-5, 5]^4: within 1 of it once in 5^4
+    study.tell(drawn, values[drawn.number])
+    study.tell(waiting, values[waiting.number])
+    fresh = optuna.create_study(sampler=LqCmaesSampler(seed=99))
+    for t in study.trials:
+        fresh.add_trial(t)
+    assert fresh.ask().params == study.ask().params
+
+
 def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_path: Path) -> None:
     """validate points a cmaes user at lq-cmaes. The landscape example with `sampler: lq-cmaes`:
     validate describes it, `metaexp run` records the sampler's generation with each proposal, and a
