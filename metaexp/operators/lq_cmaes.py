@@ -28,10 +28,11 @@ import numpy as np
 import optuna
 from optuna._transform import _SearchSpaceTransform
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
+from optuna.samplers import RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+
+from metaexp.operators.model_sampler import ModelSampler
 
 PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
 TAU = 0.7  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
@@ -145,26 +146,22 @@ def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, 
         )
 
 
-class LqCmaesSampler(BaseSampler):
+class LqCmaesSampler(ModelSampler):
     """See the module's docstring. `x0`: the first generation's centre (default: the middle of the
     space); `popsize`: CMA-ES's population (default 4 + 3 ln d)."""
 
     def __init__(
         self, seed: int | None = None, x0: dict[str, Any] | None = None, popsize: int | None = None
     ) -> None:
-        self._seed = seed
+        super().__init__(seed)
+        self._seed = seed  # this proposal's: the search's if it is the first, and a draw's while it waits
         self._x0 = x0 or {}
         self._popsize = popsize
-        self._random = RandomSampler(seed=seed)
-        self._search_space = IntersectionSearchSpace()
         self._replay: tuple[Any, Generator[Step, float, None], list[int], Step] | None = None
 
-    def reseed_rng(self) -> None:
-        self._random.reseed_rng()
-
     def reseed(self, seed: int) -> None:
-        """This proposal's seed: the search's, if it is the first (later ones keep the first's),
-        and the stream of the parameters drawn at random."""
+        """Seed this proposal as a fresh sampler with `seed` would be; the replay stays (Search keeps
+        the sampler, reseeded per proposal)."""
         self._seed = seed
         self._random = RandomSampler(seed=seed)
 
@@ -188,7 +185,8 @@ class LqCmaesSampler(BaseSampler):
             for t in study._get_trials(deepcopy=False, use_cache=True)
             if PREFIX + "seed" in t.system_attrs and t.number != trial.number
         ]
-        seed = int(own[0].system_attrs[PREFIX + "seed"]) if own else (self._seed or 0) % 2**31
+        fresh = (self._seed or 0) % 2**31
+        seed = int(own[0].system_attrs[PREFIX + "seed"]) if own else fresh
         transform = _SearchSpaceTransform(search_space, transform_0_1=True)
         space = tuple((n, repr(d)) for n, d in search_space.items())
         key = (seed, space, self._popsize, tuple(self._x0.items()))
@@ -211,25 +209,16 @@ class LqCmaesSampler(BaseSampler):
         self._replay = (key, run, fed, step)
         x, generation, spread, es = step
         if len(fed) < len(own):  # its next point waits on that value: a draw from CMA-ES's distribution
-            x = self._draw(es)  # as it stands, not the search's own (its replay skips this trial)
+            x = self._draw(es, fresh)  # as it stands, not the search's own (its replay skips it)
         else:
             study._storage.set_trial_system_attr(trial._trial_id, PREFIX + "seed", seed)
         for name, value in (("generation", generation), ("spread", spread)):
             study._storage.set_trial_system_attr(trial._trial_id, PREFIX + name, value)
         return transform.untransform(x)
 
-    def _draw(self, es: Any) -> np.ndarray:
+    def _draw(self, es: Any, seed: int) -> np.ndarray:
         """A point of CMA-ES's current distribution, from this proposal's own stream (CMA-ES's stream
         stays the search's, so the replay is the same whatever was drawn here)."""
-        rng = np.random.default_rng((self._seed or 0) % 2**31)
+        rng = np.random.default_rng(seed)
         root = np.linalg.cholesky(es._C + 1e-12 * np.eye(len(es._mean)))
         return np.clip(es._mean + es._sigma * root @ rng.standard_normal(len(es._mean)), 0.0, 1.0)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._random.sample_independent(study, trial, param_name, param_distribution)

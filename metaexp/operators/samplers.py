@@ -99,14 +99,12 @@ class Search:
     def sampler(self, kind: str, seed: int) -> optuna.samplers.BaseSampler:
         """The search's sampler for one proposal, seeded by it (a resumed run asks exactly what this
         one did). Made once per search and reseeded per proposal where a sampler's only state
-        besides its settings is its random streams and the search-space cache (tpe, cmaes, random):
-        a fresh one built two numpy RandomStates from the OS's entropy before seeding them (~0.4 ms
-        a proposal), and its fresh IntersectionSearchSpace read the whole history on every ask."""
+        besides its settings is its random streams and the search-space cache (tpe, cmaes, random;
+        lq-cmaes also keeps its replay): a fresh one built two numpy RandomStates from the OS's
+        entropy before seeding them (~0.4 ms a proposal), and its fresh IntersectionSearchSpace read
+        the whole history on every ask."""
         if kind in _RESEEDABLE and self._sampler is not None:
             _reseed(self._sampler, seed)
-            return self._sampler
-        if kind == "lq-cmaes" and self._sampler is not None:  # kept: its replay of the search goes on
-            self._sampler.reseed(seed)
             return self._sampler
         sampler = make_sampler(kind, seed, self.popsize, self.x0)
         attr = next((a for a in _SPACE_CACHES if hasattr(sampler, a)), None)
@@ -115,7 +113,7 @@ class Search:
                 self.space_cache = getattr(sampler, attr)
             else:
                 setattr(sampler, attr, self.space_cache)
-        if kind in (*_RESEEDABLE, "lq-cmaes"):
+        if kind in _RESEEDABLE:
             self._sampler = sampler
         return sampler
 
@@ -144,16 +142,22 @@ class Search:
 
 # where Optuna's relative samplers keep their IntersectionSearchSpace (CMA-ES; GP)
 _SPACE_CACHES = ("_search_space", "_intersection_search_space")
-# samplers whose state is their settings, their seeded random streams and the search-space cache:
-# reseeded, one is the sampler a fresh one with that seed would be (tests/operators/test_params.py)
-_RESEEDABLE = ("tpe", "cmaes", "random")
+# samplers whose state is their settings, their seeded random streams and the search-space cache
+# (lq-cmaes: and its replay of the search, checked against the history on every ask): reseeded,
+# one asks what a fresh one with that seed would (tests/operators/test_params.py)
+_RESEEDABLE = ("tpe", "cmaes", "lq-cmaes", "random")
 
 
 def _reseed(sampler: Any, seed: int) -> None:
     """Seed every random stream of `sampler` and of the samplers it holds (CMA-ES's and TPE's
-    independent RandomSampler) with `seed`, as their constructors do with `seed=`."""
+    independent RandomSampler) with `seed`, as their constructors do with `seed=`; a sampler of
+    metaexp's own that keeps more than streams (lq-cmaes) seeds itself."""
     from optuna.samplers import BaseSampler
     from optuna.samplers._lazy_random_state import LazyRandomState
+
+    if hasattr(sampler, "reseed"):
+        sampler.reseed(seed)
+        return
 
     for value in vars(sampler).values():
         if isinstance(value, LazyRandomState):

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from metaexp.errors import SpecError
+from metaexp.operators.model_sampler import ModelSampler
 
 if TYPE_CHECKING:
     from metaexp.spec.space import Space
@@ -136,20 +135,19 @@ def fit(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
     return np.linalg.solve(x.T @ x + ridge * np.eye(d), x.T @ z)
 
 
-class SurrogateSampler(BaseSampler):
+class SurrogateSampler(ModelSampler):
     """See the module's docstring. `startup`: untried points drawn uniformly before the model
     proposes; `ridge`: the ridge penalty on the standardised metric."""
 
     def __init__(self, seed: int | None = None, startup: int = 10, ridge: float = 0.1) -> None:
+        super().__init__(seed)  # a parameter outside the model: none (validated)
         self._rng = np.random.default_rng(seed)
-        self._random = RandomSampler(seed=seed)  # a parameter outside the model (none, validated)
-        self._search_space = IntersectionSearchSpace()  # Search keeps it across proposals
         self.startup = startup
         self.ridge = ridge
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
-        self._random.reseed_rng()
+        super().reseed_rng()
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: optuna.trial.FrozenTrial
@@ -228,12 +226,3 @@ class SurrogateSampler(BaseSampler):
                 near[:, j] = np.arange(size)
                 rows.append(near)
         return np.unique(np.concatenate(rows), axis=0)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
