@@ -3,8 +3,9 @@
 Each generation CMA-ES draws its population as usual, but not every member costs an evaluation: a
 linear-quadratic model of the metric, fitted to the points evaluated so far (linear, then with
 squares, then with every product of two parameters as the data allow), ranks the population; the
-best-ranked members are evaluated, a few at a time, until the model ranks the evaluated points as
-the evaluations do (Kendall's tau >= 0.7) or the whole population is evaluated. CMA-ES is then
+best-ranked members are evaluated, a few at a time, until the model ranks the latest evaluated
+points as the evaluations do (Kendall's tau >= 0.5, the model as fitted before the newest batch, so
+it is judged on evaluations it has not seen) or the whole population is evaluated. CMA-ES is then
 told the evaluated members' values and the model's for the rest. On a smooth metric a generation
 costs one or two evaluations instead of 8-10; where the model is wrong every member is evaluated
 and it is plain CMA-ES.
@@ -35,7 +36,7 @@ from optuna.trial import TrialState
 from metaexp.operators.model_sampler import ModelSampler
 
 PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
-TAU = 0.7  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
+TAU = 0.5  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
 SIGMA0 = 1 / 6  # of each range, as Optuna's CmaEsSampler starts
 MAX_TERMS = 600  # the model's terms at most: the products of every two parameters up to d = 33
 
@@ -118,19 +119,21 @@ def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, 
                 true[i] = yield from evaluate(x)
             predicted = np.zeros(lam)
         else:
-            predicted = model()(np.array(population))
+            surrogate = model()
+            predicted = surrogate(np.array(population))
             batch = max(1, lam // 10)
             while len(true) < lam:
                 for i in [i for i in np.argsort(predicted) if i not in true][:batch]:
                     true[int(i)] = yield from evaluate(population[i])
-                surrogate = model()
+                # judged on evaluations it has not seen: the model as it stood before this batch
                 recent = min(len(archive_f), max(15, lam))
                 told = np.array(archive_f[-recent:])
                 ok = np.isfinite(told)
-                if kendall(surrogate(np.array(archive_x[-recent:]))[ok], told[ok]) >= TAU:
-                    predicted = surrogate(np.array(population))
-                    break
+                trusted = kendall(surrogate(np.array(archive_x[-recent:]))[ok], told[ok]) >= TAU
+                surrogate = model()
                 predicted = surrogate(np.array(population))
+                if trusted:
+                    break
                 batch = math.ceil(batch * 1.5)
         finite = [v for v in true.values() if math.isfinite(v)]
         worst = max(finite, default=0.0) + 1.0
