@@ -9,9 +9,9 @@
   the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), four islands of it, and
   params + lq-cmaes (CMA-ES whose candidates a linear-quadratic model screens) alone and with
   restarts (`--methods` picks some). Each metaexp harness run asks this process for f(x) over a
-  Unix socket, so a run is not dominated by importing numpy. Figures: the median over seeds of the best f - f_opt after 100 and 300
-  evaluations. Targets: params + cmaes <= CMA-ES alone on every function; restarts or islands
-  <= 0.8 x CMA-ES alone on these multimodal functions.
+  Unix socket, so a run is not dominated by importing numpy. Figures: the median over seeds of the
+  best f - f_opt after 100 and 300 evaluations. Targets: params + cmaes <= CMA-ES alone on every
+  function; restarts or islands <= 0.8 x CMA-ES alone on these multimodal functions.
 * landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
   and 200 (ordered scheduling): success rates with Wilson intervals. Target at 200: the best
   population strategy >= 80 % on both, hill_climb < 20 %. Beside them, in the same run, params with

@@ -92,6 +92,12 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             )
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
+        if op.sampler == "cmaes":
+            notes.append(
+                "sampler cmaes: each numeric step is a draw of CMA-ES's first generation around the "
+                "incumbent's constants (the arm asks a fresh study of the structure's evaluations, and "
+                "CMA-ES learns only from generations of its own); tpe and gp learn from every evaluation"
+            )
     if spec.strategy.initial == "random" and spec.strategy.is_population:
         if hasattr(plan.operator([], plan.target_files), "initial"):
             fresh = spec.strategy.population - 1

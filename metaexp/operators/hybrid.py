@@ -112,9 +112,13 @@ class HybridOperator:
         """One Optuna step over the knobs, from the evaluations of the incumbent's structure."""
         style = self.styles.pick(rng)
         study = self.trials.study(state.commit, knobs)
-        study.sampler = make_sampler(self.op.sampler, rng.randrange(2**31))
-        suggested = study.ask({name: knob.param.distribution() for name, knob in knobs.items()}).params
         current = read_values(_located(knobs), state.files)
+        # CMA-ES has no generations of its own in a study of plain points: its first one, centred
+        # on the incumbent's constants (not the middle of the space, which every step drifted to)
+        inside = all(knob.param.contains(current[name]) for name, knob in knobs.items())
+        x0 = current if self.op.sampler == "cmaes" and inside else None
+        study.sampler = make_sampler(self.op.sampler, rng.randrange(2**31), x0=x0)
+        suggested = study.ask({name: knob.param.distribution() for name, knob in knobs.items()}).params
         names = sorted(knobs)
         count = len(names) if style.count is None else min(style.count, len(names))
         changes: dict[str, Any] = {}

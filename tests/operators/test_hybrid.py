@@ -336,3 +336,24 @@ def test_a_hybrid_run_records_the_box_each_tuning_used(project: Project, server:
 
     for i, t in enumerate(tunes):  # each box is what the tunings before it gained
         assert (t["radius"], t["evaluations"] <= adapted(gains[:i], 4)[1]) == (adapted(gains[:i], 4)[0], True)
+
+
+def test_cmaes_numeric_steps_are_drawn_around_the_incumbent_not_the_middle(project: Project) -> None:
+    """The numeric arm asks a fresh study of plain points, where CMA-ES has no generation of its
+    own: its draw is centred on the incumbent's constants (it was the middle of the space, so
+    every step of a wide space landed half a range away from what it was improving)."""
+    space = "X: {type: float, low: 0.0, high: 100.0}\nY: {type: float, low: -100.0, high: 0.0}\n"
+    (project.root / "wide.yaml").write_text(space + "WIDTH: {type: int, low: 1, high: 32}\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "a wide space")
+    numeric_only = {"llm": 0.0, "params": 1.0}
+    op = hybrid(None, space="wide.yaml", sampler="cmaes", style="global", schedule=numeric_only)
+    said = project.cli("validate", str(project.spec(operator=op))).stdout
+    assert "each numeric step is a draw of CMA-ES's first generation around the incumbent" in said, said
+    project.run(operator=op, budget={"max_experiments": 12})
+    records = project.assert_consistent()
+    at = {r.commit: r.params for r in records if r.commit}
+    steps = [r for r in records if r.extra.get("arm") == "params" and r.parent in at]
+    assert len(steps) >= 8
+    gaps = sorted(abs(r.params["X"] - at[r.parent]["X"]) for r in steps)  # the incumbent X is 0..5
+    assert gaps[len(gaps) // 2] < 20, gaps  # the draw's spread is a sixth of the range (16.7)
