@@ -53,15 +53,22 @@ METHODS = (
     "metaexp islands",
     "metaexp lq-cmaes",
     "metaexp lq-restarts",
+    "metaexp memetic tpe",
+    "metaexp memetic cmaes",
 )
 ISLANDS = {"islands": 4, "population": 1, "escape": {"patience": 40, "action": "random_restart"}}
-# metaexp's methods: (params' sampler, strategy)
-STRATEGIES: dict[str, tuple[str, Any]] = {
+# the binpack example's memetic search (harnesses/binpack/memetic.yaml): the hybrid without an LLM
+MEMETIC = {"kind": "hybrid", "llm": None, "tune": {"sampler": "cmaes", "budget": 8}}
+MEMETIC |= {"schedule": {"llm": 0.3, "params": 0.7}, "style": {"conservative": 0.7, "bold": 0.3}}
+# metaexp's methods: (params' sampler, or the operator; strategy)
+STRATEGIES: dict[str, tuple[str | dict[str, Any], Any]] = {
     "metaexp cmaes": ("cmaes", "strategies/hill_climb.yaml"),
     "metaexp restarts": ("cmaes", "strategies/restarts.yaml"),
     "metaexp islands": ("cmaes", ISLANDS),
     "metaexp lq-cmaes": ("lq-cmaes", "strategies/hill_climb.yaml"),
     "metaexp lq-restarts": ("lq-cmaes", "strategies/restarts.yaml"),
+    "metaexp memetic tpe": ({**MEMETIC, "sampler": "tpe"}, "strategies/hill_climb.yaml"),
+    "metaexp memetic cmaes": ({**MEMETIC, "sampler": "cmaes"}, "strategies/hill_climb.yaml"),
 }
 LANDSCAPE_STRATEGIES = ["hill_climb", "explore_exploit", "restarts", "islands", "pbt", "ga"]
 # operator -> (params' sampler, or None for the landscape's own perturb; the strategies it runs under)
@@ -153,8 +160,10 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
     from metaexp.run import run
     from metaexp.spec import load_spec
 
-    root = tmp / f"f{fid}-d{dim}-s{seed}-{method.split()[-1]}"
-    sampler, strategy = STRATEGIES[method]
+    root = tmp / f"f{fid}-d{dim}-s{seed}-{method.split(' ', 1)[-1].replace(' ', '-')}"
+    operator, strategy = STRATEGIES[method]
+    if isinstance(operator, str):
+        operator = {"kind": "params", "sampler": operator}
     root.mkdir(parents=True)
     (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(dim)))
     (root / "evaluate.py").write_text(HARNESS)
@@ -168,18 +177,24 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
         "harness": {**harness, "env": {"BBOB_SOCKET": str(sock)}, "timeout_s": 30, "sandbox": "off"},
         "metrics": {"f": {"direction": "minimize"}},
         "objective": {"primary": "f"},
-        "operator": {"kind": "params", "space": "space.yaml", "sampler": sampler},
+        "operator": {**operator, "space": "space.yaml"},
         "strategy": strategy,
         "budget": {"max_experiments": evals, "max_invalid_streak": None, "abort_on_consecutive_crashes": 5},
         "seed": seed,
     }
+    if operator["kind"] == "hybrid":  # its experiments tune: a budget of harness runs
+        spec["budget"] = {**spec["budget"], "max_experiments": None, "max_evaluations": evals}
     (root / "metaexp.yaml").write_text(yaml.safe_dump(spec))
     who = ["-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
     for args in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "bench"]):
         subprocess.run(["git", *args], cwd=root, check=True)
     run(load_spec(root / "metaexp.yaml"), out=io.StringIO(), scheduler="serial")
     records = read_records(root / ".metaexp" / "bbob" / "experiments.jsonl")
-    return [r.value for r in records if r.status.harness_ran and r.value is not None][:evals]
+    values = []  # every harness run's value in order (a tuned experiment's runs, each)
+    for r in records:
+        runs = [run["value"] for run in r.extra.get("runs", [])]
+        values += runs if runs else [r.value] if r.status.harness_ran else []
+    return [v for v in values if v is not None][:evals]
 
 
 def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str]) -> dict[str, Any]:
