@@ -7,9 +7,9 @@
   RandomSampler called directly, in this process, against real metaexp runs (a git repository, the
   harness in a sandboxed subprocess, the ledger): params + cmaes as shipped (a single lineage),
   the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), four islands of it, and
-  params + lq-cmaes (CMA-ES whose candidates a linear-quadratic model screens) alone and with
-  restarts, and the binpack example's memetic hybrid (llm: null) with a tpe or cmaes numeric arm
-  (`--methods` picks some). Each metaexp harness run asks this process for f(x) over a
+  params + lq-cmaes (CMA-ES whose candidates a linear-quadratic model screens) alone, with
+  restarts and as four islands, and the binpack example's memetic hybrid (llm: null) with a tpe
+  or cmaes numeric arm (`--methods` picks some). Each metaexp harness run asks this process for f(x) over a
   Unix socket, so a run is not dominated by importing numpy. Figures: the median over seeds of the
   best f - f_opt after 100 and 300 evaluations. Targets: params + cmaes <= CMA-ES alone on every
   function; restarts or islands <= 0.8 x CMA-ES alone on these multimodal functions.
@@ -54,6 +54,7 @@ METHODS = (
     "metaexp islands",
     "metaexp lq-cmaes",
     "metaexp lq-restarts",
+    "metaexp lq-islands",
     "metaexp memetic tpe",
     "metaexp memetic cmaes",
 )
@@ -68,6 +69,7 @@ STRATEGIES: dict[str, tuple[str | dict[str, Any], Any]] = {
     "metaexp islands": ("cmaes", ISLANDS),
     "metaexp lq-cmaes": ("lq-cmaes", "strategies/hill_climb.yaml"),
     "metaexp lq-restarts": ("lq-cmaes", "strategies/restarts.yaml"),
+    "metaexp lq-islands": ("lq-cmaes", ISLANDS),
     "metaexp memetic tpe": ({**MEMETIC, "sampler": "tpe"}, "strategies/hill_climb.yaml"),
     "metaexp memetic cmaes": ({**MEMETIC, "sampler": "cmaes"}, "strategies/hill_climb.yaml"),
 }
@@ -450,7 +452,7 @@ def main() -> int:
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
-        skip = ("optuna random", "metaexp lq-restarts", "metaexp memetic tpe")  # paths run by others
+        skip = ("optuna random", "metaexp lq-restarts", "metaexp lq-islands", "metaexp memetic tpe")
         methods = tuple(m for m in methods if m not in skip)
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
