@@ -168,21 +168,12 @@ class LqCmaesSampler(ModelSampler):
         self._seed = seed
         self._random = RandomSampler(seed=seed)
 
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        space = self._search_space.calculate(study)
-        numeric = {n: d for n, d in space.items() if not isinstance(d, CategoricalDistribution)}
-        return {n: d for n, d in sorted(numeric.items()) if not d.single()}
+    def models(self, dist: BaseDistribution) -> bool:
+        return not isinstance(dist, CategoricalDistribution) and not dist.single()
 
-    def sample_relative(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        search_space: dict[str, BaseDistribution],
+    def propose(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space:
-            return {}
         own = [
             t
             for t in study._get_trials(deepcopy=False, use_cache=True)

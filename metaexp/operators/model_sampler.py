@@ -13,8 +13,8 @@ from optuna.search_space import IntersectionSearchSpace
 
 
 class ModelSampler(BaseSampler):
-    """The base of a sampler that models some parameters together (`sample_relative`) and draws
-    the rest at random. `_search_space` is the cache `Search` keeps across proposals."""
+    """The base of a sampler that models together the parameters `models` accepts (`propose`) and
+    draws the rest at random. `_search_space` is the cache `Search` keeps across proposals."""
 
     def __init__(self, seed: int | None) -> None:
         self._random = RandomSampler(seed=seed)
@@ -22,6 +22,27 @@ class ModelSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
+
+    def models(self, dist: BaseDistribution) -> bool:
+        """Whether the model covers a parameter of this distribution."""
+        raise NotImplementedError
+
+    def propose(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """The modelled parameters' values for `trial` (`search_space` is never empty)."""
+        raise NotImplementedError
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = self._search_space.calculate(study)
+        return {n: d for n, d in sorted(space.items()) if self.models(d)}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.propose(study, trial, search_space) if search_space else {}
 
     def sample_independent(
         self,

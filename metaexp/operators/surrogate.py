@@ -149,20 +149,12 @@ class SurrogateSampler(ModelSampler):
         self._rng = np.random.default_rng()
         super().reseed_rng()
 
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        space = self._search_space.calculate(study)
-        return {n: d for n, d in sorted(space.items()) if choices(d) is not None}
+    def models(self, dist: BaseDistribution) -> bool:
+        return choices(dist) is not None
 
-    def sample_relative(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        search_space: dict[str, BaseDistribution],
+    def propose(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space:
-            return {}
         names = list(search_space)
         values = [choices(search_space[n]) or [] for n in names]
         sizes = [len(v) for v in values]
