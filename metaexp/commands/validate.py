@@ -85,8 +85,9 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             from metaexp.operators.samplers import cma_popsize
 
             numeric = sum(p.type != "categorical" for p in plan.space.values())
+            popsize = cma_popsize(numeric, op.sampler)
             notes.append(
-                f"sampler lq-cmaes: CMA-ES (a population of {cma_popsize(numeric)}) whose members a "
+                f"sampler lq-cmaes: CMA-ES (a population of {popsize}, twice its default) whose members a "
                 "linear-quadratic model of the metric ranks first; only the best-ranked are evaluated "
                 "while the model ranks them right (all of them when it does not)"
             )

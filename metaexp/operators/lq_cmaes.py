@@ -1,14 +1,15 @@
 """CMA-ES whose candidates a model screens first: `operator.sampler: lq-cmaes` (lq-CMA-ES, Hansen 2019).
 
-Each generation CMA-ES draws its population as usual, but not every member costs an evaluation: a
+Each generation CMA-ES draws its population (twice CMA-ES's default size: a larger generation
+searches wider and, screened, costs few more evaluations), but not every member costs one: a
 linear-quadratic model of the metric, fitted to the points evaluated so far (linear, then with
 squares, then with every product of two parameters as the data allow), ranks the population; the
 best-ranked members are evaluated, a few at a time, until the model ranks the latest evaluated
 points as the evaluations do (Kendall's tau >= 0.5, the model as fitted before the newest batch, so
 it is judged on evaluations it has not seen) or the whole population is evaluated. CMA-ES is then
 told the evaluated members' values and the model's for the rest. On a smooth metric a generation
-costs one or two evaluations instead of 8-10; where the model is wrong every member is evaluated
-and it is plain CMA-ES.
+costs one or two evaluations instead of CMA-ES's 8-10; where the model is wrong every member is
+evaluated and it is CMA-ES with twice the population.
 
 The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed,
 and each proposal replays the search from the study's history (the replay is kept between
@@ -34,6 +35,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from metaexp.operators.model_sampler import ModelSampler
+from metaexp.operators.samplers import cma_popsize
 
 PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
 TAU = 0.5  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
@@ -151,7 +153,7 @@ def search(seed: int, mean: np.ndarray, popsize: int | None) -> Generator[Step, 
 
 class LqCmaesSampler(ModelSampler):
     """See the module's docstring. `x0`: the first generation's centre (default: the middle of the
-    space); `popsize`: CMA-ES's population (default 4 + 3 ln d)."""
+    space); `popsize`: CMA-ES's population (default 2 (4 + 3 ln d): samplers.cma_popsize)."""
 
     def __init__(
         self, seed: int | None = None, x0: dict[str, Any] | None = None, popsize: int | None = None
@@ -190,7 +192,7 @@ class LqCmaesSampler(ModelSampler):
             mean = np.full(len(search_space), 0.5)
             if all(n in self._x0 for n in search_space):
                 mean = np.clip(transform.transform({n: self._x0[n] for n in search_space}), 0.0, 1.0)
-            run = search(seed, mean, self._popsize)
+            run = search(seed, mean, self._popsize or cma_popsize(len(search_space), "lq-cmaes"))
             self._replay = (key, run, [], next(run))
         _, run, fed, step = self._replay
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0

@@ -77,7 +77,7 @@ class ParamsOperator:
         if not self.cma and hasattr(self, "search"):
             return self.search
         numeric = [n for n, p in self.space.items() if p.type != "categorical"]
-        popsize = cma_popsize(len(numeric)) * 2**self.restarts if self.restarts else None
+        popsize = cma_popsize(len(numeric), self.sampler_kind) * 2**self.restarts if self.restarts else None
         center = {k: v for k, v in (x0 or {}).items() if k in numeric} or None
         return Search(optuna.create_study(direction=self.direction), center, popsize)
 

@@ -85,7 +85,7 @@ def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_pa
     spec["budget"]["max_experiments"] = 20
     demo.write("metaexp.yaml", yaml.safe_dump(spec))
     said = demo.cli("validate", "metaexp.yaml").stdout
-    assert "sampler lq-cmaes: CMA-ES (a population of 7)" in said, said
+    assert "sampler lq-cmaes: CMA-ES (a population of 14, twice its default)" in said, said
     demo.cli("run", "metaexp.yaml")
     first = demo.assert_consistent("landscape")
     spec["budget"]["max_experiments"] = 45
