@@ -91,7 +91,8 @@ def test_an_evaluation_whose_worker_dies_is_run_again(project: Project, ray_sess
     records = check_population(project)
     _unique_and_consecutive(records)
     evaluated = [r for r in records if r.status.harness_ran]
-    assert len(evaluated) == 8 and not any(r.status is Status.CRASH for r in evaluated)  # the retry ran it
+    crashed = [(r.n, r.generation, r.island, r.reason) for r in evaluated if r.status is Status.CRASH]
+    assert len(evaluated) == 8 and not crashed, crashed  # the retry ran it
     assert not (project.root.parent / "kill-the-worker").exists()  # the kill happened
 
 
