@@ -93,12 +93,23 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
             )
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
-        if op.sampler == "cmaes":
-            notes.append(
-                "sampler cmaes: each numeric step is a draw of CMA-ES's first generation around the "
-                "incumbent's constants (the arm asks a fresh study of the structure's evaluations, and "
-                "CMA-ES learns only from generations of its own); tpe and gp learn from every evaluation"
-            )
+        if op.sampler in ("cmaes", "lq-cmaes"):
+            whole = [s.name for s in plan.styles.styles if s.count is None and s.scale >= 1.0]
+            narrow = [s.name for s in plan.styles.styles if s.name not in whole]
+            taught = f"; a step of style {', '.join(narrow)} is a draw that teaches it nothing" * bool(narrow)
+            if whole:
+                notes.append(
+                    f"sampler {op.sampler}: a numeric step of style {', '.join(whole)} writes the suggestion "
+                    "whole and is the sampler's own trial, so its generations carry across the steps of a "
+                    "structure (a new structure starts a new search around its constants)" + taught
+                )
+            else:
+                notes.append(
+                    f"sampler {op.sampler}: style {', '.join(narrow)} narrows each numeric step, so none is "
+                    "the sampler's own trial: each is a draw of its first generation around the incumbent's "
+                    "constants (style global writes the suggestion whole, and its generations carry across "
+                    "steps); tpe and gp learn from every evaluation"
+                )
     if spec.strategy.initial == "random" and spec.strategy.is_population:
         if hasattr(plan.operator([], plan.target_files), "initial"):
             fresh = spec.strategy.population - 1

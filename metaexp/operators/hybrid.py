@@ -19,7 +19,7 @@ from metaexp.candidate import Candidate, Knob, TunePlan
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.knobs import find_knobs
-from metaexp.operators.params import toward
+from metaexp.operators.params import narrowed, own_trial
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.samplers import import_ahead, make_sampler
 from metaexp.operators.styles import StyleMix
@@ -59,12 +59,6 @@ class HybridOperator:
             raise SpecError(
                 "operator.sampler surrogate: only for params over a discrete space; the hybrid tunes "
                 "continuous constants (use tpe, cmaes, random or gp)"
-            )
-        if self.op.sampler == "lq-cmaes":  # it continues its own search; the arm asks a fresh study
-            raise SpecError(
-                "operator.sampler lq-cmaes: only for params; the hybrid asks a fresh study of the "
-                "evaluated points per proposal, where it has no search of its own to go on with "
-                "(use tpe, random or gp)"
             )
         make_sampler(self.op.sampler, 0)  # fail early on a sampler that cannot run here
         make_sampler(self.op.tune.sampler, 0)
@@ -109,31 +103,28 @@ class HybridOperator:
     # --- the arms
 
     def _numeric(self, state: LineageState, knobs: dict[str, Knob], rng: random.Random) -> Candidate:
-        """One Optuna step over the knobs, from the evaluations of the incumbent's structure."""
+        """One Optuna step over the knobs, from the evaluations of the incumbent's structure. A step
+        written whole (style global) is the sampler's own trial, kept in the record as params keeps
+        it, so CMA-ES goes on with its generations across steps; a narrowed step is a point."""
         style = self.styles.pick(rng)
         study = self.trials.study(state.commit, knobs)
         current = read_values(_located(knobs), state.files)
-        # CMA-ES has no generations of its own in a study of plain points: its first one, centred
-        # on the incumbent's constants (not the middle of the space, which every step drifted to)
+        # CMA-ES's first generation is centred on the incumbent's constants (not the middle of the
+        # space); once it has generations of its own, they go on from where they are
         inside = all(knob.param.contains(current[name]) for name, knob in knobs.items())
-        x0 = current if self.op.sampler == "cmaes" and inside else None
+        x0 = current if self.op.sampler in ("cmaes", "lq-cmaes") and inside else None
         study.sampler = make_sampler(self.op.sampler, rng.randrange(2**31), x0=x0)
-        suggested = study.ask({name: knob.param.distribution() for name, knob in knobs.items()}).params
-        names = sorted(knobs)
-        count = len(names) if style.count is None else min(style.count, len(names))
-        changes: dict[str, Any] = {}
-        for name in rng.sample(names, len(names)):  # the first `count` names whose value would change
-            value = toward(knobs[name].param, current[name], suggested[name], style.scale)
-            if value != current[name]:
-                changes[name] = value
-            if len(changes) == count:
-                break
-        files, params, description = apply_values(_located(knobs), state.files, changes)
+        trial = study.ask({name: knob.param.distribution() for name, knob in knobs.items()})
+        suggested = trial.params
+        exact = style.count is None and style.scale >= 1.0
+        space = {name: knob.param for name, knob in knobs.items()}
+        changes = narrowed(space, current, suggested, style.count, style.scale, rng)
+        files, params, description = apply_values(_located(knobs), state.files, changes, exact=exact)
+        extra = {**_extra("params", knobs), **own_trial(study, trial, exact)}
         if not files:
-            raise InvalidProposal(
-                "the sampler's suggestion equals the current values", _extra("params", knobs)
-            )
-        return Candidate(state.commit, files, description, style.name, params, _extra("params", knobs))
+            twin = {"twin": {"value": state.value}} if exact else {}
+            raise InvalidProposal("the sampler's suggestion equals the current values", {**extra, **twin})
+        return Candidate(state.commit, files, description, style.name, params, extra)
 
     def _restart(self, state: LineageState, knobs: dict[str, Knob], rng: random.Random) -> Candidate:
         """llm: null: a bold jump of the constants, which the loop then tunes (a memetic restart)."""

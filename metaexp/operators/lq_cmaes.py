@@ -11,9 +11,10 @@ told the evaluated members' values and the model's for the rest. On a smooth met
 costs one or two evaluations instead of CMA-ES's 8-10; where the model is wrong every member is
 evaluated and it is CMA-ES with twice the population.
 
-The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed,
-and each proposal replays the search from the study's history (the replay is kept between
-proposals while the history only grows, so a proposal costs one step). A proposal asked while
+The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed
+and where it began (a caller whose x0 moves, as the hybrid's incumbent does, does not move the
+search), and each proposal replays the search from the study's history (the replay is kept
+between proposals while the history only grows, so a proposal costs one step). A proposal asked while
 the search's own is still out (a population evaluates several at once) is a draw from CMA-ES's
 distribution as it stands, as Optuna's CmaEsSampler draws a generation's members; the search
 waits for its own value. Numeric parameters only; a categorical one is drawn at random, as Optuna's
@@ -37,7 +38,7 @@ from optuna.trial import TrialState
 from metaexp.operators.model_sampler import ModelSampler
 from metaexp.operators.samplers import cma_popsize
 
-PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, generation, spread
+PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, mean, generation, spread
 TAU = 0.5  # the model's ranking is trusted at this Kendall tau (chosen on held-out BBOB functions)
 SIGMA0 = 1 / 6  # of each range, as Optuna's CmaEsSampler starts
 MAX_TERMS = 600  # the model's terms at most: the products of every two parameters up to d = 33
@@ -184,14 +185,16 @@ class LqCmaesSampler(ModelSampler):
         fresh = (self._seed or 0) % 2**31
         seed = int(own[0].system_attrs[PREFIX + "seed"]) if own else fresh
         transform = _SearchSpaceTransform(search_space, transform_0_1=True)
+        mean = np.full(len(search_space), 0.5)
+        if own and PREFIX + "mean" in own[0].system_attrs:  # where the search began, whatever x0 is now
+            mean = np.array(own[0].system_attrs[PREFIX + "mean"], dtype=float)
+        elif all(n in self._x0 for n in search_space):
+            mean = np.clip(transform.transform({n: self._x0[n] for n in search_space}), 0.0, 1.0)
         space = tuple((n, repr(d)) for n, d in search_space.items())
-        key = (seed, space, self._popsize, tuple(self._x0.items()))
+        key = (seed, space, self._popsize, tuple(mean))
         numbers = [t.number for t in own]
         kept = self._replay
         if kept is None or kept[0] != key or kept[2] != numbers[: len(kept[2])]:  # not this history's
-            mean = np.full(len(search_space), 0.5)
-            if all(n in self._x0 for n in search_space):
-                mean = np.clip(transform.transform({n: self._x0[n] for n in search_space}), 0.0, 1.0)
             run = search(seed, mean, self._popsize or cma_popsize(len(search_space), "lq-cmaes"))
             self._replay = (key, run, [], next(run))
         _, run, fed, step = self._replay
@@ -208,6 +211,7 @@ class LqCmaesSampler(ModelSampler):
             x = self._draw(es, fresh)  # as it stands, not the search's own (its replay skips it)
         else:
             study._storage.set_trial_system_attr(trial._trial_id, PREFIX + "seed", seed)
+            study._storage.set_trial_system_attr(trial._trial_id, PREFIX + "mean", [float(v) for v in mean])
         for name, value in (("generation", generation), ("spread", spread)):
             study._storage.set_trial_system_attr(trial._trial_id, PREFIX + name, value)
         return transform.untransform(x)

@@ -128,40 +128,15 @@ class ParamsOperator:
         trial = self.study.ask(self.dists)
         suggested = trial.params
         current = read_values(self.located, state.files)
-        changes = self._changes(current, suggested, count, scale, rng)
+        changes = narrowed(self.space, current, suggested, count, scale, rng)
         exact = scale >= 1.0 and count is None  # the suggestion whole, written exactly
         files, params, description = apply_values(self.located, state.files, changes, exact=exact)
         self._pending[n - 2] = (trial, exact)
-        attrs = self.study.get_trials(deepcopy=False)[trial.number].system_attrs
-        # what the private study must hold after this experiment, so a resumed run rebuilds it exactly
-        extra: dict[str, Any] = {"asked": suggested, "exact": exact}
-        if attrs and exact:
-            extra["sampler_attrs"] = attrs
+        extra = own_trial(self.study, trial, exact)
         if not files:  # the suggestion is the current point: it scored the parent's value
             twin = {"twin": {"value": state.value}} if exact else {}
             raise InvalidProposal("the sampler's suggestion equals the current values", {**extra, **twin})
         return Candidate(state.commit, files, description, style.name, params, extra)
-
-    def _changes(
-        self,
-        current: dict[str, Any],
-        suggested: dict[str, Any],
-        count: int | None,
-        scale: float,
-        rng: random.Random,
-    ) -> dict[str, Any]:
-        """The values a proposal writes: all of the suggestion, or (a narrowing style) the first
-        `count` names whose value would change, each moved at most `scale` toward it."""
-        names = sorted(self.space)
-        limit = len(names) if count is None else min(count, len(names))
-        changes: dict[str, Any] = {}
-        for name in rng.sample(names, len(names)):
-            value = toward(self.space[name], current[name], suggested[name], scale)
-            if value != current[name]:
-                changes[name] = value
-            if len(changes) == limit:
-                break
-        return changes
 
     def observe(self, record: ExperimentRecord) -> None:
         pending = self._pending.pop(record.generation, None) if record.n > 1 else None
@@ -169,7 +144,7 @@ class ParamsOperator:
             self._replay(record)
             return
         trial, exact = pending
-        value = _value_of(record)
+        value = value_of(record)
         if exact:
             self._tell(trial, value)
             return
@@ -193,7 +168,7 @@ class ParamsOperator:
             self.restarts += 1
             self.search = self._new_search(rec.extra["x0"])
         asked = rec.extra.get("asked")
-        value = _value_of(rec)
+        value = value_of(rec)
         if asked is not None and rec.extra.get("exact"):  # the sampler's own trial, with its attrs
             self._add(rec, system_attrs=rec.extra.get("sampler_attrs", {}), params=asked, value=value)
             return
@@ -226,7 +201,40 @@ class ParamsOperator:
         )
 
 
-def _value_of(rec: ExperimentRecord) -> float | None:
+def own_trial(study: optuna.Study, trial: optuna.trial.Trial, exact: bool) -> dict[str, Any]:
+    """What a record keeps of the sampler's trial, so that a private study rebuilt from the records
+    holds it exactly: the suggestion (`asked`), whether it was written whole (`exact`: only then is
+    the evaluation the trial's own), and the sampler's system attrs (CMA-ES's generation and state)."""
+    extra: dict[str, Any] = {"asked": trial.params, "exact": exact}
+    attrs = study.get_trials(deepcopy=False)[trial.number].system_attrs
+    if attrs and exact:
+        extra["sampler_attrs"] = attrs
+    return extra
+
+
+def narrowed(
+    space: Mapping[str, Param],
+    current: Mapping[str, Any],
+    suggested: Mapping[str, Any],
+    count: int | None,
+    scale: float,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """The values a proposal writes: all of the suggestion, or (a narrowing style) the first
+    `count` names whose value would change, each moved at most `scale` toward it."""
+    names = sorted(space)
+    limit = len(names) if count is None else min(count, len(names))
+    changes: dict[str, Any] = {}
+    for name in rng.sample(names, len(names)):
+        value = toward(space[name], current[name], suggested[name], scale)
+        if value != current[name]:
+            changes[name] = value
+        if len(changes) == limit:
+            break
+    return changes
+
+
+def value_of(rec: ExperimentRecord) -> float | None:
     """What a record says the point scored: its value, or a duplicate's twin's."""
     if rec.value is not None and not rec.status.failed:
         return rec.value

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import re
 import shutil
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from fake_openai import FakeOpenAI
 from metaexp.errors import SpecError
 from metaexp.operators import InvalidProposal
 from metaexp.operators.knobs import find_knobs
+from metaexp.operators.lq_cmaes import PREFIX
 from metaexp.operators.target import read_value
 from metaexp.record.records import ExperimentRecord, Status
 from metaexp.run import run
@@ -339,17 +341,14 @@ def test_a_hybrid_run_records_the_box_each_tuning_used(project: Project, server:
 
 
 def test_cmaes_numeric_steps_are_drawn_around_the_incumbent_not_the_middle(project: Project) -> None:
-    """The numeric arm asks a fresh study of plain points, where CMA-ES has no generation of its
-    own: its draw is centred on the incumbent's constants (it was the middle of the space, so
-    every step of a wide space landed half a range away from what it was improving)."""
-    space = "X: {type: float, low: 0.0, high: 100.0}\nY: {type: float, low: -100.0, high: 0.0}\n"
-    (project.root / "wide.yaml").write_text(space + "WIDTH: {type: int, low: 1, high: 32}\n")
-    git(project.root, "add", "-A")
-    git(project.root, "commit", "-qm", "a wide space")
+    """CMA-ES's first generation in a structure is centred on the incumbent's constants (it was the
+    middle of the space, so every step of a wide space landed half a range away from what it was
+    improving), and its later generations go on from there."""
+    _wide(project)
     numeric_only = {"llm": 0.0, "params": 1.0}
     op = hybrid(None, space="wide.yaml", sampler="cmaes", style="global", schedule=numeric_only)
     said = project.cli("validate", str(project.spec(operator=op))).stdout
-    assert "each numeric step is a draw of CMA-ES's first generation around the incumbent" in said, said
+    assert "a numeric step of style global writes the suggestion whole and is the sampler's own trial" in said
     project.run(operator=op, budget={"max_experiments": 12})
     records = project.assert_consistent()
     at = {r.commit: r.params for r in records if r.commit}
@@ -357,3 +356,62 @@ def test_cmaes_numeric_steps_are_drawn_around_the_incumbent_not_the_middle(proje
     assert len(steps) >= 8
     gaps = sorted(abs(r.params["X"] - at[r.parent]["X"]) for r in steps)  # the incumbent X is 0..5
     assert gaps[len(gaps) // 2] < 20, gaps  # the draw's spread is a sixth of the range (16.7)
+
+
+def _wide(project: Project) -> None:
+    space = "X: {type: float, low: 0.0, high: 100.0}\nY: {type: float, low: -100.0, high: 0.0}\n"
+    (project.root / "wide.yaml").write_text(space + "WIDTH: {type: int, low: 1, high: 32}\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "a wide space")
+
+
+@pytest.mark.parametrize("sampler,key", [("cmaes", "cma:generation"), ("lq-cmaes", PREFIX + "generation")])
+def test_numeric_steps_written_whole_are_the_samplers_own_and_its_generations_go_on(
+    project: Project, sampler: str, key: str
+) -> None:
+    """Each numeric step asks a study rebuilt from the records; a step written whole (style global)
+    is kept as the sampler's own trial with its attrs, so CMA-ES advances its generations across
+    steps and closes in (it stayed in its first generation: every step a draw around the incumbent)."""
+    _wide(project)
+    numeric_only = {"llm": 0.0, "params": 1.0}
+    op = hybrid(None, space="wide.yaml", sampler=sampler, style="global", schedule=numeric_only)
+    project.run(operator=op, budget={"max_experiments": 36})
+    records = project.assert_consistent()
+    steps = [r for r in records if r.extra.get("arm") == "params" and r.status.harness_ran]
+    assert all(r.extra["exact"] and r.extra["asked"] == r.params for r in steps)
+    generation = [int(r.extra["sampler_attrs"][key]) for r in steps]
+    assert generation == sorted(generation) and generation[-1] >= 3, generation
+    first = [r.value for r, g in zip(steps, generation, strict=True) if g == 0]
+    last = [r.value for r, g in zip(steps, generation, strict=True) if g == generation[-1]]
+    assert statistics.median(last) < 0.5 * statistics.median(first), (first, last)  # it closes in
+
+
+def test_a_hybrids_lq_cmaes_steps_are_one_search_and_a_resumed_run_goes_on_with_it(make_project: Any) -> None:
+    """lq-cmaes's trials carry where its search began: the steps the records keep are the points of
+    one search (replayed from the first step's seed and start with the values it was told), though
+    the x0 the hybrid gives it (the incumbent) moves; a resumed run proposes what an uninterrupted
+    one does."""
+    import numpy as np
+    from optuna._transform import _SearchSpaceTransform
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from metaexp.operators.lq_cmaes import search
+    from metaexp.operators.params import value_of
+    from metaexp.operators.samplers import cma_popsize
+
+    op = hybrid(None, space="space.yaml", sampler="lq-cmaes", style="global", tune={"budget": 4})
+    whole, halves = make_project("whole"), make_project("halves")
+    whole.run(operator=op, budget={"max_experiments": None, "max_evaluations": 32})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 16})
+    halves.run(operator=op, budget={"max_experiments": None, "max_evaluations": 32})
+    a, b = whole.assert_consistent(), halves.assert_consistent()
+    assert [(r.description, r.value) for r in a] == [(r.description, r.value) for r in b]
+    steps = [r for r in a if "sampler_attrs" in r.extra]
+    assert len({r.parent for r in steps}) > 1 and len(steps) > 8  # the incumbent moved between steps
+    first = steps[0].extra["sampler_attrs"]
+    run = search(first[PREFIX + "seed"], np.array(first[PREFIX + "mean"]), cma_popsize(3, "lq-cmaes"))
+    dists = {"WIDTH": IntDistribution(1, 32), "X": FloatDistribution(-5, 5), "Y": FloatDistribution(-5, 5)}
+    transform, x = _SearchSpaceTransform(dists, transform_0_1=True), next(run)[0]
+    for r in steps:
+        assert transform.untransform(x) == r.extra["asked"], r.n
+        x = run.send(value_of(r))[0]

@@ -8,15 +8,10 @@ import math
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
-from conftest import LANDSCAPE, ROOT, Project
-from helpers import landscape_spec
+from conftest import Project
 
-from metaexp.errors import SpecError
-from metaexp.operators import Context, make_operator
 from metaexp.operators.lq_cmaes import PREFIX, LqCmaesSampler
-from metaexp.operators.styles import StyleMix
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -100,13 +95,3 @@ def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_pa
     assert after == sorted(after)
     best = min(r.value for r in records if r.value is not None and math.isfinite(r.value))
     assert best < records[0].value / 10, json.dumps([r.value for r in records])
-
-
-def test_the_hybrid_refuses_it_with_one_line() -> None:
-    """The hybrid's numeric arm asks a fresh study of plain points per proposal: lq-cmaes would
-    start its search over every time, so it is refused, naming the key."""
-    spec = landscape_spec({"kind": "hybrid", "sampler": "lq-cmaes", "llm": None})
-    files = {"params.py": (LANDSCAPE / "params.py").read_bytes()}
-    ctx = Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), None, [], files)
-    with pytest.raises(SpecError, match=r"^operator\.sampler lq-cmaes: only for params; [^\n]*$"):
-        make_operator(ctx)
