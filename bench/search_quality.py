@@ -9,10 +9,12 @@
   the same with restarts (strategies/restarts.yaml: IPOP-CMA-ES), four islands of it, and
   params + lq-cmaes (CMA-ES whose candidates a linear-quadratic model screens) alone, with
   restarts and as four islands, and the binpack example's memetic hybrid (llm: null) with a tpe
-  or cmaes numeric arm (`--methods` picks some). Each metaexp harness run asks this process for f(x) over a
-  Unix socket, so a run is not dominated by importing numpy. Figures: the median over seeds of the
-  best f - f_opt after 100 and 300 evaluations. Targets: params + cmaes <= CMA-ES alone on every
-  function; restarts or islands <= 0.8 x CMA-ES alone on these multimodal functions.
+  or cmaes numeric arm, and with a cmaes or lq-cmaes arm whose steps are written whole (style
+  global: the sampler's own trials) (`--methods` picks some). Each metaexp harness run asks this
+  process for f(x) over a Unix socket, so a run is not dominated by importing numpy. Figures: the
+  median over seeds of the best f - f_opt after 100 and 300 evaluations. Targets: params + cmaes
+  <= CMA-ES alone on every function; restarts or islands <= 0.8 x CMA-ES alone on these
+  multimodal functions.
 * landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
   and 200 (ordered scheduling): success rates with Wilson intervals. Target at 200: the best
   population strategy >= 80 % on both, hill_climb < 20 %. Beside them, in the same run, params with
@@ -57,11 +59,14 @@ METHODS = (
     "metaexp lq-islands",
     "metaexp memetic tpe",
     "metaexp memetic cmaes",
+    "metaexp memetic cmaes global",
+    "metaexp memetic lq-cmaes global",
 )
 ISLANDS = {"islands": 4, "population": 1, "escape": {"patience": 40, "action": "random_restart"}}
 # the binpack example's memetic search (harnesses/binpack/memetic.yaml): the hybrid without an LLM
 MEMETIC = {"kind": "hybrid", "llm": None, "tune": {"sampler": "cmaes", "budget": 8}}
 MEMETIC |= {"schedule": {"llm": 0.3, "params": 0.7}, "style": {"conservative": 0.7, "bold": 0.3}}
+HILL_CLIMB = "strategies/hill_climb.yaml"
 # metaexp's methods: (params' sampler, or the operator; strategy)
 STRATEGIES: dict[str, tuple[str | dict[str, Any], Any]] = {
     "metaexp cmaes": ("cmaes", "strategies/hill_climb.yaml"),
@@ -72,6 +77,9 @@ STRATEGIES: dict[str, tuple[str | dict[str, Any], Any]] = {
     "metaexp lq-islands": ("lq-cmaes", ISLANDS),
     "metaexp memetic tpe": ({**MEMETIC, "sampler": "tpe"}, "strategies/hill_climb.yaml"),
     "metaexp memetic cmaes": ({**MEMETIC, "sampler": "cmaes"}, "strategies/hill_climb.yaml"),
+    # the numeric arm writes the suggestion whole: each step is the sampler's own trial
+    "metaexp memetic cmaes global": ({**MEMETIC, "sampler": "cmaes", "style": "global"}, HILL_CLIMB),
+    "metaexp memetic lq-cmaes global": ({**MEMETIC, "sampler": "lq-cmaes", "style": "global"}, HILL_CLIMB),
 }
 LANDSCAPE_STRATEGIES = ["hill_climb", "explore_exploit", "restarts", "islands", "pbt", "ga"]
 # operator -> (params' sampler, or None for the landscape's own perturb; the strategies it runs under)
@@ -453,6 +461,7 @@ def main() -> int:
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
         skip = ("optuna random", "metaexp lq-restarts", "metaexp lq-islands", "metaexp memetic tpe")
+        skip += ("metaexp memetic cmaes global",)
         methods = tuple(m for m in methods if m not in skip)
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
