@@ -349,6 +349,9 @@ def test_cmaes_numeric_steps_are_drawn_around_the_incumbent_not_the_middle(proje
     op = hybrid(None, space="wide.yaml", sampler="cmaes", style="global", schedule=numeric_only)
     said = project.cli("validate", str(project.spec(operator=op))).stdout
     assert "a numeric step of style global writes the suggestion whole and is the sampler's own trial" in said
+    narrowed = {**op, "style": {"conservative": 0.7, "bold": 0.3}}
+    said = project.cli("validate", str(project.spec(operator=narrowed, tag="narrowed"))).stdout
+    assert "style conservative, bold narrows each numeric step, so none is the sampler's own trial" in said
     project.run(operator=op, budget={"max_experiments": 12})
     records = project.assert_consistent()
     at = {r.commit: r.params for r in records if r.commit}
