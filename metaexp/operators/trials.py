@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from metaexp.operators.params import value_of
 from metaexp.operators.prompt import OptimiserState, TuningGain
 from metaexp.record.records import ExperimentRecord
 from metaexp.spec.space import Param
@@ -58,8 +59,6 @@ class Trials:
             self.edits.append(TuningGain(rec.n, str(rec.status), tune["untuned"], tune["tuned"], description))
 
     def _add_points(self, sid: str, rec: ExperimentRecord) -> None:
-        from metaexp.operators.params import value_of
-
         asked = rec.extra.get("asked")
         if asked is not None and rec.extra.get("exact"):  # the sampler's own trial (a repeat: its twin's)
             self.points[sid].append((asked, value_of(rec), rec.extra.get("sampler_attrs", {})))
