@@ -81,6 +81,12 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
                 "sampler cmaes: Optuna's CMA-ES; lq-cmaes is the same search with a model that screens "
                 "its candidates (fewer evaluations on a smooth metric: bench/README.md, search_quality)"
             )
+        categoricals = [n for n, p in (plan.space or {}).items() if p.type == "categorical"]
+        if op.sampler in ("cmaes", "lq-cmaes") and categoricals:
+            notes.append(
+                f"sampler {op.sampler}: CMA-ES models the numbers; {', '.join(categoricals)} "
+                "(categorical) each sampled by TPE on its own, from every trial"
+            )
         if op.sampler == "lq-cmaes" and plan.space is not None:
             from metaexp.operators.samplers import cma_popsize
 

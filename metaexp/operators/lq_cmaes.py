@@ -17,8 +17,9 @@ search), and each proposal replays the search from the study's history (the repl
 between proposals while the history only grows, so a proposal costs one step). A proposal asked while
 the search's own is still out (a population evaluates several at once) is a draw from CMA-ES's
 distribution as it stands, as Optuna's CmaEsSampler draws a generation's members; the search
-waits for its own value. Numeric parameters only; a categorical one is drawn at random, as Optuna's
-CmaEsSampler does.
+waits for its own value. Numeric parameters only; a categorical one is TPE's, on its own
+(model_sampler.independent_sampler; Optuna's CmaEsSampler draws it at random, metaexp's cmaes too
+uses TPE).
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ import numpy as np
 import optuna
 from optuna._transform import _SearchSpaceTransform
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.samplers import RandomSampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from metaexp.operators.model_sampler import ModelSampler
+from metaexp.operators.model_sampler import ModelSampler, independent_sampler
 from metaexp.operators.samplers import cma_popsize
 
 PREFIX = "lq-cmaes:"  # the sampler's system attrs on its own trials: seed, mean, generation, spread
@@ -169,7 +169,7 @@ class LqCmaesSampler(ModelSampler):
         """Seed this proposal as a fresh sampler with `seed` would be; the replay stays (Search keeps
         the sampler, reseeded per proposal)."""
         self._seed = seed
-        self._random = RandomSampler(seed=seed)
+        self._independent = independent_sampler(seed)
 
     def models(self, dist: BaseDistribution) -> bool:
         return not isinstance(dist, CategoricalDistribution) and not dist.single()

@@ -1,6 +1,6 @@
 """What metaexp's own samplers (surrogate, lq-cmaes) share: a relative sampler over the parameters
-its model covers, Optuna's search-space cache, and a random draw for any parameter outside the
-model."""
+its model covers, Optuna's search-space cache, and Optuna's TPE for any parameter outside the model
+(each on its own, learned from every trial: lq-cmaes's categoricals)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import BaseSampler, TPESampler
 from optuna.search_space import IntersectionSearchSpace
 
 
 class ModelSampler(BaseSampler):
     """The base of a sampler that models together the parameters `models` accepts (`propose`) and
-    draws the rest at random. `_search_space` is the cache `Search` keeps across proposals."""
+    samples each of the rest with TPE. `_search_space` is the cache `Search` keeps across proposals."""
 
     def __init__(self, seed: int | None) -> None:
-        self._random = RandomSampler(seed=seed)
+        self._independent = independent_sampler(seed)
         self._search_space = IntersectionSearchSpace()
 
     def reseed_rng(self) -> None:
-        self._random.reseed_rng()
+        self._independent.reseed_rng()
 
     def models(self, dist: BaseDistribution) -> bool:
         """Whether the model covers a parameter of this distribution."""
@@ -51,4 +51,11 @@ class ModelSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+
+def independent_sampler(seed: int | None) -> BaseSampler:
+    """What samples a parameter a relative sampler leaves out (a categorical beside CMA-ES): TPE on
+    that parameter alone, which learns which value pays from every trial; Optuna's CMA-ES and
+    lq-cmaes draw it uniformly at random by default, whatever the trials say."""
+    return TPESampler(seed=seed)

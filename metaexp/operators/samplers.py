@@ -30,8 +30,14 @@ def make_sampler(
     if kind == "cmaes":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            from metaexp.operators.model_sampler import independent_sampler
+
             return optuna.samplers.CmaEsSampler(
-                seed=seed, popsize=popsize, x0=x0, warn_independent_sampling=False
+                seed=seed,
+                popsize=popsize,
+                x0=x0,
+                warn_independent_sampling=False,
+                independent_sampler=independent_sampler(seed),
             )
     if kind == "lq-cmaes":
         from metaexp.operators.lq_cmaes import LqCmaesSampler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import LANDSCAPE, ROOT
+from conftest import LANDSCAPE, ROOT, Project
 from helpers import landscape_spec, ratchet
 
 from metaexp.operators import Context, LineageState, experiment_rng, make_operator
@@ -119,6 +119,28 @@ def test_lq_cmaes_evaluates_a_few_members_a_generation_and_closes_in_before_cmae
     assert not lq.converged(0.01)  # type: ignore[attr-defined]
     late, _ = _search("lq-cmaes", 100)
     assert late.converged(0.01)  # type: ignore[attr-defined]  # its distribution closed in: IPOP may restart
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "lq-cmaes"])
+def test_a_categorical_beside_cma_es_is_learned_not_drawn_at_random(sampler: str, project: Project) -> None:
+    """CMA-ES models the numbers only; a categorical beside it is TPE's, on its own, learned from
+    every trial (Optuna's CmaEsSampler draws it uniformly whatever the trials say: about 4 of the
+    last 20 proposals would take the best of five widths); validate says so."""
+    bounds = "{type: float, low: -5.0, high: 5.0}"
+    project.write(
+        "mixed.yaml", f"X: {bounds}\nY: {bounds}\nWIDTH: {{type: categorical, choices: [4, 8, 12, 16, 20]}}\n"
+    )
+    operator = {"kind": "params", "space": "mixed.yaml", "sampler": sampler}
+    said = project.cli("validate", str(project.spec(operator=operator))).stdout
+    assert f"sampler {sampler}: CMA-ES models the numbers; WIDTH (categorical) each sampled by TPE" in said
+    space = load_space(project.root / "mixed.yaml")
+    spec = landscape_spec({**operator, "space": "space.yaml"})
+    value = _loss(FILES)
+    baseline = ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)
+    op = make_operator(Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), space, [baseline], FILES))
+    history = ratchet(op, FILES, "loss", _loss, 60)
+    last = [r.params["WIDTH"] for r in history[-20:]]
+    assert last.count(12) >= 10, last
 
 
 @pytest.mark.parametrize("sampler", ["cmaes", "tpe"])
