@@ -100,6 +100,31 @@ with socket.socket(socket.AF_UNIX) as s:
 print('---')
 print('f:', f)
 """
+# --mixed: two categoricals beside the numbers. SHIFT picks which translation of x the function
+# sees (a categorical that changes the numbers' landscape), LEVEL adds a constant to f.
+SHIFTS = {"none": 0.0, "up": 1.5, "down": -1.5, "zigzag": 1.5}  # zigzag: +1.5, -1.5, +1.5, ...
+LEVELS = {"low": 0.0, "mid": 2.0, "high": 5.0}
+MIXED_HARNESS = """import os, re, socket, sys
+text = open('params.py').read()
+x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
+shift = re.search(r"^SHIFT = .(\\w+).", text, re.M).group(1)  # quoted either way
+level = re.search(r"^LEVEL = .(\\w+).", text, re.M).group(1)
+SHIFTS, LEVELS = @SHIFTS@, @LEVELS@
+x = [v + SHIFTS[shift] * (-1 if shift == 'zigzag' and i % 2 else 1) for i, v in enumerate(x)]
+with socket.socket(socket.AF_UNIX) as s:
+    s.connect(os.environ['BBOB_SOCKET'])
+    s.sendall((' '.join([sys.argv[1], sys.argv[2], sys.argv[3], *map(repr, x)]) + '\\n').encode())
+    f = float(s.makefile().readline().strip()) + LEVELS[level]
+print('---')
+print('f:', repr(f))
+""".replace("@SHIFTS@", repr(SHIFTS)).replace("@LEVELS@", repr(LEVELS))
+
+
+def mixed_point(x: list[float], shift: str) -> list[float]:
+    """x as the function sees it under SHIFT (what MIXED_HARNESS computes)."""
+    return [v + SHIFTS[shift] * (-1 if shift == "zigzag" and i % 2 else 1) for i, v in enumerate(x)]
+
+
 _PROBLEMS: dict[tuple[int, int, int], Any] = {}  # per process: cocoex problems by (fid, dim, instance)
 
 
@@ -148,24 +173,34 @@ def serve(path: Path) -> None:
 # --------------------------------------------------------------------------- one run
 
 
-def optuna_run(fid: int, dim: int, seed: int, sampler: str, evals: int) -> list[float]:
+def optuna_run(fid: int, dim: int, seed: int, sampler: str, evals: int, mixed: bool = False) -> list[float]:
     import numpy as np
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = problem(fid, dim, 1 + seed)
-    make = {"cmaes": optuna.samplers.CmaEsSampler, "random": optuna.samplers.RandomSampler}[sampler]
-    study = optuna.create_study(sampler=make(seed=seed))
+    if sampler == "cmaes":  # as shipped: a categorical is drawn at random (said once, not per trial)
+        chosen = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    else:
+        chosen = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(sampler=chosen)
     values = []
     for _ in range(evals):
         trial = study.ask()
-        value = float(p(np.array([trial.suggest_float(f"X{i}", -5.0, 5.0) for i in range(dim)])))
+        x = [trial.suggest_float(f"X{i}", -5.0, 5.0) for i in range(dim)]
+        level = 0.0
+        if mixed:
+            x = mixed_point(x, trial.suggest_categorical("SHIFT", list(SHIFTS)))
+            level = LEVELS[trial.suggest_categorical("LEVEL", list(LEVELS))]
+        value = float(p(np.array(x))) + level
         study.tell(trial, value)
         values.append(value)
     return values
 
 
-def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Path, sock: Path) -> list[float]:
+def metaexp_run(
+    fid: int, dim: int, seed: int, method: str, evals: int, tmp: Path, sock: Path, mixed: bool = False
+) -> list[float]:
     """A real metaexp run (serial scheduler: no Ray in a pool worker), its evaluated values in order."""
     from metaexp.record.records import read_records
     from metaexp.run import run
@@ -176,11 +211,15 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
     if isinstance(operator, str):
         operator = {"kind": "params", "sampler": operator}
     root.mkdir(parents=True)
-    (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(dim)))
-    (root / "evaluate.py").write_text(HARNESS)
-    (root / "space.yaml").write_text(
-        "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(dim))
-    )
+    params = "".join(f"X{i} = 0.0\n" for i in range(dim))
+    space = "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(dim))
+    if mixed:
+        params += "SHIFT = 'none'\nLEVEL = 'low'\n"
+        space += f"SHIFT: {{type: categorical, choices: {list(SHIFTS)}}}\n"
+        space += f"LEVEL: {{type: categorical, choices: {list(LEVELS)}}}\n"
+    (root / "params.py").write_text(params)
+    (root / "evaluate.py").write_text(MIXED_HARNESS if mixed else HARNESS)
+    (root / "space.yaml").write_text(space)
     harness = {"command": f"python evaluate.py {fid} {dim} {1 + seed}", "immutable": ["evaluate.py"]}
     spec = {
         "tag": "bbob",
@@ -208,16 +247,16 @@ def metaexp_run(fid: int, dim: int, seed: int, method: str, evals: int, tmp: Pat
     return [v for v in values if v is not None][:evals]
 
 
-def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str]) -> dict[str, Any]:
-    fid, dim, seed, method, budgets, tmp = job
+def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str, bool]) -> dict[str, Any]:
+    fid, dim, seed, method, budgets, tmp, mixed = job
     t0 = time.monotonic()
     if method.startswith("optuna"):
-        values = optuna_run(fid, dim, seed, method.split()[-1], max(budgets))
+        values = optuna_run(fid, dim, seed, method.split()[-1], max(budgets), mixed)
     else:
         sock = Path(tmp) / f"bbob-{os.getpid()}.sock"
         if not sock.exists():
             serve(sock)
-        values = metaexp_run(fid, dim, seed, method, max(budgets), Path(tmp), sock)
+        values = metaexp_run(fid, dim, seed, method, max(budgets), Path(tmp), sock, mixed)
     f_opt = optimum(fid, dim, 1 + seed)
     best = {b: min(values[:b]) - f_opt for b in budgets}
     return {"fid": fid, "dim": dim, "seed": seed, "method": method, "best": best, "s": time.monotonic() - t0}
@@ -229,11 +268,12 @@ def bbob(
     budgets: tuple[int, ...],
     dims: tuple[int, ...],
     methods: tuple[str, ...] = METHODS,
+    mixed: bool = False,
 ) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp:
         cells = [(f, d, s) for f in FUNCTIONS for d in dims for s in range(seeds)]
-        jobs = [(f, d, s, m, budgets, tmp) for f, d, s in cells for m in methods]
+        jobs = [(f, d, s, m, budgets, tmp, mixed) for f, d, s in cells for m in methods]
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for row in pool.imap_unordered(bbob_job, jobs):
                 rows.append(row)
@@ -427,6 +467,10 @@ def main() -> int:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help=f"bbob: which methods ({', '.join(METHODS)})"
     )
+    parser.add_argument(
+        "--mixed", action="store_true", help="bbob: two categoricals beside the numbers (SHIFT of x, LEVEL)"
+    )
+    parser.add_argument("--dims", default="5,10", help="bbob: the dimensions")
     parser.add_argument("--landscape-seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--landscape-budgets", default="60,200")
@@ -445,7 +489,7 @@ def main() -> int:
         "deceptive trap, 1 seed, 12 evaluations, params + surrogate",
     )
     args = parser.parse_args()
-    budgets, dims = BUDGETS, DIMS
+    budgets, dims = BUDGETS, tuple(int(d) for d in args.dims.split(","))
     land = tuple(int(b) for b in args.landscape_budgets.split(","))
     operators = tuple(args.landscape_operators.split(","))
     unknown = [o for o in operators if o not in LANDSCAPE_OPERATORS]
@@ -466,7 +510,7 @@ def main() -> int:
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
     parts = args.parts.split(",")
     if "bbob" in parts:
-        print(bbob(args.seeds, args.workers, budgets, dims, methods), flush=True)
+        print(bbob(args.seeds, args.workers, budgets, dims, methods, args.mixed), flush=True)
     if "landscapes" in parts:
         names = tuple(args.landscapes.split(","))
         table = landscapes(args.landscape_seeds, land, args.workers, names, operators, args.nk_seed)
