@@ -20,7 +20,8 @@ def make_sampler(
     kind: str, seed: int, popsize: int | None = None, x0: dict[str, Any] | None = None
 ) -> optuna.samplers.BaseSampler:
     """CMA-ES: `x0` centres its first generation (default: the middle of the space), `popsize` is its
-    population (default 4 + 3 ln d). Optuna 5 deprecates x0 for 6.0 (metaexp pins optuna < 6)."""
+    population (default 4 + 3 ln d), and a categorical is TPE's on its own (not Optuna's uniform
+    draw: model_sampler.independent_sampler). Optuna 5 deprecates x0 for 6.0 (metaexp pins optuna < 6)."""
     import warnings
 
     import optuna
