@@ -50,6 +50,7 @@ DIMS = (5, 10)
 BUDGETS = (100, 300)
 METHODS = (
     "optuna cmaes",
+    "optuna cmaes+tpe",
     "optuna random",
     "metaexp cmaes",
     "metaexp restarts",
@@ -181,6 +182,11 @@ def optuna_run(fid: int, dim: int, seed: int, sampler: str, evals: int, mixed: b
     p = problem(fid, dim, 1 + seed)
     if sampler == "cmaes":  # as shipped: a categorical is drawn at random (said once, not per trial)
         chosen = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    elif sampler == "cmaes+tpe":  # a categorical from TPE, as metaexp's cmaes does it
+        tpe = optuna.samplers.TPESampler(seed=seed)
+        chosen = optuna.samplers.CmaEsSampler(
+            seed=seed, warn_independent_sampling=False, independent_sampler=tpe
+        )
     else:
         chosen = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=chosen)
@@ -504,7 +510,13 @@ def main() -> int:
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
         args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
-        skip = ("optuna random", "metaexp lq-restarts", "metaexp lq-islands", "metaexp memetic tpe")
+        skip = (
+            "optuna random",
+            "optuna cmaes+tpe",
+            "metaexp lq-restarts",
+            "metaexp lq-islands",
+            "metaexp memetic tpe",
+        )
         skip += ("metaexp memetic cmaes global",)
         methods = tuple(m for m in methods if m not in skip)
         args.landscape_seeds, land, args.landscapes, operators = 1, (12,), "deceptive", ("surrogate",)
