@@ -137,10 +137,17 @@ def test_a_categorical_beside_cma_es_is_learned_not_drawn_at_random(sampler: str
     spec = landscape_spec({**operator, "space": "space.yaml"})
     value = _loss(FILES)
     baseline = ExperimentRecord(1, "c1", None, "", Status.KEEP, "baseline", {"loss": value}, value)
-    op = make_operator(Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), space, [baseline], FILES))
-    history = ratchet(op, FILES, "loss", _loss, 60)
+
+    def operator_of(history: list[ExperimentRecord]) -> object:
+        return make_operator(Context(spec, ROOT, StyleMix(spec.operator.style, ROOT), space, history, FILES))
+
+    history = ratchet(operator_of([baseline]), FILES, "loss", _loss, 60)
     last = [r.params["WIDTH"] for r in history[-20:]]
     assert last.count(12) >= 10, last
+    state = LineageState("cX", FILES, {"loss": 1.0}, 1.0)  # a resumed run asks what this one did:
+    for cut in (5, 8, 20, 59):  # the reseeding reaches the TPE beside CMA-ES (random until 10 trials)
+        again = operator_of(history[:cut]).propose(state, cut + 1, experiment_rng(0, cut + 1))  # type: ignore[attr-defined]
+        assert again.extra["asked"] == history[cut].extra["asked"], cut
 
 
 @pytest.mark.parametrize("sampler", ["cmaes", "tpe"])
