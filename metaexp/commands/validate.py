@@ -64,7 +64,7 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
     op, notes = spec.operator, []
     if op.kind == "params":
         style = plan.styles.pick(random.Random(0)) if not isinstance(op.style, dict) else None
-        if style is not None and (style.count is not None or style.scale < 1.0):
+        if style is not None and not style.whole:
             notes.append(
                 f"style {style.name} narrows the {op.sampler} sampler: {style.count or 'every'} value(s), "
                 f"each at most {style.scale:g} of its range toward its suggestion (a coordinate search); "
@@ -100,7 +100,7 @@ def _operator_notes(spec: Spec, plan: Plan) -> list[str]:
     if op.kind == "hybrid":
         notes.extend(_tuning_notes(op.tune.sampler, op.tune.budget))
         if op.sampler in ("cmaes", "lq-cmaes"):
-            whole = [s.name for s in plan.styles.styles if s.count is None and s.scale >= 1.0]
+            whole = [s.name for s in plan.styles.styles if s.whole]
             narrow = [s.name for s in plan.styles.styles if s.name not in whole]
             taught = f"; a step of style {', '.join(narrow)} is a draw that teaches it nothing" * bool(narrow)
             if whole:

@@ -19,7 +19,7 @@ from metaexp.candidate import Candidate, Knob, TunePlan
 from metaexp.errors import SpecError
 from metaexp.operators import Context, InvalidProposal, LineageState
 from metaexp.operators.knobs import find_knobs
-from metaexp.operators.params import narrowed, own_trial
+from metaexp.operators.params import written
 from metaexp.operators.prompt import OptimiserState
 from metaexp.operators.samplers import import_ahead, make_sampler
 from metaexp.operators.styles import StyleMix
@@ -115,16 +115,9 @@ class HybridOperator:
         x0 = current if self.op.sampler in ("cmaes", "lq-cmaes") and inside else None
         study.sampler = make_sampler(self.op.sampler, rng.randrange(2**31), x0=x0)
         trial = study.ask({name: knob.param.distribution() for name, knob in knobs.items()})
-        suggested = trial.params
-        exact = style.count is None and style.scale >= 1.0
         space = {name: knob.param for name, knob in knobs.items()}
-        changes = narrowed(space, current, suggested, style.count, style.scale, rng)
-        files, params, description = apply_values(_located(knobs), state.files, changes, exact=exact)
-        extra = {**_extra("params", knobs), **own_trial(study, trial, exact)}
-        if not files:
-            twin = {"twin": {"value": state.value}} if exact else {}
-            raise InvalidProposal("the sampler's suggestion equals the current values", {**extra, **twin})
-        return Candidate(state.commit, files, description, style.name, params, extra)
+        extra = _extra("params", knobs)
+        return written(study, trial, _located(knobs), space, state, current, style, style.whole, rng, extra)
 
     def _restart(self, state: LineageState, knobs: dict[str, Knob], rng: random.Random) -> Candidate:
         """llm: null: a bold jump of the constants, which the loop then tunes (a memetic restart)."""

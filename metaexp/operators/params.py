@@ -29,6 +29,7 @@ from metaexp.record.records import ExperimentRecord
 if TYPE_CHECKING:
     import optuna
 
+    from metaexp.operators.styles import Style
     from metaexp.spec.space import Param
 
 
@@ -121,22 +122,14 @@ class ParamsOperator:
     def propose(self, state: LineageState, n: int, rng: random.Random, whole: bool = False) -> Candidate:
         """The sampler's next suggestion, narrowed by the style (`whole`: as suggested)."""
         style = self.styles.pick(rng)
-        count, scale = (None, 1.0) if whole else (style.count, style.scale)
         # a sampler per proposal, seeded by it: a resumed run asks exactly what this one did (CMA-ES
         # keeps its own state in its trials' attrs, which the records carry)
         self.study.sampler = self.search.sampler(self.sampler_kind, rng.randrange(2**31))
         trial = self.study.ask(self.dists)
-        suggested = trial.params
-        current = read_values(self.located, state.files)
-        changes = narrowed(self.space, current, suggested, count, scale, rng)
-        exact = scale >= 1.0 and count is None  # the suggestion whole, written exactly
-        files, params, description = apply_values(self.located, state.files, changes, exact=exact)
+        exact = whole or style.whole
         self._pending[n - 2] = (trial, exact)
-        extra = own_trial(self.study, trial, exact)
-        if not files:  # the suggestion is the current point: it scored the parent's value
-            twin = {"twin": {"value": state.value}} if exact else {}
-            raise InvalidProposal("the sampler's suggestion equals the current values", {**extra, **twin})
-        return Candidate(state.commit, files, description, style.name, params, extra)
+        current = read_values(self.located, state.files)
+        return written(self.study, trial, self.located, self.space, state, current, style, exact, rng)
 
     def observe(self, record: ExperimentRecord) -> None:
         pending = self._pending.pop(record.generation, None) if record.n > 1 else None
@@ -201,15 +194,34 @@ class ParamsOperator:
         )
 
 
-def own_trial(study: optuna.Study, trial: optuna.trial.Trial, exact: bool) -> dict[str, Any]:
-    """What a record keeps of the sampler's trial, so that a private study rebuilt from the records
-    holds it exactly: the suggestion (`asked`), whether it was written whole (`exact`: only then is
-    the evaluation the trial's own), and the sampler's system attrs (CMA-ES's generation and state)."""
-    extra: dict[str, Any] = {"asked": trial.params, "exact": exact}
+def written(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    located: Mapping[str, str],
+    space: Mapping[str, Param],
+    state: LineageState,
+    current: Mapping[str, Any],
+    style: Style,
+    exact: bool,
+    rng: random.Random,
+    extra: Mapping[str, Any] | None = None,
+) -> Candidate:
+    """The candidate that writes the sampler's suggestion for `trial` into the state's files: whole
+    and exactly (`exact`), or narrowed by the style. Its record keeps what a private study rebuilt
+    from the records must hold: the suggestion (`asked`), `exact` (only then is the evaluation the
+    trial's own) and the sampler's system attrs (CMA-ES's generation and state). A suggestion equal
+    to the current point is invalid; written whole, it scored the parent's value (its `twin`)."""
+    count, scale = (None, 1.0) if exact else (style.count, style.scale)
+    changes = narrowed(space, current, trial.params, count, scale, rng)
+    files, params, description = apply_values(located, state.files, changes, exact=exact)
+    kept: dict[str, Any] = {**(extra or {}), "asked": trial.params, "exact": exact}
     attrs = study.get_trials(deepcopy=False)[trial.number].system_attrs
     if attrs and exact:
-        extra["sampler_attrs"] = attrs
-    return extra
+        kept["sampler_attrs"] = attrs
+    if not files:
+        twin = {"twin": {"value": state.value}} if exact else {}
+        raise InvalidProposal("the sampler's suggestion equals the current values", {**kept, **twin})
+    return Candidate(state.commit, files, description, style.name, params, kept)
 
 
 def narrowed(

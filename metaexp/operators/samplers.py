@@ -29,10 +29,10 @@ def make_sampler(
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if kind == "cmaes":
+        from metaexp.operators.model_sampler import independent_sampler
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            from metaexp.operators.model_sampler import independent_sampler
-
             return optuna.samplers.CmaEsSampler(
                 seed=seed,
                 popsize=popsize,

@@ -28,6 +28,11 @@ class Style:
     scale: float  # how far offline operators move a value
     count: int | None  # how many values change; None = all
 
+    @property
+    def whole(self) -> bool:
+        """Does a sampler's suggestion go in whole (every value, all the way), as the sampler's own trial?"""
+        return self.count is None and self.scale >= 1.0
+
 
 def style_dirs(root: Path) -> list[Path]:
     """A project's own strategies/styles/ first, then metaexp's shipped ones."""
