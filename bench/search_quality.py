@@ -91,38 +91,25 @@ LANDSCAPE_OPERATORS: dict[str, tuple[str | None, list[str]]] = {
     "surrogate": ("surrogate", ["hill_climb", "ga"]),
 }
 
-HARNESS = """import os, re, socket, sys
-text = open('params.py').read()
-x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
-with socket.socket(socket.AF_UNIX) as s:
-    s.connect(os.environ['BBOB_SOCKET'])
-    s.sendall((' '.join([sys.argv[1], sys.argv[2], sys.argv[3], *map(repr, x)]) + '\\n').encode())
-    f = s.makefile().readline().strip()
-print('---')
-print('f:', f)
-"""
 # --mixed: two categoricals beside the numbers. SHIFT picks which translation of x the function
 # sees (a categorical that changes the numbers' landscape), LEVEL adds a constant to f.
 SHIFTS = {"none": 0.0, "up": 1.5, "down": -1.5, "zigzag": 1.5}  # zigzag: +1.5, -1.5, +1.5, ...
 LEVELS = {"low": 0.0, "mid": 2.0, "high": 5.0}
-MIXED_HARNESS = """import os, re, socket, sys
+HARNESS = """import os, re, socket, sys
 text = open('params.py').read()
 x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
-shift = re.search(r"^SHIFT = .(\\w+).", text, re.M).group(1)  # quoted either way
-level = re.search(r"^LEVEL = .(\\w+).", text, re.M).group(1)
-SHIFTS, LEVELS = @SHIFTS@, @LEVELS@
-x = [v + SHIFTS[shift] * (-1 if shift == 'zigzag' and i % 2 else 1) for i, v in enumerate(x)]
+mixed = re.findall(r"^(?:SHIFT|LEVEL) = .(\\w+).", text, re.M)  # --mixed: SHIFT, then LEVEL
 with socket.socket(socket.AF_UNIX) as s:
     s.connect(os.environ['BBOB_SOCKET'])
-    s.sendall((' '.join([sys.argv[1], sys.argv[2], sys.argv[3], *map(repr, x)]) + '\\n').encode())
-    f = float(s.makefile().readline().strip()) + LEVELS[level]
+    s.sendall((' '.join([*sys.argv[1:4], *mixed, *map(repr, x)]) + '\\n').encode())
+    f = s.makefile().readline().strip()
 print('---')
-print('f:', repr(f))
-""".replace("@SHIFTS@", repr(SHIFTS)).replace("@LEVELS@", repr(LEVELS))
+print('f:', f)
+"""
 
 
 def mixed_point(x: list[float], shift: str) -> list[float]:
-    """x as the function sees it under SHIFT (what MIXED_HARNESS computes)."""
+    """x as the function sees it under SHIFT."""
     return [v + SHIFTS[shift] * (-1 if shift == "zigzag" and i % 2 else 1) for i, v in enumerate(x)]
 
 
@@ -161,9 +148,11 @@ class _Evaluate(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         import numpy as np
 
-        fid, dim, inst, *x = self.rfile.readline().split()
+        fid, dim, inst, *rest = self.rfile.readline().decode().split()
         f = problem(int(fid), int(dim), int(inst))
-        self.wfile.write(f"{float(f(np.array([float(v) for v in x])))!r}\n".encode())
+        shift, level = (rest.pop(0), LEVELS[rest.pop(0)]) if rest[0] in SHIFTS else ("none", 0.0)  # --mixed
+        x = mixed_point([float(v) for v in rest], shift)
+        self.wfile.write(f"{float(f(np.array(x))) + level!r}\n".encode())
 
 
 def serve(path: Path) -> None:
@@ -224,7 +213,7 @@ def metaexp_run(
         space += f"SHIFT: {{type: categorical, choices: {list(SHIFTS)}}}\n"
         space += f"LEVEL: {{type: categorical, choices: {list(LEVELS)}}}\n"
     (root / "params.py").write_text(params)
-    (root / "evaluate.py").write_text(MIXED_HARNESS if mixed else HARNESS)
+    (root / "evaluate.py").write_text(HARNESS)
     (root / "space.yaml").write_text(space)
     harness = {"command": f"python evaluate.py {fid} {dim} {1 + seed}", "immutable": ["evaluate.py"]}
     spec = {
