@@ -8,9 +8,11 @@ import math
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from conftest import Project
 
+from metaexp.operators import lq_cmaes
 from metaexp.operators.lq_cmaes import PREFIX, LqCmaesSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -18,6 +20,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def _sphere(trial: optuna.trial.Trial) -> float:
     return sum((trial.suggest_float(f"x{i}", -5.0, 5.0) - 1.0) ** 2 for i in range(4))
+
+
+def _proposal(study: optuna.Study) -> dict[str, float]:
+    """The point the sampler proposes next (a trial's `params` hold only what was suggested on it:
+    empty here, so compare what the sampler chose for it)."""
+    proposed = study.ask().relative_params
+    assert sorted(proposed) == [f"x{i}" for i in range(4)], proposed
+    return proposed
 
 
 def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_search() -> None:
@@ -38,7 +48,7 @@ def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_searc
     fresh = optuna.create_study(sampler=LqCmaesSampler(seed=99))  # its own seed is not the search's
     for t in study.trials:
         fresh.add_trial(t)
-    assert fresh.ask().params == study.ask().params
+    assert _proposal(fresh) == _proposal(study)
 
 
 def test_a_proposal_asked_while_the_search_waits_is_a_draw_near_it_and_the_replay_skips_it() -> None:
@@ -62,7 +72,7 @@ def test_a_proposal_asked_while_the_search_waits_is_a_draw_near_it_and_the_repla
     fresh = optuna.create_study(sampler=LqCmaesSampler(seed=99))
     for t in study.trials:
         fresh.add_trial(t)
-    assert fresh.ask().params == study.ask().params
+    assert _proposal(fresh) == _proposal(study)
 
 
 def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_path: Path) -> None:
@@ -95,3 +105,41 @@ def test_a_run_from_the_cli_says_what_it_does_and_resumes_the_same_search(tmp_pa
     assert after == sorted(after)
     best = min(r.value for r in records if r.value is not None and math.isfinite(r.value))
     assert best < records[0].value / 10, json.dumps([r.value for r in records])
+
+
+def _rastrigin(trial: optuna.trial.Trial) -> float:
+    xs = [trial.suggest_float(f"x{i}", -5.0, 5.0) for i in range(4)]
+    return sum(x * x - 10 * math.cos(2 * math.pi * x) + 10 for x in xs)
+
+
+def test_a_search_recorded_before_its_tau_was_kept_replays_with_the_tau_it_ran_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records of a run from before lq-cmaes kept its trust level (Kendall's tau 0.5 then) resume the
+    search they recorded: a fresh sampler replays them at 0.5, not at today's TAU, and proposes what
+    the sampler that ran them would have. Told today's TAU instead, the replay is another search (so
+    the trust level matters on this history, and the test can fail)."""
+    monkeypatch.setattr(lq_cmaes, "TAU", lq_cmaes.TAU_UNRECORDED)  # the sampler as it was
+    old = optuna.create_study(sampler=LqCmaesSampler(seed=11))
+    for _ in range(60):
+        trial = old.ask()
+        old.tell(trial, _rastrigin(trial))
+    expected = _proposal(old)
+    monkeypatch.undo()
+    assert lq_cmaes.TAU != lq_cmaes.TAU_UNRECORDED
+
+    def history(tau: float | None) -> optuna.Study:
+        study = optuna.create_study(sampler=LqCmaesSampler(seed=99))
+        for t in old.trials[:-1]:
+            attrs = {k: v for k, v in t.system_attrs.items() if k != PREFIX + "tau"}
+            attrs |= {PREFIX + "tau": tau} if tau is not None and PREFIX + "seed" in attrs else {}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, value=t.value, system_attrs=attrs
+                )
+            )
+        return study
+
+    assert _proposal(history(None)) == expected  # recorded before: replayed at 0.5
+    assert _proposal(history(lq_cmaes.TAU_UNRECORDED)) == expected
+    assert _proposal(history(lq_cmaes.TAU)) != expected  # today's trust: another search
