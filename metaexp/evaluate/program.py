@@ -60,6 +60,9 @@ def run_program(
     h = spec.harness
     iso = isolation_for(h.sandbox, h.network)
     env = {**env, "HOME": HOME} if iso.full else dict(env)
+    if not iso.full or h.preload:  # the tree links into the base: `python evaluate.py` would look for
+        # its imports beside the link's target, in the base, where no target file is; the tree first
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd), env.get("PYTHONPATH", "")) if p)
     gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES")) or bool(spec.ray.eval_resources.get("num_gpus"))
     warm = None
     if h.preload and is_script(command.argv):  # a fork of the warm server runs the script

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from metaexp.evaluate.isolation import available
+from metaexp.evaluate.isolation import TOOLS_VARIABLE, available
 from metaexp.record.records import Status
 
 EVIL = """\
@@ -102,6 +102,30 @@ def test_harness_writing_to_a_shared_file_does_not_change_it(project: Project, s
     else:  # everyone else is stopped by the read-only base
         assert rec.status is Status.CRASH and "Permission" in rec.log_tail
     assert (project.root / "data.txt").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("sandbox,tools", [("auto", None), ("auto", "unshare"), ("off", None)])
+def test_a_harness_imports_the_target_and_its_own_modules_under_every_isolation(
+    project: Project, sandbox: str, tools: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python evaluate.py` that imports the target (`import params`, as autoresearch's harness
+    imports train.py) and a module of its own works whatever isolates it. Without bubblewrap the
+    tree links to the base, and Python looks for imports beside the link's target, in the base,
+    where no target file is: without PYTHONPATH naming the tree every run crashed there."""
+    if tools is not None:
+        monkeypatch.setenv(TOOLS_VARIABLE, tools)
+        if available() != tools:
+            pytest.skip(f"{tools} does not work here")
+    project.write("helper.py", "def loss(x, y):\n    return (x - 1) ** 2 + (y + 2) ** 2\n")
+    project.write(
+        "imports.py", "import helper\nimport params\nprint('loss:', helper.loss(params.X, params.Y))\n"
+    )
+    harness = {"command": "python imports.py", "immutable": ["imports.py", "helper.py"], "sandbox": sandbox}
+    project.run(harness=harness, budget={"max_experiments": 3})
+    records = project.assert_consistent()
+    assert records[0].status is Status.KEEP, (records[0].reason, records[0].log_tail)
+    assert records[0].value == (3.0 - 1) ** 2 + (-2.0 + 2) ** 2  # params.py's X = 3.0, Y = -2.0
+    assert not [r for r in records if r.status is Status.CRASH], [r.log_tail for r in records]
 
 
 def test_failures_are_rows_not_errors(project: Project) -> None:
