@@ -324,32 +324,44 @@ def test_a_repeated_change_is_retried_once_and_never_run_again(project: Project,
 def test_an_islands_prompt_shows_the_bests_found_on_other_islands(
     project: Project, server: FakeOpenAI
 ) -> None:
+    """Two islands, each with its own model (so a request says which island asked it): island 0's
+    steps WIDTH towards 12, island 1's Y towards -0.5, so both find new bests of their own. Each
+    prompt lists the other island's bests under the shared section, never its own island's."""
     import io
 
     from metaexp.run import run
     from metaexp.spec import load_spec
 
-    def responder(body: dict[str, Any]) -> str:  # one step towards WIDTH 12 from what the file says
+    lines = {
+        "width": ("WIDTH", "{}  # an integer setting (optimum 12)", 1),
+        "y": ("Y", "{}  # second coordinate (optimum -0.5)", 0.5),
+    }
+
+    def responder(body: dict[str, Any]) -> str:  # one step of the model's own setting towards its optimum
         prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        value = int(re.search(r"^WIDTH = (\d+)", prompt, re.M).group(1))  # type: ignore[union-attr]
-        step = 1 if value < 12 else -1
-        line = "WIDTH = {}  # an integer setting (optimum 12)"
-        return diff(line.format(value), line.format(value + step), hypothesis=f"WIDTH {value + step}")
+        name, rest, step = lines[body["model"]]
+        value = re.search(rf"^{name} = (\S+)", prompt, re.M).group(1)  # type: ignore[union-attr]
+        moved = int(value) + step if name == "WIDTH" else float(value) + step
+        old, new = f"{name} = {rest.format(value)}", f"{name} = {rest.format(moved)}"
+        return diff(old, new, hypothesis=f"{name} {moved}")
 
     server.responder(responder)
-    strategy = {"islands": 2, "population": 1, "migration": {"every": 100}}
-    spec = project.spec(operator=llm_spec(server), strategy=strategy, budget={"max_experiments": 9})
+    strategy = {"islands": [{"model": "width"}, {"model": "y"}], "population": 1, "migration": {"every": 100}}
+    op = {**llm_spec(server), "model": None, "models": [{"model": "width"}, {"model": "y"}]}
+    spec = project.spec(operator=op, strategy=strategy, budget={"max_experiments": 9})
     run(load_spec(spec), out=io.StringIO(), scheduler="serial")
     records = project.assert_consistent()
     island_of = {r.n: r.island for r in records}
-    asked = [r["messages"][-1]["content"] for r in server.requests]
-    shown = re.findall(r"^- #(\d+) \(new best on island (\d)\): loss=", "\n".join(asked), re.M)
-    assert shown, "no prompt showed another island's best"
-    assert all(island_of[int(n)] == int(k) for n, k in shown)
-    # the section is the other islands' only: a prompt never lists its own island's best under it
-    for prompt in asked:
-        listed = {int(k) for k in re.findall(r"new best on island (\d)", prompt)}
-        assert len(listed) <= 1
+    assert {r.island for r in records[1:] if r.status is Status.KEEP} == {0, 1}  # both find bests
+    own = {"width": 0, "y": 1}
+    listed_by = {0: set(), 1: set()}
+    for body in server.requests:
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        shown = re.findall(r"^- #(\d+) \(new best on island (\d)\): loss=", prompt, re.M)
+        assert all(island_of[int(n)] == int(k) for n, k in shown)  # each named by its own island
+        listed_by[own[body["model"]]] |= {int(k) for _, k in shown}
+    # each island's prompts show the other island's bests, and never a best of its own
+    assert listed_by == {0: {1}, 1: {0}}, listed_by
 
 
 def test_several_models_by_weight_by_bandit_and_per_island(
