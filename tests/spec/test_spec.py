@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -86,8 +87,18 @@ def _error(project: Project, **overrides: object) -> str:
     ],
 )
 def test_bad_specs_name_the_key(project: Project, overrides: dict[str, object], expected: str) -> None:
-    message = _error(project, **overrides)
-    assert "metaexp.yaml" in message or "start:" in message or ":" in message
+    path = project.spec(**overrides)
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:  # the file's own content: the file, then the key
+        message, prefix = str(exc), f"{path}: "
+        assert message.startswith(prefix), message
+    else:  # what the file points at (the start commit, its files, a style): the key first
+        with pytest.raises(SpecError) as info:
+            make_plan(spec)
+        message, prefix = str(info.value), ""
+    assert "\n" not in message
+    assert re.match(r"[a-z_]+(\.[A-Za-z_0-9]+)*: ", message[len(prefix) :]), message  # the key
     assert expected in message
 
 
