@@ -17,12 +17,15 @@ def test_constraints_discard_at_once_and_reach_optuna(project: Project) -> None:
         metrics=TWO,
         budget={"max_experiments": 14},
         objective={"primary": "loss", "constraints": ["width <= 9"]},
-        operator={"kind": "perturb", "space": "space.yaml", "style": "bold"},
+        operator={"kind": "perturb", "space": "space.yaml", "style": {"bold": 0.5, "conservative": 0.5}},
     )
     records = project.assert_consistent()
     violating = [r for r in records[1:] if r.metrics.get("width", 0) > 9]
     assert violating and all(r.status is Status.DISCARD and "width <= 9" in r.reason for r in violating)
-    assert all(r.metrics["width"] <= 9 for r in records if r.status is Status.KEEP)
+    feasible = [r for r in records[1:] if r.metrics.get("width", 0) <= 9 and not r.status.failed]
+    assert all("width <= 9" not in r.reason for r in feasible)  # discarded, if at all, for its loss
+    kept = [r for r in feasible if r.status is Status.KEEP]
+    assert kept and all(r.metrics["width"] <= 9 for r in records if r.status is Status.KEEP)
     study = open_study(None, project.root, "landscape", "minimize")
     trial = next(t for t in study.trials if t.user_attrs["experiment"] == violating[0].n)
     assert trial.constraints["width <= 9"] > 0  # infeasible in the dashboard too
@@ -34,11 +37,17 @@ def test_weighted_mode_keeps_by_the_score(project: Project) -> None:
         harness=TWO_HARNESS,
         metrics=TWO,
         budget={"max_experiments": 10},
-        objective={"mode": "weighted", "primary": "loss", "weights": {"loss": 1.0, "width": 0.5}},
+        objective={"mode": "weighted", "primary": "loss", "weights": {"loss": 1.0, "width": 10.0}},
     )
     records = project.assert_consistent()
     for rec in records:  # the decision value is the folded, weighted sum: higher is better
-        assert rec.value == -1.0 * rec.metrics["loss"] + 0.5 * rec.metrics["width"]
+        assert rec.value == -1.0 * rec.metrics["loss"] + 10.0 * rec.metrics["width"]
+    incumbent, disagreed = records[0], 0
+    for rec in records[1:]:  # kept exactly when the score beats the incumbent's, whatever the loss says
+        assert (rec.status is Status.KEEP) == (rec.value > incumbent.value), (rec.n, rec.status, rec.value)
+        disagreed += (rec.metrics["loss"] < incumbent.metrics["loss"]) != (rec.status is Status.KEEP)
+        incumbent = rec if rec.status is Status.KEEP else incumbent
+    assert disagreed, "no try where the loss alone would have decided otherwise"
 
 
 def test_pareto_mode_records_every_metric_as_trial_values(project: Project) -> None:
@@ -53,6 +62,7 @@ def test_pareto_mode_records_every_metric_as_trial_values(project: Project) -> N
     study = open_study(None, project.root, "landscape", ["minimize", "maximize"])
     assert study.metric_names == ["loss", "width"]
     complete = [t for t in study.trials if t.values]
+    assert len(records) == 8 and len(complete) >= 2, [(r.n, r.status) for r in records]
     assert len(complete) == sum(1 for r in records if not r.status.failed)
     for t in complete:
         rec = records[t.user_attrs["experiment"] - 1]
