@@ -29,14 +29,8 @@ def test_a_noisy_population_tests_each_child_against_its_parent(project: Project
         "sprt": {"delta": 0.3, "min_runs": 3, "max_runs": 6},
     }
     small = {"kind": "perturb", "space": "space.yaml", "style": "conservative"}  # children that win
-    run_population(
-        project,
-        harness=NOISY_HARNESS,
-        noise=noise,
-        strategy=ISLANDS,
-        operator=small,
-        budget={"max_experiments": 8},
-    )
+    settings = {"harness": NOISY_HARNESS, "noise": noise, "strategy": ISLANDS, "operator": small}
+    run_population(project, **settings, budget={"max_experiments": 8})
     records = check_population(project)
     tested = [r for r in records[1:] if r.status.harness_ran and not r.status.failed]
     assert [r for r in tested if r.status is Status.KEEP], [(r.n, r.status) for r in tested]
@@ -55,14 +49,7 @@ def test_a_noisy_population_tests_each_child_against_its_parent(project: Project
             assert rec.extra["confirmed"] is False
     # the driver's cache: a parent runs a seed again only when two children were measured at once
     assert max(twice.values(), default=1) <= RAY["max_concurrent_evals"]
-    run_population(  # resume: the cache is rebuilt from the records
-        project,
-        harness=NOISY_HARNESS,
-        noise=noise,
-        strategy=ISLANDS,
-        operator=small,
-        budget={"max_experiments": 10},
-    )
+    run_population(project, **settings, budget={"max_experiments": 10})  # resume: the cache is rebuilt
     assert len(check_population(project)) >= 10
 
 
