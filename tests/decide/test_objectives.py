@@ -82,6 +82,13 @@ TABLE = [
     ("weighted-norm", WEIGHTED_NORM, _m(acc=0.99, latency=105), _m(acc=0.90, latency=100), B),
     ("weighted-norm", WEIGHTED_NORM, _m(acc=0.99, latency=120), _m(acc=0.90, latency=100), W),
     ("weighted-norm", WEIGHTED_NORM, _m(acc=1.0, latency=200), _m(acc=0.5, latency=100), T),  # +100% -100%
+    (  # unequal weights: each change is relative to the incumbent's value (+100% acc, 2 * -45% latency)
+        "weighted-norm",
+        {**WEIGHTED_NORM, "weights": {"acc": 1.0, "latency": 2.0}},
+        _m(acc=1.0, latency=145),
+        _m(acc=0.5, latency=100),
+        B,
+    ),
     # threshold: latency <= 200 and memory >= 1 gate, then acc
     ("threshold", THRESHOLD, _m(acc=0.99, latency=250), _m(), X),
     ("threshold", THRESHOLD, _m(acc=0.99, latency=200), _m(), B),  # bounds are inclusive
