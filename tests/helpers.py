@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import Project, git
+from conftest import ROOT, Project, git
 
 from metaexp.record.refs import population_refs
 from metaexp.run import RunResult, run
@@ -214,3 +214,15 @@ def landscape_spec(operator: dict[str, Any], seed: int = 0) -> Spec:
             "seed": seed,
         }
     )
+
+
+# --- the landscape example's harness with one more line before its metrics
+
+
+def landscape_with(line: str) -> str:
+    """harnesses/landscape/evaluate.py with `line` (indented as the loss is computed) run just before
+    it prints its metrics: e.g. a penalty the outer study chooses through harness.env."""
+    source = (ROOT / "harnesses" / "landscape" / "evaluate.py").read_text()
+    marker = '    print("---")\n'
+    assert marker in source, "the landscape harness no longer prints its metrics after ---"
+    return source.replace(marker, f"    {line}\n{marker}")

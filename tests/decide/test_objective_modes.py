@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from conftest import Project
 from helpers import TWO, TWO_HARNESS, two_metrics
@@ -91,6 +93,10 @@ def test_explore_ties_walks_a_plateau_that_hill_climbing_discards(project: Proje
     assert tied, "no tie in 15 moves: the test's premise failed"
     if ties:
         assert all(r.status is Status.EXPLORE and "strategy.explore_ties" in r.reason for r in tied)
+        # a tied step walks the plateau but is no new best: the best marks improve strictly
+        assert not any(r.best for r in tied), [(r.n, r.status, r.value) for r in tied if r.best]
+        bests = [r.value for r in records if r.best and r.value is not None]
+        assert all(b < a for a, b in pairwise(bests)), bests
     else:
         assert all(r.status is Status.DISCARD for r in tied) and not any(
             r.status is Status.EXPLORE for r in records

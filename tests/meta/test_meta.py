@@ -13,7 +13,8 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import ROOT, Project, git
+from conftest import Project, git
+from helpers import landscape_with
 
 from metaexp.errors import SpecError
 from metaexp.meta.outer import plan_meta, run_meta
@@ -26,11 +27,7 @@ SPACE = {
     "operator.style": {"type": "categorical", "choices": ["conservative", "bold"]},
 }
 # The landscape plus a penalty the outer study chooses: a deterministic weak strategy to prune.
-PENALISED = (
-    (ROOT / "harnesses" / "landscape" / "evaluate.py")
-    .read_text()
-    .replace('    print("---")\n', '    loss += float(os.environ.get("PENALTY", "0"))\n    print("---")\n')
-)
+PENALISED = landscape_with('loss += float(os.environ.get("PENALTY", "0"))')
 
 
 def meta_project(
