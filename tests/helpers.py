@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
 from conftest import ROOT, Project, git
 
 from metaexp.record.refs import population_refs
@@ -226,3 +227,37 @@ def landscape_with(line: str) -> str:
     marker = '    print("---")\n'
     assert marker in source, "the landscape harness no longer prints its metrics after ---"
     return source.replace(marker, f"    {line}\n{marker}")
+
+
+# --- meta studies over the landscape example (tests/meta)
+
+STRATEGY_SPACE = {  # an outer study's search space over the landscape's strategy
+    "strategy.explore_rate": {"type": "float", "low": 0.0, "high": 0.3},
+    "operator.style": {"type": "categorical", "choices": ["conservative", "bold"]},
+}
+# The landscape plus a penalty the outer study chooses (harness.env.PENALTY): a known weak strategy.
+PENALISED = landscape_with('loss += float(os.environ.get("PENALTY", "0"))')
+
+
+def meta_project(
+    make_project: Any, space: dict[str, Any], budget: int = 6, **meta: Any
+) -> tuple[Project, Path]:
+    """A landscape project whose spec has a meta block over `space` (written to strategy.yaml) and
+    `budget` inner experiments; re-evaluation on fresh seeds is off unless `meta` turns it on."""
+    project = make_project("repo")
+    (project.root / "strategy.yaml").write_text(yaml.safe_dump(space))
+    meta = {"reevaluate": 0, **meta}
+    path = project.spec(budget={"max_experiments": budget}, meta={"space": "strategy.yaml", **meta})
+    return project, path
+
+
+def best_so_far(project: Project, tag: str) -> list[float]:
+    """An inner run's best value (minimised) after each of its harness runs, read from its ledger."""
+    best, curve = float("inf"), []
+    for rec in project.records(tag):
+        if not rec.status.harness_ran:
+            continue
+        if rec.status.accepted and rec.value is not None:
+            best = min(best, rec.value)
+        curve.append(best)
+    return curve

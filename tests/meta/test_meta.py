@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import io
-import math
 import os
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import yaml
 from conftest import Project, git
-from helpers import landscape_with
+from helpers import PENALISED, STRATEGY_SPACE, best_so_far, meta_project
 
 from metaexp.errors import SpecError
 from metaexp.meta.outer import plan_meta, run_meta
@@ -22,22 +19,7 @@ from metaexp.meta.space import load_strategy_space
 from metaexp.record.storage import open_study
 from metaexp.spec import load_spec
 
-SPACE = {
-    "strategy.explore_rate": {"type": "float", "low": 0.0, "high": 0.3},
-    "operator.style": {"type": "categorical", "choices": ["conservative", "bold"]},
-}
-# The landscape plus a penalty the outer study chooses: a deterministic weak strategy to prune.
-PENALISED = landscape_with('loss += float(os.environ.get("PENALTY", "0"))')
-
-
-def meta_project(
-    make_project: Callable[[str], Project], space: dict[str, Any], budget: int = 6, **meta: Any
-) -> tuple[Project, Path]:
-    project = make_project("repo")
-    (project.root / "strategy.yaml").write_text(yaml.safe_dump(space))
-    meta = {"reevaluate": 0, **meta}  # re-evaluation on fresh seeds: its own test
-    path = project.spec(budget={"max_experiments": budget}, meta={"space": "strategy.yaml", **meta})
-    return project, path
+SPACE = STRATEGY_SPACE
 
 
 def run(path: Path, resume: bool = False, **overrides: Any) -> str:
@@ -183,11 +165,7 @@ def test_a_multi_objective_outer_study_tells_every_objective(make_project):
     run(path)
     improved = 0
     for t in outer(project):
-        records = project.records(t.user_attrs["tags"][0])
-        curve, best = [], math.inf  # the best value after each harness run
-        for rec in (r for r in records if r.status.harness_ran):
-            best = min(best, rec.value) if rec.status.accepted and rec.value is not None else best
-            curve.append(best)
+        curve = best_so_far(project, t.user_attrs["tags"][0])
         assert len(curve) == 4, curve
         improved += curve[0] > curve[-1]  # there the mean best-so-far is not the best
         assert t.values[0] == curve[-1] == ledger_best(project, t.user_attrs["tags"][0])

@@ -5,17 +5,13 @@ strategy is named by its re-evaluation on fresh seeds, and sampled inner specs a
 from __future__ import annotations
 
 import io
-import math
 import statistics
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
-import yaml
 from conftest import Project
-from helpers import landscape_with
+from helpers import PENALISED, STRATEGY_SPACE, best_so_far, landscape_with, meta_project
 
 from metaexp.meta.outer import plan_meta, run_meta
 from metaexp.meta.reevaluation import FRESH_SEEDS, reevaluate
@@ -25,37 +21,10 @@ from metaexp.meta.trial import make_pruner
 from metaexp.record.storage import make_storage, open_study
 from metaexp.spec import load_spec
 
-SPACE = {
-    "strategy.explore_rate": {"type": "float", "low": 0.0, "high": 0.3},
-    "operator.style": {"type": "categorical", "choices": ["conservative", "bold"]},
-}
-# The landscape plus a penalty the outer study chooses (as in test_meta.py): a known weak strategy.
-PENALISED = landscape_with('loss += float(os.environ.get("PENALTY", "0"))')
+SPACE = STRATEGY_SPACE
 PENALTY = {"harness.env.PENALTY": {"type": "categorical", "choices": ["0", "50"]}}
 # The landscape 3 worse on odd inner seeds: consecutive repeats of one strategy differ from the start.
 SEEDED = landscape_with('loss += 3 * (int(os.environ["METAEXP_SEED"]) % 2)')
-
-
-def meta_project(
-    make_project: Callable[[str], Project], space: dict[str, Any], budget: int, **meta: Any
-) -> tuple[Project, Path]:
-    project = make_project("repo")
-    (project.root / "strategy.yaml").write_text(yaml.safe_dump(space))
-    meta = {"reevaluate": 0, **meta}
-    path = project.spec(budget={"max_experiments": budget}, meta={"space": "strategy.yaml", **meta})
-    return project, path
-
-
-def curve(project: Project, tag: str) -> list[float]:
-    """The inner run's best-so-far after each harness run (minimised), read from its ledger."""
-    best, out = math.inf, []
-    for rec in project.records(tag):
-        if not rec.status.harness_ran:
-            continue
-        if rec.status.accepted and rec.value is not None:
-            best = min(best, rec.value)
-        out.append(best)
-    return out
 
 
 def test_repeats_report_on_one_axis_at_the_budget_each_has_used(
@@ -70,7 +39,7 @@ def test_repeats_report_on_one_axis_at_the_budget_each_has_used(
     run_meta(plan_meta(load_spec(path), path), out=io.StringIO())
     (trial,) = open_study(None, project.root, "landscape-meta", "minimize").get_trials()
     assert trial.state.name == "COMPLETE"
-    first, second = (curve(project, tag) for tag in trial.user_attrs["tags"])
+    first, second = (best_so_far(project, tag) for tag in trial.user_attrs["tags"])
     assert len(first) == len(second) == 3
     assert first[-1] != second[0], (first, second)  # else the mean would equal either repeat's value
     expected = {k: first[k - 1] for k in (1, 2, 3)}
@@ -140,7 +109,7 @@ def test_the_best_strategy_is_the_best_fresh_mean_not_the_best_outer_value(
     for pick in summary["picks"]:
         tags = [f"landscape-meta-pick{pick['trial']}-s{i}" for i in range(2)]
         assert [project.records(tag)[0].seed for tag in tags] == seeds
-        assert pick["fresh"] == [curve(project, tag)[-1] for tag in tags]
+        assert pick["fresh"] == [best_so_far(project, tag)[-1] for tag in tags]
         assert pick["mean"] == pytest.approx(statistics.fmean(pick["fresh"]))
     fresh = {p["trial"]: p["fresh"] for p in summary["picks"]}
     assert all(v >= 50 for v in fresh[1]) and all(v < 50 for v in fresh[0])
