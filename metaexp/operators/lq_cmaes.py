@@ -92,9 +92,7 @@ def kendall(a: Sequence[float], b: Sequence[float]) -> float:
     return float(agree[np.triu_indices(len(a), 1)].mean())
 
 
-def search(
-    seed: int, mean: np.ndarray, popsize: int | None, tau: float = TAU
-) -> Generator[Step, float, None]:
+def search(seed: int, mean: np.ndarray, popsize: int | None, tau: float) -> Generator[Step, float, None]:
     """lq-CMA-ES over the unit cube, minimising: yields the next point to evaluate (with the
     generation and the spread), is sent its value (inf: it failed). `tau`: the Kendall tau at
     which the model's ranking is trusted."""

@@ -412,7 +412,8 @@ def test_a_hybrids_lq_cmaes_steps_are_one_search_and_a_resumed_run_goes_on_with_
     steps = [r for r in a if "sampler_attrs" in r.extra]
     assert len({r.parent for r in steps}) > 1 and len(steps) > 8  # the incumbent moved between steps
     first = steps[0].extra["sampler_attrs"]
-    run = search(first[PREFIX + "seed"], np.array(first[PREFIX + "mean"]), cma_popsize(3, "lq-cmaes"))
+    start = (first[PREFIX + "seed"], np.array(first[PREFIX + "mean"]))  # where the search began
+    run = search(*start, cma_popsize(3, "lq-cmaes"), first[PREFIX + "tau"])  # at its recorded trust
     dists = {"WIDTH": IntDistribution(1, 32), "X": FloatDistribution(-5, 5), "Y": FloatDistribution(-5, 5)}
     transform, x = _SearchSpaceTransform(dists, transform_0_1=True), next(run)[0]
     for r in steps:
