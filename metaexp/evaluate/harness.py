@@ -12,9 +12,8 @@ from pathlib import Path
 
 from metaexp.evaluate.cascade import run_cascade, seconds
 from metaexp.evaluate.environment import harness_env
-from metaexp.evaluate.isolation import isolation_for
 from metaexp.evaluate.metrics import parse_metrics
-from metaexp.evaluate.program import Interrupted, Outcome, run_program
+from metaexp.evaluate.program import Interrupted, Outcome, binds_base, run_program
 from metaexp.evaluate.sandbox import BaseTree
 from metaexp.record.records import Status
 from metaexp.spec import Spec
@@ -34,7 +33,7 @@ def evaluate(
 ) -> Outcome:
     """Run the harness on a tree of `files` over the base; never raises for a failing harness.
     `cascade`: run the spec's cheap stages first (metaexp/evaluate/cascade.py)."""
-    box = base.sandbox(files, bound=_bound(spec))
+    box = base.sandbox(files, bound=binds_base(spec))
     env = {**harness_env(spec, n, seed=seed), **(extra_env or {})}
     try:
         stages, stopped = run_cascade(spec, base, box, env, log_path) if cascade else ([], None)
@@ -66,7 +65,7 @@ def precheck(
     failure (its last line in the reason), None when it passes."""
     check = spec.harness.precheck
     assert check is not None
-    box = base.sandbox(files, bound=_bound(spec))
+    box = base.sandbox(files, bound=binds_base(spec))
     try:
         env = {**harness_env(spec, n), "METAEXP_PRECHECK": "1", **(extra_env or {})}
         ran = run_program(spec, check, base, box, env, log_path)
@@ -87,7 +86,7 @@ def validate(
     It never decides anything; a failing run is recorded, not fatal."""
     held_out = spec.harness.validation
     assert held_out is not None
-    box = base.sandbox(files, bound=_bound(spec))
+    box = base.sandbox(files, bound=binds_base(spec))
     try:
         env = {**harness_env(spec, n), "METAEXP_VALIDATION": "1"}
         ran = run_program(spec, held_out, base, box, env, log_path)
@@ -100,9 +99,3 @@ def validate(
     if problem:
         return {"error": problem, "metrics": metrics, "harness_s": spent}
     return {"metrics": metrics, "harness_s": spent}
-
-
-def _bound(spec: Spec) -> bool:
-    """Whether the isolation binds the base into the sandbox (bubblewrap) or the tree links to it."""
-    warm = bool(spec.harness.preload)  # a warm server's view binds the base whole: trees link into it
-    return isolation_for(spec.harness.sandbox, spec.harness.network).full and not warm

@@ -52,6 +52,13 @@ class Ran:
         return "\n".join(self.output.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
 
 
+def binds_base(spec: Spec) -> bool:
+    """Whether the isolation binds the base's files into a sandbox tree (bubblewrap), or the tree
+    links to them (sandbox.BaseTree.sandbox): no bubblewrap, or a warm server's view, which binds
+    the base whole."""
+    return isolation_for(spec.harness.sandbox, spec.harness.network).full and not spec.harness.preload
+
+
 def run_program(
     spec: Spec, command: _Command, base: BaseTree, cwd: Path, env: Mapping[str, str], log: Path
 ) -> Ran:
@@ -60,8 +67,8 @@ def run_program(
     h = spec.harness
     iso = isolation_for(h.sandbox, h.network)
     env = {**env, "HOME": HOME} if iso.full else dict(env)
-    if not iso.full or h.preload:  # the tree links into the base: `python evaluate.py` would look for
-        # its imports beside the link's target, in the base, where no target file is; the tree first
+    if not binds_base(spec):  # the tree links into the base: `python evaluate.py` would look for its
+        # imports beside the link's target, in the base, where no target file is; the tree first
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd), env.get("PYTHONPATH", "")) if p)
     gpus = bool(os.environ.get("CUDA_VISIBLE_DEVICES")) or bool(spec.ray.eval_resources.get("num_gpus"))
     warm = None
