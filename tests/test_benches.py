@@ -44,3 +44,35 @@ def test_bench_smoke(name: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert FIGURES[name] in proc.stdout, proc.stdout[-3000:]
+
+
+def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() -> None:
+    """search_quality's (+) / (-): a two-sided Mann-Whitney U test of the seeds' bests, p < 0.05."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import search_quality
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    low, high = [1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]
+    assert search_quality.against(low, high) == "+"
+    assert search_quality.against(high, low) == "-"
+    # medians apart but the seeds interleaved: no mark (exact p = 0.69)
+    assert search_quality.against([1.0, 3.0, 5.0, 7.0, 9.0], [2.0, 4.0, 6.0, 8.0, 10.0]) == ""
+    # separated, but 4 seeds against 4 reach p = 0.029 and 3 against 3 only p = 0.1
+    assert search_quality.against(low[:4], high[:4]) == "+"
+    assert search_quality.against(low[:3], high[:3]) == ""
+    assert search_quality.against([2.0] * 5, [2.0] * 5) == ""
+    rows = [
+        {"fid": fid, "dim": 5, "seed": s, "method": m, "best": {100: v + s}}
+        for fid in search_quality.FUNCTIONS
+        for s in range(5)
+        for m, v in (
+            ("optuna cmaes", 10.0),
+            ("metaexp cmaes", 0.0 if fid == 15 else 20.0 if fid == 20 else 10.0),
+        )
+    ]
+    table = search_quality.bbob_table(rows, (100,), (5,), ("optuna cmaes", "metaexp cmaes"))
+    assert "| f15 Rastrigin | 5 | 100 | 12 | 2 (+) |" in table
+    assert "| f20 Schwefel | 5 | 100 | 12 | 22 (-) |" in table
+    assert "| f22 Gallagher 21 | 5 | 100 | 12 | 12 |" in table
+    assert "metaexp cmaes: <= CMA-ES alone 3/4, <= 0.8 x 1/4; significantly ahead 1/4, behind 1/4" in table
