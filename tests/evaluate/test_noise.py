@@ -115,6 +115,16 @@ def test_batched_improves_by_more_than_one_std_is_kept() -> None:
     assert verdict.decided and verdict.better and "kept" in verdict.reason
 
 
+def test_batched_keeps_only_a_mean_gain_strictly_above_one_std() -> None:
+    """The boundary: gains 1, 1, 1, 5 have mean 2 and sample std 2 exactly (no rounding in Welford's
+    sums), which is not 'more than one std'; lowering the last gain a little keeps it."""
+    level = batched([1.0, 1.0, 1.0, 5.0], 4)
+    assert level.decided and level.mean == 2.0 and level.std == 2.0
+    assert not level.better and "within 1 std" in level.reason
+    above = batched([1.0, 1.0, 1.0, 4.9], 4)
+    assert above.mean > above.std and above.better
+
+
 def test_batched_waits_for_its_k_runs_and_one_run_keeps_any_improvement() -> None:
     assert not batched([0.05, 0.05], 3).decided
     assert batched([0.001], 1).better
