@@ -12,7 +12,9 @@
   or cmaes numeric arm, and with a cmaes or lq-cmaes arm whose steps are written whole (style
   global: the sampler's own trials) (`--methods` picks some). Each metaexp harness run asks this
   process for f(x) over a Unix socket, so a run is not dominated by importing numpy. Figures: the
-  median over seeds of the best f - f_opt after 100 and 300 evaluations. Targets: params + cmaes
+  median over seeds of the best f - f_opt after 100 and 300 evaluations, a metaexp cell marked (+)
+  or (-) where a two-sided Mann-Whitney U test of its seeds against CMA-ES alone's gives p < 0.05
+  (a median's side of CMA-ES's is often a coin's toss at 5 seeds). Targets: params + cmaes
   <= CMA-ES alone on every function; restarts or islands <= 0.8 x CMA-ES alone on these
   multimodal functions.
 * landscapes: `metaexp study` of every shipped strategy on the deceptive trap and NK at budgets 60
