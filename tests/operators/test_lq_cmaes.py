@@ -143,3 +143,67 @@ def test_a_search_recorded_before_its_tau_was_kept_replays_with_the_tau_it_ran_w
     assert _proposal(history(None)) == expected  # recorded before: replayed at 0.5
     assert _proposal(history(lq_cmaes.TAU_UNRECORDED)) == expected
     assert _proposal(history(lq_cmaes.TAU)) != expected  # today's trust: another search
+
+
+def test_a_region_where_the_harness_crashes_ranks_last_and_the_search_leaves_it() -> None:
+    """Failed evaluations are told to CMA-ES as worse than every value seen. Every point with
+    x0 < 0.25 crashes here (the optimum, x = 1, is beside the region, the search starts inside it),
+    so a search that ranked a crash as good would settle inside it: its late proposals would crash
+    and it would not reach the optimum (told as the best instead, all of the last 30 crash)."""
+    study = optuna.create_study(sampler=LqCmaesSampler(seed=3))
+    crashed = []
+    for _ in range(90):
+        trial = study.ask()
+        value = _sphere(trial)
+        crashed.append(trial.params["x0"] < 0.25)
+        if crashed[-1]:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+    assert study.best_value < 0.05, study.best_value
+    assert sum(crashed[-30:]) <= 10, crashed
+
+
+def test_a_maximised_metric_is_climbed() -> None:
+    """The search minimises internally: a study that maximises is told its values negated."""
+    study = optuna.create_study(sampler=LqCmaesSampler(seed=4), direction="maximize")
+    for _ in range(60):
+        trial = study.ask()
+        study.tell(trial, -_sphere(trial))
+    assert study.best_value > -0.05, study.best_value
+
+
+def test_the_first_generation_is_centred_on_x0_and_the_search_keeps_that_centre() -> None:
+    """x0 (the hybrid's incumbent) centres the first generation: its proposals lie around x0, not
+    around the middle of the box. A sampler given another x0 later replays the same search, since
+    the trials record where it began."""
+    x0 = {f"x{i}": 4.0 for i in range(4)}
+    study = optuna.create_study(sampler=LqCmaesSampler(seed=2, x0=x0))
+    firsts = []
+    for _ in range(8):
+        trial = study.ask()
+        firsts.append([trial.suggest_float(f"x{i}", -5.0, 5.0) for i in range(4)])
+        study.tell(trial, sum((v - 1.0) ** 2 for v in firsts[-1]))
+    centre = [sum(p[i] for p in firsts) / len(firsts) for i in range(4)]
+    assert all(c > 2.0 for c in centre), centre  # sigma0 is 1/6 of the range: 1.67 around 4
+    moved = optuna.create_study(sampler=LqCmaesSampler(seed=2, x0={f"x{i}": -4.0 for i in range(4)}))
+    for t in study.trials:
+        moved.add_trial(t)
+    assert _proposal(moved) == _proposal(study)
+
+
+def test_proposals_asked_while_the_search_waits_are_distinct_draws() -> None:
+    """Three members asking while the search's own proposal is out get three different points of
+    CMA-ES's distribution (each proposal's own stream, seeded per proposal as metaexp seeds it), not
+    one point three times (duplicates a population would throw away)."""
+    study = optuna.create_study(sampler=LqCmaesSampler(seed=6))
+    for _ in range(20):
+        trial = study.ask()
+        study.tell(trial, _sphere(trial))
+    box = {f"x{i}": optuna.distributions.FloatDistribution(-5.0, 5.0) for i in range(4)}
+    asked = []
+    for k in range(4):  # the first is the search's own; three wait on it
+        study.sampler.reseed(100 + k)  # as metaexp's search seeds each proposal (samplers.Search)
+        asked.append(study.ask(box))
+    drawn = {tuple(round(t.params[f"x{i}"], 9) for i in range(4)) for t in asked[1:]}
+    assert len(drawn) == 3, drawn
