@@ -8,12 +8,11 @@ best-ranked members are evaluated, a few at a time, until the model ranks the la
 points (at least 15) as the evaluations do (Kendall's tau >= 0.3, the model as fitted before the
 newest batch: the batch is new to it, the older points were in its fit, so the check is a loose one;
 a strict, out-of-sample check lost on held-out functions: bench/README.md) or the whole population
-is evaluated. CMA-ES is then
-told the evaluated members' values and the model's for the rest. A generation of 16-20 costs
-1.4-7 evaluations on BBOB's sphere and multimodal functions (d = 5, 10; CMA-ES's own generation is
-8-10), 3-5 even on Katsuura, which no quadratic describes: the loose check trusts a model there
-too. Where the model ranks the newest points wrong, every member is evaluated (CMA-ES with twice
-the population).
+is evaluated. CMA-ES is then told the evaluated members' values and the model's for the rest. A
+generation of 16-20 costs 1.4-7 evaluations on BBOB's sphere and multimodal functions (d = 5, 10;
+CMA-ES's own generation is 8-10), 3-5 even on Katsuura, which no quadratic describes: the loose
+check trusts a model there too. Where the model ranks the newest points wrong, every member is
+evaluated (CMA-ES with twice the population).
 
 The sampler keeps no state of its own that a resumed run could lose: its trials carry its seed,
 the tau it trusts the model at and where it began (a caller whose x0 moves, as the hybrid's
