@@ -1,6 +1,6 @@
 """Search quality against what a user would otherwise pick, side by side in one run.
 
-    python bench/search_quality.py [--parts bbob,landscapes,binpack] [--seeds 5] [--workers 2] [--smoke]
+    python bench/search_quality.py [--parts bbob,landscapes,binpack,crashes] [--seeds 5] [--smoke]
 
 * bbob: BBOB functions of coco-experiment (Rastrigin f15, Schwefel f20, Gallagher's 21 peaks f22,
   Katsuura f23) in d = 5 and 10 on [-5, 5]^d, instance 1 + seed. Optuna's CmaEsSampler and
@@ -24,6 +24,10 @@
   `--nk-seed N`: NK with other tables (held out).
 * binpack: the binpack example's offline operators at 200 evaluations against its best-fit
   baseline (4.75 % excess): the median best excess. Target <= 4.0 %.
+* crashes: a harness that crashes wherever X0 > an edge (as a learning rate too high diverges), on
+  the sphere in [-5, 5]^4 whose optimum lies close to the region: Optuna's CmaEsSampler alone
+  (crashes told FAIL) against metaexp's params + cmaes and + lq-cmaes. How many seeds reach the
+  optimum, how many end stuck in the region (`--crash-seeds`, 20).
 """
 
 from __future__ import annotations
@@ -199,10 +203,6 @@ def metaexp_run(
     fid: int, dim: int, seed: int, method: str, evals: int, tmp: Path, sock: Path, mixed: bool = False
 ) -> list[float]:
     """A real metaexp run (serial scheduler: no Ray in a pool worker), its evaluated values in order."""
-    from metaexp.record.records import read_records
-    from metaexp.run import run
-    from metaexp.spec import load_spec
-
     root = tmp / f"f{fid}-d{dim}-s{seed}-{method.split(' ', 1)[-1].replace(' ', '-')}"
     operator, strategy = STRATEGIES[method]
     if isinstance(operator, str):
@@ -231,17 +231,135 @@ def metaexp_run(
     }
     if operator["kind"] == "hybrid":  # its experiments tune: a budget of harness runs
         spec["budget"] = {**spec["budget"], "max_experiments": None, "max_evaluations": evals}
+    values = []  # every harness run's value in order (a tuned experiment's runs, each)
+    for r in run_in_repo(root, spec):
+        runs = [run["value"] for run in r.extra.get("runs", [])]
+        values += runs if runs else [r.value] if r.status.harness_ran else []
+    return [v for v in values if v is not None][:evals]
+
+
+def run_in_repo(root: Path, spec: dict[str, Any]) -> list[Any]:
+    """Commit what `root` holds to a fresh git repository, run `spec` there (serial scheduler: no
+    Ray in a pool worker) and return its records."""
+    from metaexp.record.records import read_records
+    from metaexp.run import run
+    from metaexp.spec import load_spec
+
     (root / "metaexp.yaml").write_text(yaml.safe_dump(spec))
     who = ["-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false"]
     for args in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "bench"]):
         subprocess.run(["git", *args], cwd=root, check=True)
     run(load_spec(root / "metaexp.yaml"), out=io.StringIO(), scheduler="serial")
-    records = read_records(root / ".metaexp" / "bbob" / "experiments.jsonl")
-    values = []  # every harness run's value in order (a tuned experiment's runs, each)
-    for r in records:
-        runs = [run["value"] for run in r.extra.get("runs", [])]
-        values += runs if runs else [r.value] if r.status.harness_ran else []
-    return [v for v in values if v is not None][:evals]
+    return read_records(root / ".metaexp" / spec["tag"] / "experiments.jsonl")
+
+
+# --------------------------------------------------------------------------- crashes
+
+# scenario: (X0 above which the harness crashes, the optimum of every coordinate, evaluations); the
+# sphere in [-5, 5]^4 from the baseline 0 (which runs: a ratchet needs it), the optimum close to the
+# region, as the best learning rate is often just below the one that diverges
+CRASH_SCENARIOS = {
+    "close": (0.5, 0.25, 90),
+    "at the edge": (1.05, 1.0, 90),
+}
+CRASH_METHODS = ("optuna cmaes", "metaexp cmaes", "metaexp lq-cmaes")
+CRASH_DIM = 4
+CRASH_HARNESS = """import re, sys
+text = open('params.py').read()
+x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
+edge, optimum = float(sys.argv[1]), float(sys.argv[2])
+if x[0] > edge:
+    sys.exit('diverged: X0 > %g' % edge)
+print('---')
+print('f:', sum((v - optimum) ** 2 for v in x))
+"""
+
+
+def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
+    """One search of a crash scenario: its values in order, None where the harness crashed."""
+    scenario, seed, method, smoke, tmp = job
+    edge, optimum, evals = CRASH_SCENARIOS[scenario]
+    evals = smoke or evals
+    values: list[float | None] = []
+    if method == "optuna cmaes":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.CmaEsSampler(seed=seed))
+        for _ in range(evals):
+            trial = study.ask()
+            x = [trial.suggest_float(f"X{i}", -5.0, 5.0) for i in range(CRASH_DIM)]
+            values.append(None if x[0] > edge else sum((v - optimum) ** 2 for v in x))
+            if values[-1] is None:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, values[-1])
+    else:
+        root = Path(tmp) / f"crash-{scenario}-s{seed}-{method.split()[-1]}"
+        root.mkdir(parents=True)
+        (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(CRASH_DIM)))
+        (root / "evaluate.py").write_text(CRASH_HARNESS)
+        (root / "space.yaml").write_text(
+            "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(CRASH_DIM))
+        )
+        spec = {
+            "tag": "crash",
+            "target": ["params.py"],
+            "harness": {
+                "command": f"python evaluate.py {edge} {optimum}",
+                "immutable": ["evaluate.py"],
+                "timeout_s": 30,
+                "sandbox": "off",
+            },
+            "metrics": {"f": {"direction": "minimize"}},
+            "objective": {"primary": "f"},
+            "operator": {"kind": "params", "sampler": method.split()[-1], "space": "space.yaml"},
+            "strategy": HILL_CLIMB,
+            # a crash streak is the scenario here, not a reason to stop
+            "budget": {
+                "max_experiments": evals,
+                "max_invalid_streak": None,
+                "abort_on_consecutive_crashes": None,
+            },
+            "seed": seed,
+        }
+        records = [r for r in run_in_repo(root, spec)[1:] if r.status.harness_ran]  # after the baseline
+        values = [None if r.status.failed else r.value for r in records]
+    return {"scenario": scenario, "seed": seed, "method": method, "values": values}
+
+
+def crashes(seeds: int, workers: int, smoke: int | None = None) -> str:
+    """Each method on each scenario, `seeds` seeds (`smoke`: that many evaluations, not the
+    scenario's): crash_table."""
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as tmp:
+        cells = [(sc, s, m) for sc in CRASH_SCENARIOS for s in range(seeds) for m in CRASH_METHODS]
+        jobs = [(sc, s, m, smoke, tmp) for sc, s, m in cells]
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            rows = list(pool.imap_unordered(crash_job, jobs))
+    return crash_table(rows)
+
+
+def crash_table(rows: list[dict[str, Any]]) -> str:
+    """How many seeds reach the optimum (f < 0.05), how many end stuck in the region (every one of
+    their last 30 evaluations crashed), the median best and the share of evaluations that crashed."""
+    lines = [
+        "| scenario | method | reached f < 0.05 | stuck (last 30 all crash) | median best | crashed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario, (edge, optimum, _) in CRASH_SCENARIOS.items():
+        for method in CRASH_METHODS:
+            cell = [r["values"] for r in rows if (r["scenario"], r["method"]) == (scenario, method)]
+            if not cell:
+                continue
+            bests = [min((v for v in vs if v is not None), default=float("inf")) for vs in cell]
+            stuck = sum(len(vs) >= 30 and all(v is None for v in vs[-30:]) for vs in cell)
+            crashed = sum(v is None for vs in cell for v in vs) / max(1, sum(len(vs) for vs in cell))
+            where = f"{scenario} (X0 > {edge} crashes, optimum {optimum}, {len(cell[0])} evals)"
+            lines.append(
+                f"| {where} | {method} | {sum(b < 0.05 for b in bests)}/{len(cell)} | {stuck}/{len(cell)} "
+                f"| {statistics.median(bests):.3g} | {crashed:.0%} |"
+            )
+    return "\n".join(lines)
 
 
 def bbob_job(job: tuple[int, int, int, str, tuple[int, ...], str, bool]) -> dict[str, Any]:
@@ -500,6 +618,7 @@ def main() -> int:
     )
     parser.add_argument("--dims", default="5,10", help="bbob: the dimensions")
     parser.add_argument("--landscape-seeds", type=int, default=20)
+    parser.add_argument("--crash-seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--landscape-budgets", default="60,200")
     parser.add_argument("--landscapes", default="deceptive,nk", help="which landscapes (deceptive, nk)")
@@ -514,7 +633,7 @@ def main() -> int:
         "--smoke",
         action="store_true",
         help="that it runs: bbob 1 seed, 20 evaluations, d = 5 (every sampler and strategy once); the "
-        "deceptive trap, 1 seed, 12 evaluations, params + surrogate",
+        "deceptive trap, 1 seed, 12 evaluations, params + surrogate; crashes, 1 seed, 12 evaluations",
     )
     args = parser.parse_args()
     budgets, dims = BUDGETS, tuple(int(d) for d in args.dims.split(","))
@@ -531,7 +650,8 @@ def main() -> int:
     if args.nk_seed is not None and "nk" not in args.landscapes.split(","):
         parser.error("--nk-seed: only with nk among --landscapes")
     if args.smoke:
-        args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes", 1, 1, (10, 20), (5,)
+        args.parts, args.seeds, args.workers, budgets, dims = "bbob,landscapes,crashes", 1, 1, (10, 20), (5,)
+        args.crash_seeds = 1
         skip = (
             "optuna random",
             "optuna cmaes+tpe",
@@ -551,6 +671,8 @@ def main() -> int:
         print(table, flush=True)
     if "binpack" in parts:
         print(binpack(args.seeds, args.workers, 12 if args.smoke else 200), flush=True)
+    if "crashes" in parts:
+        print(crashes(args.crash_seeds, args.workers, 12 if args.smoke else None), flush=True)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -21,7 +22,7 @@ FIGURES = {  # a line each smoke run must print: the figures, not just an exit c
     "parallel_scaling.py": "of ideal",
     "parallel_study.py": "share of ideal",
     "ray_start.py": "first proposal recorded",
-    "search_quality.py": "operator surrogate",
+    "search_quality.py": ("operator surrogate", "| metaexp lq-cmaes | "),  # landscapes; crashes
 }
 
 
@@ -43,16 +44,23 @@ def test_bench_smoke(name: str) -> None:
         timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert FIGURES[name] in proc.stdout, proc.stdout[-3000:]
+    figures = FIGURES[name]
+    for line in (figures,) if isinstance(figures, str) else figures:
+        assert line in proc.stdout, proc.stdout[-3000:]
 
 
-def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() -> None:
-    """search_quality's (+) / (-): a two-sided Mann-Whitney U test of the seeds' bests, p < 0.05."""
+def _search_quality() -> Any:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         import search_quality
     finally:
         sys.path.remove(str(ROOT / "bench"))
+    return search_quality
+
+
+def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() -> None:
+    """search_quality's (+) / (-): a two-sided Mann-Whitney U test of the seeds' bests, p < 0.05."""
+    search_quality = _search_quality()
     low, high = [1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]
     assert search_quality.against(low, high) == "+"
     assert search_quality.against(high, low) == "-"
@@ -76,3 +84,18 @@ def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() 
     assert "| f20 Schwefel | 5 | 100 | 12 | 22 (-) |" in table
     assert "| f22 Gallagher 21 | 5 | 100 | 12 | 12 |" in table
     assert "metaexp cmaes: <= CMA-ES alone 3/4, <= 0.8 x 1/4; significantly ahead 1/4, behind 1/4" in table
+
+
+def test_the_crash_table_counts_a_seed_stuck_in_the_region_and_one_that_left_it() -> None:
+    """search_quality's crashes part: a seed whose last 30 evaluations all crashed is stuck, one that
+    crashed often but not at the end is not; reached is f < 0.05; the median best skips crashes."""
+    left = [None] * 40 + [0.01] + [None] * 29  # crashed 69 times, but not all of its last 30
+    stuck = [0.2] * 10 + [None] * 60
+    rows = [
+        {"scenario": "close", "method": "metaexp lq-cmaes", "seed": k, "values": v}
+        for k, v in enumerate((left, stuck))
+    ]
+    line = next(row for row in _search_quality().crash_table(rows).splitlines() if "lq-cmaes" in row)
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[2:] == ["1/2", "1/2", "0.105", f"{129 / 140:.0%}"], cells
+    assert "70 evals" in cells[0]
