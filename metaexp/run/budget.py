@@ -73,7 +73,10 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
     if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
         return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
     if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
-        return f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
+        why = f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
+        if spec.operator.kind != "llm":  # values, not code: a search near where the harness crashes
+            why += "; if the values tried are what crashes (a region of the space), raise it or null it"
+        return why
     if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
         return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
     if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:

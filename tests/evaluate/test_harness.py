@@ -157,6 +157,9 @@ def test_consecutive_crashes_abort(project: Project) -> None:
     )
     assert result.aborted and "3 crashes/timeouts in a row" in result.stop_reason
     assert len(project.records()) == 4
+    # the landscape's operator tunes values: a streak may be the search at a region that crashes
+    # (params + cmaes near such a region: 6-8 of 10 runs stopped early at 3, bench/README.md)
+    assert "raise it or null it" in result.stop_reason
 
 
 def test_broken_baseline_stops_with_a_message(project: Project) -> None:
