@@ -323,7 +323,7 @@ def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
             },
             "seed": seed,
         }
-        records = [r for r in run_in_repo(root, spec)[1:] if r.status.harness_ran]  # after the baseline
+        records = [r for r in run_in_repo(root, spec) if r.status.harness_ran]  # the baseline first
         values = [None if r.status.failed else r.value for r in records]
     return {"scenario": scenario, "seed": seed, "method": method, "values": values}
 

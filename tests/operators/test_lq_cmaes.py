@@ -33,11 +33,10 @@ def _proposal(study: optuna.Study) -> dict[str, float]:
 def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_search() -> None:
     """Every third evaluation fails (a flaky harness): the search goes on and still closes in on
     the optimum, and a sampler made fresh over the same history (a resumed run) proposes the
-    point the kept one proposes. (A failure counts against the model's check, which a region that
-    crashes needs: below. So a flaky harness costs evaluations: 20 of 20 seeds reach 0.05 by 90
-    evaluations, 16 of 20 by 60, where all 20 did by 60 before.)"""
+    point the kept one proposes. (Only the newest batch's failures count against the model's
+    check: counting every failure in the window, this seed was at 0.22 after 60 evaluations.)"""
     study = optuna.create_study(sampler=LqCmaesSampler(seed=3))
-    for k in range(90):
+    for k in range(60):
         trial = study.ask()
         value = _sphere(trial)
         if k % 3 == 2:
@@ -46,7 +45,7 @@ def test_failed_evaluations_rank_last_and_a_fresh_sampler_replays_the_same_searc
             study.tell(trial, value)
     assert study.best_value < 0.05, study.best_value
     own = [t for t in study.trials if PREFIX + "seed" in t.system_attrs]
-    assert len(own) == 89 and {t.system_attrs[PREFIX + "seed"] for t in own} == {3}
+    assert len(own) == 59 and {t.system_attrs[PREFIX + "seed"] for t in own} == {3}
     fresh = optuna.create_study(sampler=LqCmaesSampler(seed=99))  # its own seed is not the search's
     for t in study.trials:
         fresh.add_trial(t)
@@ -147,15 +146,18 @@ def test_a_search_recorded_before_its_tau_was_kept_replays_with_the_tau_it_ran_w
     assert _proposal(history(lq_cmaes.TAU)) != expected  # today's trust: another search
 
 
-def _crashing_run(seed: int, edge: float, optimum: float, trials: int) -> tuple[float, list[bool]]:
-    """lq-cmaes on the sphere around `optimum` in [-5, 5]^4 where every point with x0 < `edge`
-    crashes (told FAIL, as a crashed harness is): the best value and which trials crashed."""
+def _crashing_run(
+    seed: int, edge: float, optimum: float, trials: int, above: bool = False
+) -> tuple[float, list[bool]]:
+    """lq-cmaes on the sphere around `optimum` in [-5, 5]^4 where every point with x0 < `edge` (x0 >
+    `edge`, `above`) crashes (told FAIL, as a crashed harness is): the best value and which trials
+    crashed."""
     study = optuna.create_study(sampler=LqCmaesSampler(seed=seed))
     crashed = []
     for _ in range(trials):
         trial = study.ask()
         xs = [trial.suggest_float(f"x{i}", -5.0, 5.0) for i in range(4)]
-        crashed.append(xs[0] < edge)
+        crashed.append(xs[0] > edge if above else xs[0] < edge)
         if crashed[-1]:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
@@ -165,29 +167,42 @@ def _crashing_run(seed: int, edge: float, optimum: float, trials: int) -> tuple[
 
 @pytest.mark.parametrize("seed", [3, 0, 10, 11])
 def test_a_region_where_the_harness_crashes_ranks_last_and_the_search_leaves_it(seed: int) -> None:
-    """Failed evaluations are told to CMA-ES as worse than every member, and count in the model's
-    check as worse than every value. Every point with x0 < 0.25 crashes here (the optimum, x = 1, is
-    beside the region, the search starts inside it). A search that ranked a crash as good would settle
-    inside it (all of the last 30 crash); so did one whose model check skipped the crashes: the model,
-    fitted to the points that ran, ranked points inside the region best, one was evaluated and
-    crashed, the check did not see it and trusted the model (10 of 30 seeds, seeds 0, 10 and 11 here,
-    ended with every late proposal crashing)."""
+    """Failed evaluations are told to CMA-ES as worse than every member, and the newest batch's
+    count in the model's check as worse than every value. Every point with x0 < 0.25 crashes here
+    (the optimum, x = 1, is beside the region, the search starts inside it). A search that ranked a
+    crash as good would settle inside it (all of the last 30 crash); so did one whose model check
+    skipped the crashes: the model, fitted to the points that ran, ranked points inside the region
+    best, one was evaluated and crashed, the check did not see it and trusted the model (10 of 30
+    seeds, seeds 0, 10 and 11 here, ended with every late proposal crashing)."""
     best, crashed = _crashing_run(seed, edge=0.25, optimum=1.0, trials=90)
     assert best < 0.05, best
     assert sum(crashed[-30:]) <= 10, crashed
 
 
-@pytest.mark.parametrize("seed", [2, 15])
+@pytest.mark.parametrize("seed", [2])
 def test_a_search_that_starts_where_nearly_everything_crashes_widens_and_gets_out(seed: int) -> None:
     """Every point with x0 < 3 crashes, the optimum is at x = 4 and the search starts at 0: 96 % of the
     first generation crashes. A generation whose best quarter ties (every member crashed) widens
-    CMA-ES's step, as Hansen's reference CMA-ES does on flat fitness, and a crashed member ranks after
-    the members the model ranks. Without the widening seed 2 ends with all of its last 30 crashing
-    (best 84); without the ranking seed 15 ends at 14.9; with both, 19 of 20 seeds reach < 0.05 in
-    150 evaluations (before this rule 13 of 20, 5 stuck; Optuna's CmaEsSampler 0 of 20, 9 stuck)."""
+    CMA-ES's step, as Hansen's reference CMA-ES does on flat fitness. Without the widening seed 2
+    ends short of the optimum, 4 of 20 seeds do (2 stuck); with it, 20 of 20 reach < 0.05 in 150
+    evaluations (before these rules 13 of 20, 5 stuck; Optuna's CmaEsSampler 0 of 20, 9 stuck)."""
     best, crashed = _crashing_run(seed, edge=3.0, optimum=4.0, trials=150)
     assert best < 0.05, best
     assert sum(crashed[-30:]) <= 10, crashed
+
+
+@pytest.mark.parametrize(("seed", "edge", "optimum"), [(24, 0.5, 0.25), (11, 1.05, 1.0)])
+def test_the_optimum_just_short_of_a_region_that_crashes_is_reached(
+    seed: int, edge: float, optimum: float
+) -> None:
+    """The search starts at 0, outside the region (x0 > `edge` crashes), and the optimum lies just
+    short of it, as the best learning rate often lies just below one that diverges. A crashed member
+    ranks after the members the model ranks, not only after the evaluated ones: told ahead of them
+    (worse than the evaluated members only), seed 24 ends at 1.7, 21 of its last 30 proposals
+    crashing, and seed 11 at 4.3."""
+    best, crashed = _crashing_run(seed, edge=edge, optimum=optimum, trials=90, above=True)
+    assert best < 0.05, best
+    assert not all(crashed[-30:]), crashed  # near an optimum at the edge many proposals cross it
 
 
 def test_a_maximised_metric_is_climbed() -> None:
