@@ -101,10 +101,15 @@ LANDSCAPE_OPERATORS: dict[str, tuple[str | None, list[str]]] = {
 # sees (a categorical that changes the numbers' landscape), LEVEL adds a constant to f.
 SHIFTS = {"none": 0.0, "up": 1.5, "down": -1.5, "zigzag": 1.5}  # zigzag: +1.5, -1.5, +1.5, ...
 LEVELS = {"low": 0.0, "mid": 2.0, "high": 5.0}
-HARNESS = """import os, re, socket, sys
+# a harness's first lines: the X<i> values of params.py, in order, as x (and the file as text)
+READ_X = """import os, re, socket, sys
 text = open('params.py').read()
 x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
-mixed = re.findall(r"^(?:SHIFT|LEVEL) = .(\\w+).", text, re.M)  # --mixed: SHIFT, then LEVEL
+"""
+# --mixed: the categoricals too, SHIFT, then LEVEL
+HARNESS = (
+    READ_X
+    + """mixed = re.findall(r"^(?:SHIFT|LEVEL) = .(\\w+).", text, re.M)
 with socket.socket(socket.AF_UNIX) as s:
     s.connect(os.environ['BBOB_SOCKET'])
     s.sendall((' '.join([*sys.argv[1:4], *mixed, *map(repr, x)]) + '\\n').encode())
@@ -112,6 +117,7 @@ with socket.socket(socket.AF_UNIX) as s:
 print('---')
 print('f:', f)
 """
+)
 
 
 def mixed_point(x: list[float], shift: str) -> list[float]:
@@ -199,6 +205,13 @@ def optuna_run(fid: int, dim: int, seed: int, sampler: str, evals: int, mixed: b
     return values
 
 
+def box(dim: int) -> tuple[str, str]:
+    """params.py with X0 .. X<dim-1> at 0 (the box's centre), and its space: [-5, 5] each."""
+    params = "".join(f"X{i} = 0.0\n" for i in range(dim))
+    space = "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(dim))
+    return params, space
+
+
 def metaexp_run(
     fid: int, dim: int, seed: int, method: str, evals: int, tmp: Path, sock: Path, mixed: bool = False
 ) -> list[float]:
@@ -208,8 +221,7 @@ def metaexp_run(
     if isinstance(operator, str):
         operator = {"kind": "params", "sampler": operator}
     root.mkdir(parents=True)
-    params = "".join(f"X{i} = 0.0\n" for i in range(dim))
-    space = "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(dim))
+    params, space = box(dim)
     if mixed:
         params += "SHIFT = 'none'\nLEVEL = 'low'\n"
         space += f"SHIFT: {{type: categorical, choices: {list(SHIFTS)}}}\n"
@@ -264,15 +276,15 @@ CRASH_SCENARIOS = {
 }
 CRASH_METHODS = ("optuna cmaes", "metaexp cmaes", "metaexp lq-cmaes")
 CRASH_DIM = 4
-CRASH_HARNESS = """import re, sys
-text = open('params.py').read()
-x = [float(v) for _, v in sorted((int(i), v) for i, v in re.findall(r'^X(\\d+) = (\\S+)', text, re.M))]
-edge, optimum = float(sys.argv[1]), float(sys.argv[2])
+CRASH_HARNESS = (
+    READ_X
+    + """edge, optimum = float(sys.argv[1]), float(sys.argv[2])
 if x[0] > edge:
     sys.exit('diverged: X0 > %g' % edge)
 print('---')
 print('f:', sum((v - optimum) ** 2 for v in x))
 """
+)
 
 
 def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
@@ -297,11 +309,10 @@ def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
     else:
         root = Path(tmp) / f"crash-{scenario}-s{seed}-{method.split()[-1]}"
         root.mkdir(parents=True)
-        (root / "params.py").write_text("".join(f"X{i} = 0.0\n" for i in range(CRASH_DIM)))
+        params, space = box(CRASH_DIM)
+        (root / "params.py").write_text(params)
         (root / "evaluate.py").write_text(CRASH_HARNESS)
-        (root / "space.yaml").write_text(
-            "".join(f"X{i}: {{type: float, low: -5.0, high: 5.0}}\n" for i in range(CRASH_DIM))
-        )
+        (root / "space.yaml").write_text(space)
         spec = {
             "tag": "crash",
             "target": ["params.py"],
