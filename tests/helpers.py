@@ -106,6 +106,18 @@ NOISY = (
 )
 NOISY_HARNESS = {"command": "python noisy.py", "immutable": ["evaluate.py", "noisy.py"]}
 
+PICKY = """\
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("params", os.path.join(os.getcwd(), "params.py"))
+params = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(params)
+if (params.X, params.Y, params.WIDTH) != (3.0, -2.0, 7):
+    sys.exit("diverged")  # every change crashes; the start runs
+print("---")
+print("loss: 1.0")
+"""
+PICKY_HARNESS = {"command": "python picky.py", "immutable": ["evaluate.py", "picky.py"]}  # writes PICKY first
+
 
 # --- the dashboard as a user starts it
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 LOG_KEEP_BYTES = 1 << 20  # the last MiB of each harness log is kept (logs/<n>.log, logs/<n>.<run>.log)
 MAIN = "run"  # the stem of a job's logs in its directory: run.log, run.<name>.log
+PROBE = "probe"  # a crash streak's probe: the failed candidate's parent, run again (logs/<n>.probe.log)
+PROBED_FINE = "the parent still runs (probe): the change fails"  # not the harness
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)  # more variables, e.g. METAEXP_ISLAND
     noise: dict[str, Any] | None = None  # the paired test against the parent (ParentTests.payload)
     tune_budget: int = 0  # hybrid: tuning runs, the candidate's own values first (cand.tune is set)
+    probe: bool = False  # if it crashes or times out, run its parent once more (a crash streak's probe)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Evaluation:
     node: str = ""  # the Ray node it ran on ("" in this process)
     test: Measured | None = None  # noise: the paired test's verdict, runs and the parent's new runs
     tuned: Candidate | None = None  # hybrid: the candidate as tuning left it (its best run's values)
+    probe: Outcome | None = None  # the parent run again after this candidate failed (Job.probe)
 
 
 def run_job(spec: Spec, base: BaseTree, job: Job, log: Path | None = None) -> Evaluation:
@@ -79,7 +83,12 @@ def _run(spec: Spec, base: BaseTree, job: Job, log: Path) -> Evaluation:
         outcome = test.outcome
     else:
         outcome = run(job.cand.tree, spec.seed, "")
-    return Evaluation(outcome, {}, test=test, tuned=tuned)
+    probe = None
+    if job.probe and outcome.status is not None and outcome.status.failed and job.cand.kind != "baseline":
+        probe = run(job.cand.parent_files, spec.seed, PROBE)  # the harness, or the change?
+        if probe.status is None:
+            outcome = replace(outcome, reason=f"{outcome.reason}; {PROBED_FINE}")
+    return Evaluation(outcome, {}, test=test, tuned=tuned, probe=probe)
 
 
 def run_validation(

@@ -31,6 +31,7 @@ class Tally:
     total: int = 0
     ran: int = 0
     crash_streak: int = 0
+    broken_probe: int | None = None  # the record whose probe failed too: its parent no longer runs
     invalid_streak: int = 0
     clock_s: float = 0.0
     best: ExperimentRecord | None = None
@@ -50,9 +51,15 @@ class Tally:
         if rec.status.harness_ran:
             self.ran += 1
             runs = len(rec.extra.get("runs", [])) + len(rec.extra.get("incumbent_runs", []))
-            self.evaluations += max(1, runs)
+            probe = rec.extra.get("probe")
+            self.evaluations += max(1, runs) + (probe is not None)
             self.invalid_streak = 0
             self.crash_streak = self.crash_streak + 1 if rec.status.failed else 0
+            self.broken_probe = None
+            if probe is not None and probe.get("status") == "ok":  # the change failed, not the harness
+                self.crash_streak = 0
+            elif probe is not None and rec.status.failed:
+                self.broken_probe = rec.n
         else:
             self.invalid_streak += 1
         if rec.best:
@@ -72,11 +79,13 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
         return f"max_proposals={b.max_proposals} reached"
     if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
         return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
-    if b.abort_on_consecutive_crashes is not None and t.crash_streak >= b.abort_on_consecutive_crashes:
-        why = f"abort: {t.crash_streak} crashes/timeouts in a row (abort_on_consecutive_crashes)"
-        if spec.operator.kind != "llm":  # values, not code: a search near where the harness crashes
-            why += "; if the values tried are what crashes (a region of the space), raise it or null it"
-        return why
+    limit = b.abort_on_consecutive_crashes
+    if limit is not None and t.crash_streak >= limit and t.broken_probe is not None:
+        return (
+            f"abort: {t.crash_streak} crashes/timeouts in a row, and the last one's parent failed too when"
+            f" run again (logs/{t.broken_probe}.probe.log): the harness or its environment is broken"
+            " (abort_on_consecutive_crashes)"
+        )
     if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
         return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"
     if b.max_cost_usd is not None and t.cost_usd + t.max_call_cost_usd > b.max_cost_usd:

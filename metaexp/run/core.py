@@ -178,7 +178,10 @@ class Core:
         if cand.tune is not None:  # every tuning run counts against budget.max_evaluations
             budget, cap = cand.tune.budget, self.spec.budget.max_evaluations
             budget = budget if cap is None else max(1, min(budget, cap - self.session.tally.evaluations))
-        return Job(cand, label, env, noise, budget)
+        # a crash streak one short of the abort: if this one fails too, its parent runs again (a probe)
+        limit = self.spec.budget.abort_on_consecutive_crashes
+        probe = limit is not None and self.session.tally.crash_streak >= limit - 1
+        return Job(cand, label, env, noise, budget, probe)
 
     # --- decide
 

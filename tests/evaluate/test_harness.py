@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Project
+from helpers import PICKY, PICKY_HARNESS
 
 from metaexp.evaluate.isolation import TOOLS_VARIABLE, available
 from metaexp.record.records import Status
@@ -156,10 +157,43 @@ def test_consecutive_crashes_abort(project: Project) -> None:
         budget={"max_experiments": 20, "abort_on_consecutive_crashes": 3},
     )
     assert result.aborted and "3 crashes/timeouts in a row" in result.stop_reason
-    assert len(project.records()) == 4
-    # the landscape's operator tunes values: a streak may be the search at a region that crashes
-    # (params + cmaes near such a region: 6-8 of 10 runs stopped early at 3, bench/README.md)
-    assert "raise it or null it" in result.stop_reason
+    records = project.records()
+    assert len(records) == 4  # the probe rode on the third crash: the abort came no later
+    # the third crash's parent was run again (METAEXP_EXPERIMENT is still 4: it crashed too)
+    assert ["probe" in r.extra for r in records] == [False, False, False, True]
+    assert records[3].extra["probe"]["status"] == "crash"
+    assert "failed too when run again (logs/4.probe.log)" in result.stop_reason
+    probe_log = project.root / ".metaexp" / "landscape" / "logs" / "4.probe.log"
+    assert probe_log.read_text().strip().endswith("x")
+    assert result.tally.evaluations == 3 + 1 + 1  # the probe is a harness run
+
+
+def test_a_crash_streak_whose_parent_still_runs_goes_on(project: Project) -> None:
+    """Every change crashes (a search in a region where the harness crashes), the start still runs:
+    each streak's probe runs the start again, it passes, the streak resets and the run reaches its
+    budget instead of aborting at the third crash in a row."""
+    project.write("picky.py", PICKY)
+    limit = 3
+    result = project.run(
+        harness=PICKY_HARNESS,
+        budget={"max_experiments": 9, "abort_on_consecutive_crashes": limit},
+    )
+    assert not result.aborted and result.stop_reason == "max_experiments=9 reached"
+    records = project.assert_consistent()
+    ran = [r for r in records if r.status.harness_ran]
+    assert ran[0].status is Status.KEEP and all(r.status is Status.CRASH for r in ran[1:])
+    streak, probed = 0, []  # a job carries the probe when the streak is one short of the limit
+    for _ in ran[1:]:
+        probed.append(streak >= limit - 1)
+        streak = 0 if probed[-1] else streak + 1
+    assert ["probe" in r.extra for r in ran[1:]] == probed and sum(probed) == 2
+    logs = project.root / ".metaexp" / "landscape" / "logs"
+    for r in ran[1:]:
+        if "probe" in r.extra:
+            assert r.extra["probe"] == {"status": "ok", "metrics": {"loss": 1.0}, "reason": ""}
+            assert "the parent still runs (probe)" in r.reason and "diverged" in r.log_tail
+            assert "loss: 1.0" in (logs / f"{r.n}.probe.log").read_text()
+    assert result.tally.evaluations == 9 + 2
 
 
 def test_broken_baseline_stops_with_a_message(project: Project) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import Project, git
 from fake_openai import FakeOpenAI
-from helpers import NOISY, NOISY_HARNESS, comparable, landscape_model
+from helpers import NOISY, NOISY_HARNESS, PICKY, PICKY_HARNESS, comparable, landscape_model
 
 from metaexp.record.records import ExperimentRecord, Status
 from metaexp.run import Scheduler, run
@@ -180,3 +180,25 @@ def test_a_population_evaluating_one_at_a_time_runs_without_ray_and_records_the_
     proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [_view(project, r) for r in project.assert_consistent()] == expected
+
+
+def test_a_crash_streaks_probe_runs_on_a_worker_and_its_log_comes_back(
+    project: Project, ray_session: None
+) -> None:
+    """Every change crashes, the start runs (PICKY). With two evaluations in flight a streak can pass
+    the limit before a probing job returns: the run waits for a probe instead of aborting, each probe
+    (run in a Ray task) passes, its log lands at logs/<n>.probe.log, and the run reaches its budget."""
+    project.write("picky.py", PICKY)
+    settings: dict[str, Any] = {
+        "harness": PICKY_HARNESS,
+        "budget": {"max_experiments": 8, "abort_on_consecutive_crashes": 2},
+        "ray": {"max_concurrent_evals": 2, "eval_resources": {"num_cpus": 0.5}},
+    }
+    result = run(load_spec(project.spec(**settings)), out=io.StringIO(), scheduler="parallel")
+    assert result.stop_reason == "max_experiments=8 reached", result.stop_reason
+    records = project.assert_consistent()
+    probed = [r for r in records if "probe" in r.extra]
+    assert probed and all(r.status is Status.CRASH and r.extra["probe"]["status"] == "ok" for r in probed)
+    logs = project.root / ".metaexp" / "landscape" / "logs"
+    assert all("loss: 1.0" in (logs / f"{r.n}.probe.log").read_text() for r in probed)
+    assert result.tally.evaluations == 8 + len(probed)
