@@ -293,6 +293,7 @@ def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
     edge, optimum, evals = CRASH_SCENARIOS[scenario]
     evals = smoke or evals
     values: list[float | None] = []
+    probes = 0
     if method == "optuna cmaes":
         import optuna
 
@@ -326,17 +327,22 @@ def crash_job(job: tuple[str, int, str, int | None, str]) -> dict[str, Any]:
             "objective": {"primary": "f"},
             "operator": {"kind": "params", "sampler": method.split()[-1], "space": "space.yaml"},
             "strategy": HILL_CLIMB,
-            # a crash streak is the scenario here, not a reason to stop
-            "budget": {
-                "max_experiments": evals,
-                "max_invalid_streak": None,
-                "abort_on_consecutive_crashes": None,
-            },
+            # the default abort_on_consecutive_crashes (3): a streak's probe runs the parent again,
+            # which counts as an evaluation
+            "budget": {"max_experiments": None, "max_evaluations": evals, "max_invalid_streak": None},
             "seed": seed,
         }
         records = [r for r in run_in_repo(root, spec) if r.status.harness_ran]  # the baseline first
         values = [None if r.status.failed else r.value for r in records]
-    return {"scenario": scenario, "seed": seed, "method": method, "values": values}
+        probes = sum("probe" in r.extra for r in records)
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "method": method,
+        "values": values,
+        "probes": probes,
+        "evals": evals,
+    }
 
 
 def crashes(seeds: int, workers: int, smoke: int | None = None) -> str:
@@ -352,23 +358,32 @@ def crashes(seeds: int, workers: int, smoke: int | None = None) -> str:
 
 def crash_table(rows: list[dict[str, Any]]) -> str:
     """How many seeds reach the optimum (f < 0.05), how many end stuck in the region (every one of
-    their last 30 evaluations crashed), the median best and the share of evaluations that crashed."""
+    their last 30 evaluations crashed), the median best, the share of evaluations that crashed, how
+    many runs stopped before their budget (a crash-streak abort) and the evaluations their crash
+    streaks' probes took (metaexp runs the parent again; Optuna has neither)."""
     lines = [
-        "| scenario | method | reached f < 0.05 | stuck (last 30 all crash) | median best | crashed |",
-        "|---|---|---|---|---|---|",
+        "| scenario | method | reached f < 0.05 | stuck (last 30 all crash) | median best | crashed "
+        "| stopped early | probes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for scenario, (edge, optimum, _) in CRASH_SCENARIOS.items():
         for method in CRASH_METHODS:
-            cell = [r["values"] for r in rows if (r["scenario"], r["method"]) == (scenario, method)]
-            if not cell:
+            runs = [r for r in rows if (r["scenario"], r["method"]) == (scenario, method)]
+            if not runs:
                 continue
+            cell = [r["values"] for r in runs]
+            probes = sum(r.get("probes", 0) for r in runs)
+            stopped = sum(
+                len(r["values"]) + r.get("probes", 0) < r.get("evals", len(r["values"])) for r in runs
+            )
             bests = [min((v for v in vs if v is not None), default=float("inf")) for vs in cell]
             stuck = sum(len(vs) >= 30 and all(v is None for v in vs[-30:]) for vs in cell)
             crashed = sum(v is None for vs in cell for v in vs) / max(1, sum(len(vs) for vs in cell))
-            where = f"{scenario} (X0 > {edge} crashes, optimum {optimum}, {len(cell[0])} evals)"
+            budget = runs[0].get("evals", len(cell[0]))
+            where = f"{scenario} (X0 > {edge} crashes, optimum {optimum}, {budget} evals)"
             lines.append(
                 f"| {where} | {method} | {sum(b < 0.05 for b in bests)}/{len(cell)} | {stuck}/{len(cell)} "
-                f"| {statistics.median(bests):.3g} | {crashed:.0%} |"
+                f"| {statistics.median(bests):.3g} | {crashed:.0%} | {stopped}/{len(cell)} | {probes} |"
             )
     return "\n".join(lines)
 

@@ -88,14 +88,29 @@ def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() 
 
 def test_the_crash_table_counts_a_seed_stuck_in_the_region_and_one_that_left_it() -> None:
     """search_quality's crashes part: a seed whose last 30 evaluations all crashed is stuck, one that
-    crashed often but not at the end is not; reached is f < 0.05; the median best skips crashes."""
-    left = [None] * 40 + [0.01] + [None] * 29  # crashed 69 times, but not all of its last 30
+    crashed often but not at the end is not; reached is f < 0.05; the median best skips crashes; a
+    run whose evaluations (probes included) fall short of its budget stopped early."""
+    left = [None] * 40 + [0.01] + [None] * 27  # crashed 67 times, but not all of its last 30
     stuck = [0.2] * 10 + [None] * 60
     rows = [
-        {"scenario": "close", "method": "metaexp lq-cmaes", "seed": k, "values": v}
-        for k, v in enumerate((left, stuck))
+        {
+            "scenario": "close",
+            "method": "metaexp lq-cmaes",
+            "seed": 0,
+            "values": left,
+            "probes": 2,
+            "evals": 70,
+        },
+        {
+            "scenario": "close",
+            "method": "metaexp lq-cmaes",
+            "seed": 1,
+            "values": stuck,
+            "probes": 3,
+            "evals": 80,
+        },
     ]
     line = next(row for row in _search_quality().crash_table(rows).splitlines() if "lq-cmaes" in row)
     cells = [c.strip() for c in line.split("|")[1:-1]]
-    assert cells[2:] == ["1/2", "1/2", "0.105", f"{129 / 140:.0%}"], cells
+    assert cells[2:] == ["1/2", "1/2", "0.105", f"{127 / 138:.0%}", "1/2", "5"], cells
     assert "70 evals" in cells[0]
