@@ -11,9 +11,12 @@ number once it is recorded.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,12 +63,55 @@ def run_job(spec: Spec, base: BaseTree, job: Job, log: Path | None = None) -> Ev
     `log`: the main log's path, kept there; without it the logs come back as tails."""
     if log is not None:
         return _run(spec, base, job, log)
-    folder = Path(tempfile.mkdtemp(prefix="metaexp-eval-"))
-    try:
+    with scratch("metaexp-eval-") as folder:
         evaluation = _run(spec, base, job, folder / f"{MAIN}.log")
         return replace(evaluation, logs=collect_logs(folder))
+
+
+SCRATCH_PREFIXES = ("metaexp-eval-", "metaexp-validation-")
+_OWNER = ".owner"  # locked (flock) while the folder's job runs: a folder whose lock is free is left over
+_swept = False  # this process has removed the folders of jobs whose process died (once per process)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A job's folder under the temporary directory, removed after it; one that a killed worker
+    left (its owner lock free) is removed by the next process to run a job on the node."""
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep_scratch()
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    owner = os.open(folder / f"{_OWNER}.new", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+        os.rename(folder / f"{_OWNER}.new", folder / _OWNER)  # seen by a sweep only once it is locked
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(owner)
+
+
+def sweep_scratch(root: Path | None = None) -> list[Path]:
+    """Remove the job folders whose owner no longer holds their lock (its process died: a Ray worker
+    killed mid-job cannot clean up); returns them. flock, not a PID: it holds across PID namespaces."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob("metaexp-*-*"):
+        if not folder.name.startswith(SCRATCH_PREFIXES):
+            continue
+        try:
+            owner = os.open(folder / _OWNER, os.O_RDWR)
+        except OSError:
+            continue  # not ours, or made before owner locks
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live job's
+        finally:
+            os.close(owner)  # (closing releases a lock we took)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _run(spec: Spec, base: BaseTree, job: Job, log: Path) -> Evaluation:
@@ -98,12 +144,9 @@ def run_validation(
     "" when it was written to `log`)."""
     if log is not None:
         return validate(spec, base, label, tree, log), ""
-    folder = Path(tempfile.mkdtemp(prefix="metaexp-validation-"))
-    try:
+    with scratch("metaexp-validation-") as folder:
         result = validate(spec, base, label, tree, folder / f"{MAIN}.log")
         return result, collect_logs(folder).get("", "")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def collect_logs(folder: Path) -> dict[str, str]:
