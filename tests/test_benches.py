@@ -84,6 +84,32 @@ def test_the_bbob_table_marks_a_row_only_where_the_seeds_separate_the_methods() 
     assert "| f20 Schwefel | 5 | 100 | 12 | 22 (-) |" in table
     assert "| f22 Gallagher 21 | 5 | 100 | 12 | 12 |" in table
     assert "metaexp cmaes: <= CMA-ES alone 3/4, <= 0.8 x 1/4; significantly ahead 1/4, behind 1/4" in table
+    assert "chance that" not in table  # 5 seeds: a draw of 5 of them is the table itself
+
+
+def test_the_chance_of_meeting_every_row_with_five_seeds() -> None:
+    """search_quality's chance_every_row, from 10 seeds a method: 1 for a method ahead on every seed
+    of every row, 0 for one behind on every seed of one row, small for CMA-ES against itself."""
+    search_quality = _search_quality()
+    worse = next(iter(search_quality.FUNCTIONS))
+    rows = [
+        {"fid": fid, "dim": 5, "seed": s, "method": m, "best": {100: v + s, 300: v + s / 2}}
+        for fid in search_quality.FUNCTIONS
+        for s in range(10)
+        for m, v in (
+            ("optuna cmaes", 10.0),
+            ("metaexp ahead", 0.0),
+            ("metaexp behind once", 30.0 if fid == worse else 0.0),
+        )
+    ]
+    chance = search_quality.chance_every_row
+    assert chance(rows, (100, 300), (5,), "metaexp ahead", 1.0) == 1.0
+    assert chance(rows, (100, 300), (5,), "metaexp behind once", 1.0) == 0.0
+    itself = chance(rows, (100, 300), (5,), "optuna cmaes", 1.0)
+    assert 0.0 < itself < 0.2  # two draws of one method's seeds, each of 4 functions a coin's toss or so
+    table = search_quality.bbob_table(rows, (100, 300), (5,), ("optuna cmaes", "metaexp ahead"))
+    assert f"CMA-ES alone against itself {itself:.4f}" in table
+    assert "  metaexp ahead: <= CMA-ES alone 1.0000" in table
 
 
 def test_the_crash_table_counts_a_seed_stuck_in_the_region_and_one_that_left_it() -> None:
