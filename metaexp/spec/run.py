@@ -72,7 +72,12 @@ class RaySpec(_Strict):
 class BudgetSpec(_Strict):
     max_experiments: int | None = Field(50, ge=1)
     max_wall_clock_h: float | None = Field(8.0, gt=0)
-    abort_on_consecutive_crashes: int | None = Field(3, ge=1)
+    abort_on_consecutive_crashes: int | None = Field(
+        3,
+        ge=1,
+        description="abort after this many crashes/timeouts in a row if the last one's parent, run "
+        "once more (a probe), fails too; if it runs, the changes fail, not the harness: go on",
+    )
     max_invalid_streak: int | None = Field(10, ge=1)
     target: float | None = Field(None, description="stop once the best reaches this value")
     max_cost_usd: float | None = Field(None, gt=0, description="llm: stop before a call that would pass it")
