@@ -59,7 +59,8 @@ def comparable(rec: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
 
 WORKER_KILLER = """import os, signal, sys
 marker = os.environ['MARKER']
-if os.path.exists(marker) and os.environ['METAEXP_EXPERIMENT'] == os.environ['TARGET']:
+hit = (os.environ['METAEXP_EXPERIMENT'] == os.environ['TARGET']) != bool(os.environ.get('ALL_BUT'))
+if os.path.exists(marker) and hit:
     supervisor = os.getppid()
     worker = int(open(f'/proc/{supervisor}/stat').read().rsplit(')', 1)[1].split()[1])
     if os.environ.get('ONCE'):
@@ -69,14 +70,16 @@ exec(open('evaluate.py').read())
 """
 
 
-def worker_killer(project: Project, target: str, once: bool) -> dict[str, Any]:
+def worker_killer(project: Project, target: str, once: bool, all_but: bool = False) -> dict[str, Any]:
     """A harness that SIGKILLs the process running its evaluation (its supervisor's parent: a Ray
-    worker) when METAEXP_EXPERIMENT is `target`, while project.root.parent/kill-the-worker exists
-    (`once`: it removes that file, so the evaluation's next try runs)."""
+    worker) when METAEXP_EXPERIMENT is `target` (`all_but`: when it is not), while
+    project.root.parent/kill-the-worker exists (`once`: it removes that file, so the evaluation's
+    next try runs)."""
     marker = project.root.parent / "kill-the-worker"
     marker.touch()
     project.write("killer.py", WORKER_KILLER)
     env = {"MARKER": str(marker), "TARGET": target, **({"ONCE": "1"} if once else {})}
+    env.update({"ALL_BUT": "1"} if all_but else {})
     harness = {"command": "python killer.py", "immutable": ["evaluate.py", "killer.py"], "env": env}
     return {**harness, "sandbox": "off"}  # a fault from outside: the sandbox would hide the worker
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 LOG_KEEP_BYTES = 1 << 20  # the last MiB of each harness log is kept (logs/<n>.log, logs/<n>.<run>.log)
 MAIN = "run"  # the stem of a job's logs in its directory: run.log, run.<name>.log
 PROBE = "probe"  # a crash streak's probe: the failed candidate's parent, run again (logs/<n>.probe.log)
-PROBED_FINE = "the parent still runs (probe): the change fails"  # not the harness
+PROBED = {True: "probe: the parent runs", False: "probe: the parent fails too"}  # a probed reason ends so
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class Evaluation:
     test: Measured | None = None  # noise: the paired test's verdict, runs and the parent's new runs
     tuned: Candidate | None = None  # hybrid: the candidate as tuning left it (its best run's values)
     probe: Outcome | None = None  # the parent run again after this candidate failed (Job.probe)
+    lost: bool = False  # Ray could not bring it back: nothing ran that tells the harness from the change
 
 
 def run_job(spec: Spec, base: BaseTree, job: Job, log: Path | None = None) -> Evaluation:
@@ -132,8 +133,7 @@ def _run(spec: Spec, base: BaseTree, job: Job, log: Path) -> Evaluation:
     probe = None
     if job.probe and outcome.status is not None and outcome.status.failed and job.cand.kind != "baseline":
         probe = run(job.cand.parent_files, spec.seed, PROBE)  # the harness, or the change?
-        if probe.status is None:
-            outcome = replace(outcome, reason=f"{outcome.reason}; {PROBED_FINE}")
+        outcome = replace(outcome, reason=f"{outcome.reason}; {PROBED[probe.status is None]}")
     return Evaluation(outcome, {}, test=test, tuned=tuned, probe=probe)
 
 
@@ -165,7 +165,8 @@ def _runner(spec: Spec, base: BaseTree, label: int, log: Path, env: dict[str, st
     def run(tree: Mapping[str, bytes], seed: int, name: str) -> Outcome:
         first = name in ("", "0")
         path = log if first else log.with_name(f"{log.stem}.{name}.log")
-        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=first)
+        cascade = first or name == PROBE  # a probe runs the parent as a candidate runs: stages first
+        return evaluate(spec, base, label, tree, path, extra_env=env, seed=seed, cascade=cascade)
 
     return run
 

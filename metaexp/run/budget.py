@@ -31,7 +31,9 @@ class Tally:
     total: int = 0
     ran: int = 0
     crash_streak: int = 0
-    broken_probe: int | None = None  # the record whose probe failed too: its parent no longer runs
+    # in the current crash streak, the newest sign that the harness, not the changes, fails: the record
+    # whose probe failed (its parent no longer runs) or whose evaluation Ray lost; with why
+    broken: tuple[int, str] | None = None
     invalid_streak: int = 0
     clock_s: float = 0.0
     best: ExperimentRecord | None = None
@@ -55,11 +57,14 @@ class Tally:
             self.evaluations += max(1, runs) + (probe is not None)
             self.invalid_streak = 0
             self.crash_streak = self.crash_streak + 1 if rec.status.failed else 0
-            self.broken_probe = None
             if probe is not None and probe.get("status") == "ok":  # the change failed, not the harness
                 self.crash_streak = 0
-            elif probe is not None and rec.status.failed:
-                self.broken_probe = rec.n
+            if self.crash_streak == 0:
+                self.broken = None
+            elif probe is not None:
+                self.broken = (rec.n, f"#{rec.n}'s parent failed too when run again (logs/{rec.n}.probe.log)")
+            elif rec.extra.get("lost"):
+                self.broken = (rec.n, f"#{rec.n}'s evaluation could not run at all (see its reason)")
         else:
             self.invalid_streak += 1
         if rec.best:
@@ -80,11 +85,10 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
     if b.max_wall_clock_h is not None and t.clock_s >= b.max_wall_clock_h * 3600:
         return f"max_wall_clock_h={b.max_wall_clock_h:g} reached"
     limit = b.abort_on_consecutive_crashes
-    if limit is not None and t.crash_streak >= limit and t.broken_probe is not None:
+    if limit is not None and t.crash_streak >= limit and t.broken is not None:
         return (
-            f"abort: {t.crash_streak} crashes/timeouts in a row, and the last one's parent failed too when"
-            f" run again (logs/{t.broken_probe}.probe.log): the harness or its environment is broken"
-            " (abort_on_consecutive_crashes)"
+            f"abort: {t.crash_streak} crashes/timeouts in a row, and {t.broken[1]}: the harness or its"
+            " environment is broken (abort_on_consecutive_crashes)"
         )
     if b.max_invalid_streak is not None and t.invalid_streak >= b.max_invalid_streak:
         return f"abort: {t.invalid_streak} rejected/invalid proposals in a row (max_invalid_streak)"

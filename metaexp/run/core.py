@@ -174,13 +174,19 @@ class Core:
         noise = None
         if self.parent_tests is not None and cand.kind != "baseline":
             noise = self.parent_tests.payload(cand)
+        # a crash streak one short of the abort: if this one fails too, its parent runs again (a probe),
+        # within budget.max_evaluations (a probe is a harness run)
+        tally, limit, cap = (
+            self.session.tally,
+            self.spec.budget.abort_on_consecutive_crashes,
+            self.spec.budget.max_evaluations,
+        )
+        probe = limit is not None and tally.crash_streak >= limit - 1
+        probe = probe and (cap is None or tally.evaluations + 2 <= cap)
         budget = 0
         if cand.tune is not None:  # every tuning run counts against budget.max_evaluations
-            budget, cap = cand.tune.budget, self.spec.budget.max_evaluations
-            budget = budget if cap is None else max(1, min(budget, cap - self.session.tally.evaluations))
-        # a crash streak one short of the abort: if this one fails too, its parent runs again (a probe)
-        limit = self.spec.budget.abort_on_consecutive_crashes
-        probe = limit is not None and self.session.tally.crash_streak >= limit - 1
+            budget = cand.tune.budget
+            budget = budget if cap is None else max(1, min(budget, cap - tally.evaluations - probe))
         return Job(cand, label, env, noise, budget, probe)
 
     # --- decide

@@ -110,7 +110,7 @@ class Ordered:
         try:
             evaluation = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            evaluation = Evaluation(Outcome(Status.CRASH, reason=evaluation_failed(exc)), {})
+            evaluation = Evaluation(Outcome(Status.CRASH, reason=evaluation_failed(exc)), {}, lost=True)
         if self.core.evaluated(flight, evaluation):
             self.session.progress.note(f"a new best from island {flight.cand.lineage}; validating it")
             label = self.core.job(flight).label

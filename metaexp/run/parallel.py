@@ -176,7 +176,7 @@ class Parallel:
         if pending.stage == "validate":
             self.core.validated(pending.flight, {"error": why}, "")
             return self._record(pending.flight)
-        self._evaluated(pending, Evaluation(Outcome(Status.CRASH, reason=why), {}))
+        self._evaluated(pending, Evaluation(Outcome(Status.CRASH, reason=why), {}, lost=True))
 
     def _asked(self, cand: Candidate) -> None:
         flight = self.core.prepare(cand)

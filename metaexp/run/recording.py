@@ -94,6 +94,8 @@ def _extra(flight: Flight) -> dict[str, Any]:
         extra.update(runs=test.runs, incumbent_runs=test.incumbent_runs, noise=test.stats)
         if "confirmed" in test.stats:
             extra["confirmed"] = test.stats["confirmed"]
+    if ev is not None and ev.lost:
+        extra["lost"] = True
     if ev is not None and ev.probe is not None:  # the parent run again after a crash streak
         status, probe = str(ev.probe.status or "ok"), ev.probe
         extra["probe"] = {"status": status, "metrics": probe.metrics, "reason": probe.reason}

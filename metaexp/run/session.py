@@ -78,6 +78,12 @@ class Session:
             )
         for rec in self.records:
             self.tally.add(rec)
+        if self.tally.broken is not None:  # a resumed run probes again: the harness may be fixed by now
+            self.progress.note(
+                f"resuming after {self.tally.crash_streak} crashes/timeouts in a row: the next one that"
+                " fails runs its parent again, and the run aborts again only if that fails too"
+            )
+            self.tally.broken = None
 
     def files(self, commit: str) -> dict[str, bytes]:
         """The target files of a commit, from git."""

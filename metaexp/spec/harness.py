@@ -54,6 +54,9 @@ class _Command(_Strict):
         return argv_of(self.command)
 
 
+RESERVED_LOGS = ("probe", "precheck", "validation")  # logs/<n>.<name>.log beside a stage's
+
+
 class CascadeStageSpec(_Command):
     """A cheap check before the full harness (OpenEvolve's cascade, seed 004's proxy metric).
 
@@ -69,6 +72,11 @@ class CascadeStageSpec(_Command):
 
     @model_validator(mode="after")
     def _threshold_needs_metric(self) -> CascadeStageSpec:
+        if self.name in RESERVED_LOGS or self.name.isdigit() or self.name.startswith("incumbent-"):
+            raise ValueError(
+                f"cascade stage {self.name!r}: the name of other logs of an experiment (logs/<n>.<name>.log:"
+                f" {', '.join(RESERVED_LOGS)}, a number, incumbent-<k>); name it otherwise"
+            )
         if (self.min is not None or self.max is not None) and not self.metric:
             raise ValueError(f"cascade stage {self.name!r}: min/max need `metric`")
         if self.metric and self.min is None and self.max is None:

@@ -75,8 +75,8 @@ class BudgetSpec(_Strict):
     abort_on_consecutive_crashes: int | None = Field(
         3,
         ge=1,
-        description="abort after this many crashes/timeouts in a row if the last one's parent, run "
-        "once more (a probe), fails too; if it runs, the changes fail, not the harness: go on",
+        description="abort after this many crashes/timeouts in a row once a failed change's parent, "
+        "run again (a probe), fails too; if the parent runs, the changes fail, not the harness: go on",
     )
     max_invalid_streak: int | None = Field(10, ge=1)
     target: float | None = Field(None, description="stop once the best reaches this value")

@@ -107,3 +107,30 @@ def test_cascade_spec_errors_name_the_stage(project: Project) -> None:
     bad = {"command": "python evaluate.py", "cascade": [{"name": "quick", "command": "x", "max": 1}]}
     with pytest.raises(SpecError, match="cascade stage 'quick': min/max need `metric`"):
         load_spec(project.spec(harness=bad))
+    for name in ("probe", "validation", "precheck", "3", "incumbent-0"):  # other logs of an experiment
+        bad = {"command": "python evaluate.py", "cascade": [{"name": name, "command": "x"}]}
+        with pytest.raises(SpecError, match=f"cascade stage '{name}': the name of other logs"):
+            load_spec(project.spec(harness=bad))
+
+
+BROKEN_STAGE = (  # fine for the baseline (experiment 1), broken for everything after it
+    "import os, sys\nif os.environ['METAEXP_EXPERIMENT'] != '1':\n    sys.exit('stage env broken')\n"
+)
+
+
+def test_a_cascade_stage_that_breaks_after_the_baseline_aborts_the_run(project: Project) -> None:
+    """Every candidate fails at a stage that broke after the baseline (not at anything the changes
+    did): a crash streak's probe runs the parent's stages too, fails there, and the run aborts."""
+    project.write("smoke.py", BROKEN_STAGE)
+    harness = {
+        "command": "python evaluate.py",
+        "immutable": ["evaluate.py", "smoke.py"],
+        "cascade": [{"name": "smoke", "command": "python smoke.py"}],
+    }
+    result = project.run(harness=harness, budget={"max_experiments": 9, "abort_on_consecutive_crashes": 3})
+    assert result.aborted and "#4's parent failed too when run again" in result.stop_reason
+    records = project.assert_consistent()
+    assert len(records) == 4 and records[3].extra["probe"]["status"] == "crash"
+    assert "cascade stage 'smoke'" in records[3].extra["probe"]["reason"]
+    logs = project.root / ".metaexp" / "landscape" / "logs"
+    assert "stage env broken" in (logs / "4.probe.smoke.log").read_text()

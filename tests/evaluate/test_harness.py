@@ -162,7 +162,8 @@ def test_consecutive_crashes_abort(project: Project) -> None:
     # the third crash's parent was run again (METAEXP_EXPERIMENT is still 4: it crashed too)
     assert ["probe" in r.extra for r in records] == [False, False, False, True]
     assert records[3].extra["probe"]["status"] == "crash"
-    assert "failed too when run again (logs/4.probe.log)" in result.stop_reason
+    assert records[3].reason.endswith("; probe: the parent fails too")
+    assert "#4's parent failed too when run again (logs/4.probe.log)" in result.stop_reason
     probe_log = project.root / ".metaexp" / "landscape" / "logs" / "4.probe.log"
     assert probe_log.read_text().strip().endswith("x")
     assert result.tally.evaluations == 3 + 1 + 1  # the probe is a harness run
@@ -191,7 +192,7 @@ def test_a_crash_streak_whose_parent_still_runs_goes_on(project: Project) -> Non
     for r in ran[1:]:
         if "probe" in r.extra:
             assert r.extra["probe"] == {"status": "ok", "metrics": {"loss": 1.0}, "reason": ""}
-            assert "the parent still runs (probe)" in r.reason and "diverged" in r.log_tail
+            assert r.reason.endswith("; probe: the parent runs") and "diverged" in r.log_tail
             assert "loss: 1.0" in (logs / f"{r.n}.probe.log").read_text()
     assert result.tally.evaluations == 9 + 2
 
@@ -241,3 +242,67 @@ def test_the_operators_key_variable_is_stripped_whatever_its_name(
         budget={"max_experiments": 1},
     )
     assert "HAS False" in (project.root / ".metaexp/landscape/logs/1.log").read_text()
+
+
+def test_probes_stay_within_max_evaluations(project: Project) -> None:
+    """A probe is a harness run: none is started that would pass budget.max_evaluations (the run then
+    stops at its budget, not at the streak, whose probe never came)."""
+    project.write("picky.py", PICKY)
+    result = project.run(
+        harness=PICKY_HARNESS,
+        budget={"max_experiments": 50, "max_evaluations": 6, "abort_on_consecutive_crashes": 2},
+    )
+    assert result.stop_reason == "max_evaluations=6 reached" and result.tally.evaluations == 6
+    records = project.records()
+    # 1 baseline, 2 crash, 3 crash + its probe (passed), 4 crash, 5 crash: a probe would make it 7
+    assert [r.n for r in records if "probe" in r.extra] == [3] and len(records) == 5
+
+
+def test_an_abort_that_is_due_is_not_undone_by_a_later_crash_without_a_probe() -> None:
+    """With several evaluations in flight, crashes submitted before the streak reached the limit carry
+    no probe and can land after a failed probe: the abort stays due."""
+    from metaexp.record.records import ExperimentRecord
+    from metaexp.run.budget import Tally
+
+    def rec(n: int, status: Status, **extra: object) -> ExperimentRecord:
+        return ExperimentRecord(n, "c", "p", "t", status, "", extra=dict(extra))
+
+    tally = Tally()
+    tally.add(rec(1, Status.KEEP))
+    for n in (2, 3):
+        tally.add(rec(n, Status.CRASH))
+    assert tally.crash_streak == 2 and tally.broken is None
+    tally.add(rec(4, Status.CRASH, probe={"status": "crash", "metrics": {}, "reason": "exit code 1"}))
+    tally.add(rec(5, Status.CRASH))  # in flight since before the streak reached 2
+    assert tally.crash_streak == 4 and tally.broken is not None and tally.broken[0] == 4
+    assert tally.evaluations == 1 + 4 + 1
+    tally.add(rec(6, Status.CRASH, probe={"status": "ok", "metrics": {"loss": 1.0}, "reason": ""}))
+    assert tally.crash_streak == 0 and tally.broken is None  # the parent runs now: the changes fail
+    tally.add(rec(7, Status.CRASH, lost=True))  # Ray lost it: nothing tells the harness from the change
+    assert tally.crash_streak == 1 and tally.broken is not None and tally.broken[0] == 7
+    tally.add(rec(8, Status.KEEP))
+    assert tally.crash_streak == 0 and tally.broken is None
+
+
+FIXABLE = """\
+import os, sys
+if os.environ['METAEXP_EXPERIMENT'] != '1' and not os.environ.get('FIXED'):
+    sys.exit('the data mount is gone')
+exec(open('evaluate.py').read())
+"""
+
+
+def test_a_run_aborted_by_a_broken_harness_resumes_once_it_is_fixed(project: Project) -> None:
+    """Resuming a run that a crash streak aborted probes again instead of aborting at once: still
+    broken, it aborts after one more experiment; fixed, it goes on."""
+    project.write("fixable.py", FIXABLE)
+    harness = {"command": "python fixable.py", "immutable": ["evaluate.py", "fixable.py"]}
+    budget = {"max_experiments": 7, "abort_on_consecutive_crashes": 3}
+    first = project.run(harness=harness, budget=budget)
+    assert first.aborted and len(project.records()) == 4
+    again = project.run(harness=harness, budget=budget)  # nothing fixed yet
+    assert again.aborted and "#5's parent failed too" in again.stop_reason and len(project.records()) == 5
+    fixed = project.run(harness={**harness, "env": {"FIXED": "1"}}, budget=budget)
+    assert not fixed.aborted and fixed.stop_reason == "max_experiments=7 reached"
+    records = project.assert_consistent()
+    assert [r.status is Status.CRASH for r in records[5:]] == [False, False]  # the fix held: no probe needed

@@ -108,6 +108,24 @@ def test_an_evaluation_whose_worker_dies_every_time_is_a_crash(project: Project,
     assert all("worker died on each of 3 tries" in r.reason for r in crashed)
 
 
+def test_evaluations_that_ray_keeps_losing_abort_at_the_crash_streak(
+    project: Project, ray_session: None
+) -> None:
+    """Every evaluation after the baseline kills its worker, on each try: nothing runs that could tell
+    the harness from the changes (no probe), so a streak of such crashes aborts as it always did."""
+    harness = worker_killer(project, target="1", once=False, all_but=True)
+    settings: dict[str, Any] = {
+        "harness": harness,
+        "budget": {"max_experiments": 6, "abort_on_consecutive_crashes": 2},
+        "ray": {**RAY, "max_concurrent_evals": 1, "schedule": "ordered"},
+    }
+    result = run(load_spec(project.spec(**settings)), out=io.StringIO(), scheduler="ordered")
+    assert result.aborted and "#3's evaluation could not run at all" in result.stop_reason, result.stop_reason
+    records = project.assert_consistent()
+    assert [r.status for r in records] == [Status.KEEP, Status.CRASH, Status.CRASH]
+    assert all(r.extra.get("lost") and "worker died on each of 3 tries" in r.reason for r in records[1:])
+
+
 def test_a_lineage_that_keeps_dying_stops_the_run_with_one_line(project: Project, tmp_path: Path) -> None:
     spec = project.spec(strategy=POPULATION, ray=RAY, budget={"max_experiments": 10})
     env = {**os.environ, "METAEXP_CRASHPOINT": "ask:1"}  # lineage 1 kills itself before each proposal
