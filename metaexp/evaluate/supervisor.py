@@ -176,7 +176,7 @@ def serve(parent: int) -> None:
             os.write(sys.stdout.fileno(), json.dumps(asdict(result)).encode() + b"\n")
             if result.aborted and requests.eof:
                 break
-    except _Abort:
+    except (_Abort, BrokenPipeError):  # BrokenPipeError: the driver is gone (kill -9) before the reply
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -75,7 +75,11 @@ def budget_stop(spec: Spec, objective: Objective, t: Tally, in_flight: int = 0) 
     """Why the run must stop now, or None. `in_flight`: evaluations already under way."""
     b = spec.budget
     if t.total >= 1 and t.counts.get("keep", 0) == 0 and t.ran >= 1:
-        return "abort: the baseline (the unchanged start) did not produce the metrics; see its log"
+        return (
+            f"abort: the baseline (the unchanged start) did not produce the metrics; see its log,"
+            f" .metaexp/{spec.tag}/logs/1.log. This run cannot go on: once the harness is fixed (and"
+            " committed), start a new run under another `tag:`"
+        )
     if b.max_experiments is not None and t.ran + in_flight >= b.max_experiments:
         return f"max_experiments={b.max_experiments} reached"
     if b.max_evaluations is not None and t.evaluations + in_flight >= b.max_evaluations:

@@ -58,10 +58,11 @@ class Progress:
             if t.best and t.best.value is not None
             else "no best"
         )
+        where = f"; the best is {self._best_ref()}" if t.best is not None else ""
         self._line(
             f"stopped: {reason}\n{t.total} experiments ({counts}); {best}; "
             f"{time.monotonic() - self.t0:.1f}s this session\n"
-            f"see: metaexp status / metaexp report; the best is {self._best_ref()}"
+            f"see: metaexp status / metaexp report{where}"
         )
 
     def _best_ref(self) -> str:

@@ -201,8 +201,13 @@ def test_broken_baseline_stops_with_a_message(project: Project) -> None:
     project.write("broken.py", "raise SystemExit('cannot load data')\n")
     result = project.run(harness={"command": "python broken.py", "immutable": ["broken.py"]})
     assert result.aborted and "baseline" in result.stop_reason
+    assert ".metaexp/landscape/logs/1.log" in result.stop_reason and "another `tag:`" in result.stop_reason
+    assert "cannot load data" in (project.root / ".metaexp/landscape/logs/1.log").read_text()
     rec = project.records()[0]
     assert rec.status is Status.CRASH and "cannot load data" in rec.log_tail
+    again = project.cli("run", "metaexp.yaml", check=False)  # as a user resumes it: the same one line
+    assert again.returncode == 1 and "logs/1.log" in again.stderr and "Traceback" not in again.stderr
+    assert "the best is" not in again.stderr  # there is none: no ref to point at
 
 
 def test_memory_limit_kills_the_harness(project: Project) -> None:
@@ -306,3 +311,40 @@ def test_a_run_aborted_by_a_broken_harness_resumes_once_it_is_fixed(project: Pro
     assert not fixed.aborted and fixed.stop_reason == "max_experiments=7 reached"
     records = project.assert_consistent()
     assert [r.status is Status.CRASH for r in records[5:]] == [False, False]  # the fix held: no probe needed
+
+
+def test_a_supervisor_whose_driver_is_gone_ends_without_a_traceback(tmp_path: Path) -> None:
+    """The driver killed with kill -9 while a harness runs: the supervisor (whose stderr is the user's
+    terminal) finds no one to reply to when the harness ends, and goes without a word."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metaexp.evaluate.supervisor", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    release = tmp_path / "release"
+    wait = f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.01)"
+    job = {
+        "argv": [sys.executable, "-c", wait],
+        "cwd": str(tmp_path),
+        "env": dict(os.environ),
+        "log_path": str(tmp_path / "run.log"),
+        "timeout_s": 60,
+        "grace_s": 0.5,
+        "memory_mb": None,
+        "cpus": None,
+        "warm": None,
+    }
+    proc.stdin.write(json.dumps(job).encode() + b"\n")
+    proc.stdin.flush()
+    proc.stdout.close()  # the reader is gone, as a driver killed with kill -9 is
+    release.touch()  # the harness ends; the supervisor replies into a pipe no one reads
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""
