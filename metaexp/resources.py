@@ -15,6 +15,20 @@ def data_dir(name: str) -> Path:
     return _PACKAGE.parent / name  # an editable install or a checkout
 
 
+def strategy_file(name: str, base: Path, key: str) -> Path | None:
+    """A strategy by a preset's name (hill_climb) or a YAML's path: in the project first, then
+    metaexp's presets; None if neither."""
+    found = resolve_data_file(name, base, key)
+    if found is None and not name.endswith((".yaml", ".yml")) and "/" not in name:
+        found = resolve_data_file(f"strategies/{name}.yaml", base, key)
+    return found
+
+
+def preset_names(kind: str = "strategies") -> list[str]:
+    """The names of metaexp's shipped presets of one kind (strategies: hill_climb, islands, ...)."""
+    return sorted({p.stem for p in data_dir(kind).glob("*.yaml")})
+
+
 def resolve_data_file(ref: str, base: Path, key: str) -> Path | None:
     """A path relative to `base` if it exists there, else the shipped file of that name; None if
     neither. `key` names the spec key in errors: a name no file can have, or a file outside the

@@ -26,15 +26,16 @@ def load_spec(source: SpecSource, *, root: str | os.PathLike[str] | None = None)
     a mapping's project is `root` (default: the current directory), against which `strategy:`
     presets, `operator.space` and every other relative path resolve as they do beside a file.
     """
-    from metaexp.resources import resolve_data_file
+    from metaexp.resources import preset_names, strategy_file
 
     label, data, folder = read_source(source, root)
     strategy = data.get("strategy")
     if isinstance(strategy, str):
-        strategy_path = resolve_data_file(strategy, folder, f"{label}: strategy")
+        strategy_path = strategy_file(strategy, folder, f"{label}: strategy")
         if strategy_path is None:
             raise SpecError(
-                f"{label}: strategy: file {shorten(strategy)!r} not found (nor among metaexp's presets)"
+                f"{label}: strategy: file {shorten(strategy)!r} not found, nor a preset "
+                f"({', '.join(preset_names())})"
             )
         data["strategy"] = {"name": strategy_path.stem, **_read_yaml_mapping(strategy_path)}
     data["root"] = folder

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from metaexp.errors import SpecError
-from metaexp.resources import data_dir, resolve_data_file
+from metaexp.resources import preset_names, strategy_file
 from metaexp.spec import Spec, format_validation_error, load_spec
 from metaexp.spec.loading import SpecSource, read_source
 
@@ -81,12 +81,10 @@ def plan_runs(
 
 def resolve_strategy(name: str, base: Path) -> tuple[str, dict[str, Any]]:
     """A preset name (hill_climb) or a strategy YAML, found in the project first, then shipped."""
-    ref = name if name.endswith((".yaml", ".yml")) else f"strategies/{name}.yaml"
-    found = resolve_data_file(ref, base, "--strategies")
+    found = strategy_file(name, base, "--strategies")
     if found is None:
-        known = sorted({p.stem for p in data_dir("strategies").glob("*.yaml")})
         raise SpecError(
-            f"--strategies: unknown strategy {name!r}: neither a preset ({', '.join(known)}) "
+            f"--strategies: unknown strategy {name!r}: neither a preset ({', '.join(preset_names())}) "
             f"nor a strategy YAML under {base}"
         )
     preset = yaml.safe_load(found.read_text())

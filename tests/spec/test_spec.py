@@ -152,6 +152,11 @@ def test_schema_is_json_schema_of_the_spec(project: Project) -> None:
 def test_strategy_presets_and_inline_strategy(project: Project) -> None:
     spec = load_spec(project.spec(strategy="strategies/explore_exploit.yaml"))
     assert spec.strategy.name == "explore_exploit" and spec.strategy.explore_every == 5
+    spec = load_spec(project.spec(strategy="explore_exploit"))  # a preset by its name, as study takes it
+    assert spec.strategy.name == "explore_exploit" and spec.strategy.explore_every == 5
+    unknown = r"strategy: file 'hill_climbing' not found, nor a preset \(.*hill_climb"
+    with pytest.raises(SpecError, match=unknown):
+        load_spec(project.spec(strategy="hill_climbing"))
     spec = load_spec(project.spec(strategy={"explore_rate": 0.25}))
     assert spec.strategy.explore_rate == 0.25
     data = yaml.safe_load((project.root / "metaexp.yaml").read_text())
