@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="presets (hill_climb explore_exploit islands pbt) or strategy YAMLs",
     )
-    p.add_argument("--seeds", type=int, default=20, help="runs per strategy (seeds spec.seed, +1, ...)")
-    p.add_argument("--budget", type=int, help="evaluations per run (default: budget.max_experiments)")
+    p.add_argument("--seeds", type=_positive, default=20, help="runs per strategy (seeds spec.seed, +1, ...)")
+    p.add_argument("--budget", type=_positive, help="evaluations per run (default: budget.max_experiments)")
     p.add_argument("--out", help="output folder (default .metaexp/<tag>-study/)")
     p.add_argument(
         "--parallel",
@@ -33,6 +33,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "CPU this process may use); the figures do not depend on it",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show every run's experiment lines")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, 1 or more, not {text!r}")
+    return value
 
 
 def _slots(text: str) -> int:

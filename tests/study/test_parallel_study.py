@@ -183,6 +183,11 @@ def test_parallel_must_be_a_positive_count_or_auto(tmp_path: Path) -> None:
     proc = demo.cli("study", *ARGS, "--parallel", "0", check=False)
     assert proc.returncode == 2 and "--parallel" in proc.stderr and "auto" in proc.stderr
     assert not (demo.root / ".metaexp").exists()
+    for flag, value in (("--budget", "0"), ("--budget", "-3"), ("--seeds", "0")):  # not the spec's budget
+        proc = demo.cli("study", *ARGS, flag, value, check=False)
+        last = proc.stderr.strip().splitlines()[-1]  # after argparse's usage
+        assert proc.returncode == 2 and f"argument {flag}: a whole number, 1 or more, not '{value}'" in last
+    assert not (demo.root / ".metaexp").exists()
 
 
 def _holder(demo: Project, tag: str) -> int | None:
