@@ -69,15 +69,52 @@ def read_source(
     return str(path), _read_yaml_mapping(path), path.parent.resolve()
 
 
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last
+    one without a word: `tag: a` then `tag: b` ran as b)."""
+
+
+def _mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, str | int | float | bool) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
+            )
+        if isinstance(key, str | int | float | bool):
+            seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_NoDuplicateKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str) -> Any:
+    """A spec's (or a space's, a strategy's) YAML: safe, and no key given twice in one mapping."""
+    return yaml.load(text, Loader=_NoDuplicateKeys)  # a SafeLoader's subclass
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where, then what ("not valid YAML: line 3, column 1: key 'tag' is
+    given twice (lines 1 and 3)")."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        return f"not valid YAML: line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return "not valid YAML: " + " ".join(str(exc).split())
+
+
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{path}: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: must be a YAML mapping of keys (tag:, target:, harness:, ...)")
     return data

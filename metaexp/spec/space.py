@@ -90,12 +90,14 @@ Space = dict[str, Param]
 
 def load_space(path: Path, key: str = "operator.space") -> Space:
     """The search space file `path`; `key` (the spec key that names it) starts every error."""
+    from metaexp.spec.loading import parse_yaml, yaml_problem
+
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{key}: file {path} not found") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{key}: {path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{key}: {path}: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict) or not raw:
         raise SpecError(
             f"{key}: {path}: must map names to distributions, "

@@ -87,7 +87,12 @@ def resolve_strategy(name: str, base: Path) -> tuple[str, dict[str, Any]]:
             f"--strategies: unknown strategy {name!r}: neither a preset ({', '.join(preset_names())}) "
             f"nor a strategy YAML under {base}"
         )
-    preset = yaml.safe_load(found.read_text())
+    from metaexp.spec.loading import parse_yaml, yaml_problem
+
+    try:
+        preset = parse_yaml(found.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{found}: {yaml_problem(exc)}") from None
     if not isinstance(preset, dict):
         raise SpecError(f"{found}: a strategy must be a YAML mapping (islands:, population:, ...)")
     return found.stem, preset

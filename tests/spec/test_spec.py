@@ -120,8 +120,23 @@ def test_missing_keys_and_non_mapping(project: Project) -> None:
     with pytest.raises(SpecError, match="must be a YAML mapping"):
         load_spec(path)
     path.write_text("tag: [unclosed\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
+    with pytest.raises(SpecError, match="not valid YAML: line 2, column 1") as info:
         load_spec(path)
+    assert "\n" not in str(info.value)  # one line
+    path.write_text("tag: a\ntarget: [params.py]\ntag: b\n")  # YAML keeps the last without a word
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert (
+        str(info.value)
+        == f"{path}: not valid YAML: line 3, column 1: key 'tag' is given twice (lines 1 and 3)"
+    )
+    (project.root / "space.yaml").write_text(
+        "X: {type: float, low: 0, high: 1}\nX: {type: int, low: 0, high: 9}\n"
+    )
+    with pytest.raises(
+        SpecError, match=r"operator.space: .*space.yaml: not valid YAML: line 2.* key .X. is given twice"
+    ):
+        make_plan(load_spec(project.spec()))
 
 
 def test_space_names_must_exist_in_the_target(project: Project) -> None:
