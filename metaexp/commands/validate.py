@@ -9,7 +9,7 @@ import sys
 
 from metaexp.evaluate.cgroups import describe
 from metaexp.evaluate.isolation import isolation_for
-from metaexp.run.plan import Plan, make_plan
+from metaexp.run.plan import Plan, make_plan, uncommitted_note
 from metaexp.spec import HarnessSpec, Spec, load_spec
 
 
@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
         f"  objective: {spec.direction} {spec.objective.primary}; "
         f"operator {spec.operator.kind} over {names}\n"
         f"  strategy {spec.strategy.name}: explore_rate {spec.strategy.explore_rate:g}, "
-        f"explore_every {spec.strategy.explore_every}"
+        f"explore_every {spec.strategy.explore_every or 'off'}"
     )
+    if note := uncommitted_note(plan):
+        print(f"  {note}")
     for line in _operator_notes(spec, plan):
         print(f"  {line}")
     print(f"  {isolation_for(spec.harness.sandbox, spec.harness.network).why}")

@@ -23,6 +23,26 @@ from metaexp.spec import Spec
 from metaexp.spec.space import Space, load_space
 
 
+def uncommitted_note(plan: Plan) -> str | None:
+    """A note when target files in the checkout differ from the start commit and the start is HEAD:
+    the run starts from the commit, so an edit not committed is not in it (said, not an error)."""
+    if Git(plan.root).resolve("HEAD") != plan.start:
+        return None
+    changed = []
+    for path, content in plan.target_files.items():
+        try:
+            if (plan.root / path).read_bytes() != content:
+                changed.append(path)
+        except OSError:
+            changed.append(path)
+    if not changed:
+        return None
+    return (
+        f"note: {', '.join(changed)} in your checkout differ(s) from the start commit {plan.start[:7]};"
+        " the run starts from the commit: commit the edit to include it"
+    )
+
+
 @dataclass(frozen=True)
 class Plan:
     spec: Spec

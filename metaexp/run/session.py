@@ -19,7 +19,7 @@ from metaexp.record.ledger import Ledger
 from metaexp.record.records import ExperimentRecord, read_records
 from metaexp.record.workspace import Workspace
 from metaexp.run.budget import Stopping, Tally
-from metaexp.run.plan import Plan, make_plan
+from metaexp.run.plan import Plan, make_plan, uncommitted_note
 from metaexp.run.progress import Progress
 from metaexp.spec import Spec
 
@@ -54,6 +54,8 @@ class Session:
             _refuse_single_branch(self.ws)
         history = read_records(self.ws.out / "experiments.jsonl")
         self.plan: Plan = make_plan(self.spec, start=history[0].commit if history else None)
+        if not history and (note := uncommitted_note(self.plan)):
+            self.progress.note(note)
         if history and self.plan.start != (self.ws.git.resolve(self.spec.start) or self.plan.start):
             self.progress.note(
                 f"note: resuming from the run's own start {self.plan.start[:7]}, not {self.spec.start}"

@@ -45,3 +45,20 @@ def test_an_unreachable_database_is_one_line(project: Project) -> None:
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("metaexp: error: storage postgresql+psycopg2://u:***@127.0.0.1:1/db: ")
     assert "Connection refused" in proc.stderr and "secret" not in proc.stderr
+
+
+def test_an_edit_not_committed_is_named_before_a_run_starts_without_it(project: Project) -> None:
+    """The run starts from the start commit; a target edited in the checkout but not committed is
+    not in it, and validate and run say so (before, both went on without a word)."""
+    project.spec(budget={"max_experiments": 1})
+    params = project.root / "params.py"
+    params.write_text(params.read_text().replace("X = 3.0", "X = 1.5"))
+    note = "note: params.py in your checkout differ(s) from the start commit"
+    checked = project.cli("validate", "metaexp.yaml")
+    assert note in checked.stdout and "explore_every off" in checked.stdout
+    ran = project.cli("run", "metaexp.yaml")
+    assert note in ran.stderr and "commit the edit to include it" in ran.stderr
+    assert project.records()[0].value == 7.0  # the committed X = 3.0: (3 - 1.5)^2 + 1.5^2 + 0.1 * 5^2
+    assert note not in project.cli("run", "metaexp.yaml").stderr  # a resume: the run has its start
+    params.write_text(params.read_text().replace("X = 1.5", "X = 3.0"))
+    assert note not in project.cli("validate", "metaexp.yaml").stdout
