@@ -35,26 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show every run's experiment lines")
 
 
-def _positive(text: str) -> int:
+def _positive(text: str, what: str = "a whole number, 1 or more") -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"a whole number, 1 or more, not {text!r}")
+        raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
     return value
 
 
 def _slots(text: str) -> int:
     if text == "auto":
         return len(os.sched_getaffinity(0))
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a number of runs at once (1 or more) or auto, not {text!r}")
-    return value
+    return _positive(text, "a number of runs at once (1 or more) or auto")
 
 
 def run(args: argparse.Namespace) -> int:
