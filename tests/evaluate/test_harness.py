@@ -307,8 +307,11 @@ def test_a_run_aborted_by_a_broken_harness_resumes_once_it_is_fixed(project: Pro
     assert first.aborted and len(project.records()) == 4
     again = project.run(harness=harness, budget=budget)  # nothing fixed yet
     assert again.aborted and "#5's parent failed too" in again.stop_reason and len(project.records()) == 5
+    assert "#5's parent failed too" in project.cli("status", "metaexp.yaml").stdout
     fixed = project.run(harness={**harness, "env": {"FIXED": "1"}}, budget=budget)
     assert not fixed.aborted and fixed.stop_reason == "max_experiments=7 reached"
+    status = project.cli("status", "metaexp.yaml").stdout  # the newest session's stop, not the abort
+    assert ": max_experiments=7 reached" in status and "abort" not in status
     records = project.assert_consistent()
     assert [r.status is Status.CRASH for r in records[5:]] == [False, False]  # the fix held: no probe needed
 
