@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project
+from conftest import Project, git
 
 from metaexp.commands.init import examples
 from metaexp.record.records import Status
@@ -31,6 +31,19 @@ def test_init_refuses_unknown_examples_and_non_empty_dirs(tmp_path: Path) -> Non
     proc = Project(tmp_path).cli("init", "--example", "landscape", str(tmp_path / "full"), check=False)
     assert proc.returncode == 1 and "not empty" in proc.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    fresh = tmp_path / "fresh"  # `git init fresh` first, as many start a project: still empty
+    git(tmp_path, "init", "-q", str(fresh))
+    Project(tmp_path).cli("init", "--example", "landscape", str(fresh))
+    assert "ok" in Project(fresh).cli("validate", "metaexp.yaml").stdout
+    used = tmp_path / "used"  # a repository with a commit is not
+    git(tmp_path, "init", "-q", str(used))
+    (used / "a.txt").write_text("a")
+    git(used, "add", "a.txt")
+    git(used, "commit", "-qm", "a")
+    (used / "a.txt").unlink()
+    git(used, "rm", "-q", "--cached", "a.txt")
+    proc = Project(tmp_path).cli("init", "--example", "landscape", str(used), check=False)
+    assert proc.returncode == 1 and "not empty" in proc.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the tiny-GPT example needs torch")

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not (source / "metaexp.yaml").is_file():
         raise MetaexpError(f"--example: unknown example {args.example!r} (one of: {', '.join(examples())})")
     dest = Path(args.dir)
-    if dest.exists() and any(dest.iterdir()):
+    if dest.exists() and any(dest.iterdir()) and not _fresh_repository(dest):
         raise MetaexpError(f"{dest} exists and is not empty; pick a new directory")
     shutil.copytree(
         source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".metaexp")
@@ -68,6 +68,14 @@ def _spaces(dest: Path) -> set[str]:
             if space and not (dest / space).exists():
                 spaces.add(str(space))
     return spaces
+
+
+def _fresh_repository(dest: Path) -> bool:
+    """`dest` holds only a git repository without a commit (what `git init DIR` leaves): empty."""
+    if [p.name for p in dest.iterdir()] != [".git"]:
+        return False
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=dest, capture_output=True)
+    return head.returncode != 0
 
 
 def _git(cwd: Path, *args: str) -> None:
