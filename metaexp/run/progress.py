@@ -72,10 +72,12 @@ class Progress:
         return f"refs/metaexp/{self.spec.tag}/best"
 
     def _bar(self) -> str:
-        limit = self.spec.budget.max_experiments
+        limit, done = self.spec.budget.max_experiments, self.tally.ran
+        if not limit and self.spec.budget.max_evaluations:  # harness runs: repeats, tuning and probes
+            limit, done = self.spec.budget.max_evaluations, self.tally.evaluations
         if not limit:
             return f"[{self.tally.ran:>4}]"
-        done = min(self.tally.ran, limit)
+        done = min(done, limit)
         filled = round(BAR * done / limit)
         return f"[{'#' * filled}{'.' * (BAR - filled)}] {done:>{len(str(limit))}}/{limit}"
 
