@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     metric = spec.objective.primary
     summary = summarize(records, spec.direction, metric)
     print(format_summary(summary, metric))
+    if (stop := ws.last_stop()) is not None:
+        print(stop)
     population = ws.out / "population.json"
     if population.exists():
         data = json.loads(population.read_text())
@@ -56,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
             title=f"metaexp {spec.tag}: {len(records)} experiments",
         )
         print(f"\nwrote {path}")
-        tree = plot_lineage(
-            records, spec.direction, metric, ws.out / "lineage.png", title=f"metaexp {spec.tag}"
-        )
-        print(f"wrote {tree} (the lineage of the best)")
+        if any(r.best for r in records):  # a run whose baseline failed has no best to trace
+            tree = plot_lineage(
+                records, spec.direction, metric, ws.out / "lineage.png", title=f"metaexp {spec.tag}"
+            )
+            print(f"wrote {tree} (the lineage of the best)")
         held_out = format_validation(records, metric)
         if held_out:
             print("\n" + held_out)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from metaexp.record.records import read_records
 from metaexp.record.workspace import Workspace
@@ -43,7 +41,7 @@ def _status(spec: Spec, args: argparse.Namespace) -> int:
     print(
         f"{spec.tag}: {len(records)} experiments; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
-    if (stop := _last_stop(ws.out)) is not None:
+    if (stop := ws.last_stop()) is not None:
         print(stop)
     if best is not None:
         print(
@@ -56,14 +54,3 @@ def _status(spec: Spec, args: argparse.Namespace) -> int:
         text = rec.description if not rec.reason else f"{rec.description} ({rec.reason})"
         print(f"{rec.n:>4}  {(rec.commit or '-')[:7]:7}  {rec.status!s:8}  {value:>12}  {text[:90]}")
     return 0
-
-
-def _last_stop(out: Path) -> str | None:
-    """Why the run's last session stopped (written when it ends; none while it runs or after a kill)."""
-    from metaexp.run import STOPPED
-
-    try:
-        stop = json.loads((out / STOPPED).read_text())
-        return f"stopped {stop['at']}: {stop['reason']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

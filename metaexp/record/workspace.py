@@ -57,6 +57,22 @@ class Workspace:
 
     # --- outputs and lock
 
+    @property
+    def stopped(self) -> Path:
+        """Why the run's last session stopped (written at its end, removed while one runs)."""
+        return self.out / "stopped.json"
+
+    def stopped_at(self, reason: str, aborted: bool, when: str) -> None:
+        self.stopped.write_text(json.dumps({"reason": reason, "aborted": aborted, "at": when}) + "\n")
+
+    def last_stop(self) -> str | None:
+        """ "stopped <when>: <reason>" of the last session, or None (one runs now, or was killed)."""
+        try:
+            stop = json.loads(self.stopped.read_text())
+            return f"stopped {stop['at']}: {stop['reason']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def open(self) -> None:
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
         self._exclude_outputs()

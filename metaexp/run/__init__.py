@@ -9,7 +9,6 @@ on a Ray cluster's GPU nodes, say).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -58,8 +57,7 @@ def run(
     if chosen == "serial":  # it evaluates here, not on Ray (which checks a cluster's resources)
         check_local_gpus(spec.ray.eval_resources)
     with Session(spec, out) as session:
-        stopped = session.ws.out / STOPPED
-        stopped.unlink(missing_ok=True)  # while it runs, status shows no old stop
+        session.ws.stopped.unlink(missing_ok=True)  # while it runs, status shows no old stop
         core = Core(session, on_record)
         session.progress.start(resumed=session.tally.total)
         session.progress.note(isolation_for(spec.harness.sandbox, spec.harness.network).why)
@@ -71,12 +69,8 @@ def run(
         result = RunResult.of(reason, session.tally, session.ws.out)
         from metaexp.record.records import timestamp
 
-        stop = {"reason": reason, "aborted": result.aborted, "at": timestamp()}
-        stopped.write_text(json.dumps(stop) + "\n")
+        session.ws.stopped_at(reason, result.aborted, timestamp())
         return result
-
-
-STOPPED = "stopped.json"  # why the run's last session stopped, for `metaexp status` (gone while it runs)
 
 
 def _drive(core: Core, scheduler: Scheduler) -> str:

@@ -208,6 +208,10 @@ def test_broken_baseline_stops_with_a_message(project: Project) -> None:
     again = project.cli("run", "metaexp.yaml", check=False)  # as a user resumes it: the same one line
     assert again.returncode == 1 and "logs/1.log" in again.stderr and "Traceback" not in again.stderr
     assert "the best is" not in again.stderr  # there is none: no ref to point at
+    status = project.cli("status", "metaexp.yaml").stdout  # later: why it stopped is still there
+    assert "stopped 20" in status and ": abort: the baseline (the unchanged start)" in status
+    report = project.cli("report", "metaexp.yaml").stdout  # the report too, and no lineage of no best
+    assert ": abort: the baseline (the unchanged start)" in report and "lineage" not in report
 
 
 def test_memory_limit_kills_the_harness(project: Project) -> None:
