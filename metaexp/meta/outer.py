@@ -223,7 +223,7 @@ class _Outer:
         last = runs[-1]
         trial.set_user_attr("experiments", sum(r.experiments for r in runs))
         trial.set_user_attr("stop", [r.stop_reason for r in runs])
-        if last.stop_reason.startswith(("interrupted", "stopped by Ctrl-C")):
+        if last.interrupted:
             return True
         if last.pruned:
             self.study.tell(trial, state=TrialState.PRUNED)

@@ -48,6 +48,12 @@ class InnerRun:
     def pruned(self) -> bool:
         return self.stop_reason.startswith(PRUNED)
 
+    @property
+    def interrupted(self) -> bool:
+        from metaexp.run.budget import interrupted
+
+        return interrupted(self.stop_reason)
+
 
 @dataclass(frozen=True)
 class TrialJob:

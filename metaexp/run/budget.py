@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from metaexp.spec import Spec
 
 INTERRUPTED = "interrupted: the experiments in flight were not recorded and will run again on resume"
-CTRL_C = "stopped by Ctrl-C"
+CTRL_C = "Ctrl-C: the experiment(s) in flight were finished and recorded"
+
+
+def interrupted(reason: str) -> bool:
+    """A stop reason that says the user (or a dying driver) cut the run short, not its budget."""
+    return reason.startswith((INTERRUPTED, CTRL_C))
 
 
 @dataclass
@@ -120,8 +125,7 @@ class RunResult:
 
     @classmethod
     def of(cls, reason: str, tally: Tally, out_dir: Path | None = None) -> RunResult:
-        interrupted = reason.startswith(("interrupted", CTRL_C))
-        return cls(reason, reason.startswith("abort"), interrupted, tally, out_dir)
+        return cls(reason, reason.startswith("abort"), interrupted(reason), tally, out_dir)
 
     @property
     def best(self) -> ExperimentRecord | None:

@@ -59,9 +59,8 @@ class Progress:
             else "no best"
         )
         where = f"; the best is {self._best_ref()}" if t.best is not None else ""
-        said = reason if reason.startswith("stopped") else f"stopped: {reason}"  # not "stopped: stopped by"
         self._line(
-            f"{said}\n{t.total} experiment{'' if t.total == 1 else 's'} ({counts}); {best}; "
+            f"stopped: {reason}\n{t.total} experiment{'' if t.total == 1 else 's'} ({counts}); {best}; "
             f"{time.monotonic() - self.t0:.1f}s this session\n"
             f"see: metaexp status / metaexp report{where}"
         )

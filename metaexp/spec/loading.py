@@ -37,7 +37,7 @@ def load_spec(source: SpecSource, *, root: str | os.PathLike[str] | None = None)
                 f"{label}: strategy: file {shorten(strategy)!r} not found, nor a preset "
                 f"({', '.join(preset_names())})"
             )
-        data["strategy"] = {"name": strategy_path.stem, **_read_yaml_mapping(strategy_path)}
+        data["strategy"] = {"name": strategy_path.stem, **read_yaml_mapping(strategy_path, STRATEGY_KEYS)}
     data["root"] = folder
     try:
         return Spec.model_validate(data)
@@ -66,7 +66,7 @@ def read_source(
     if root is not None:
         raise SpecError(f"{source}: root: a spec file's project is its folder; root= is for a dict spec")
     path = Path(source)
-    return str(path), _read_yaml_mapping(path), path.parent.resolve()
+    return str(path), read_yaml_mapping(path), path.parent.resolve()
 
 
 class _NoDuplicateKeys(yaml.SafeLoader):
@@ -75,16 +75,17 @@ class _NoDuplicateKeys(yaml.SafeLoader):
 
 
 def _mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
+    seen: dict[Any, int] = {}  # a scalar key -> its line (a list or mapping as a key is left alone)
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool):
+            continue
         line = key_node.start_mark.line + 1
-        if isinstance(key, str | int | float | bool) and key in seen:
+        if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
             )
-        if isinstance(key, str | int | float | bool):
-            seen[key] = line
+        seen[key] = line
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -106,7 +107,12 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return "not valid YAML: " + " ".join(str(exc).split())
 
 
-def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+SPEC_KEYS = "tag:, target:, harness:, ..."
+STRATEGY_KEYS = "islands:, population:, ..."
+
+
+def read_yaml_mapping(path: Path, keys: str = SPEC_KEYS) -> dict[str, Any]:
+    """A spec's (or a strategy's: `keys` says which) YAML file as a mapping, or one SpecError line."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -116,7 +122,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: must be a YAML mapping of keys (tag:, target:, harness:, ...)")
+        raise SpecError(f"{path}: must be a YAML mapping of keys ({keys})")
     return data
 
 

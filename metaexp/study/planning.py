@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from metaexp.errors import SpecError
 from metaexp.resources import preset_names, strategy_file
 from metaexp.spec import Spec, format_validation_error, load_spec
-from metaexp.spec.loading import SpecSource, read_source
+from metaexp.spec.loading import STRATEGY_KEYS, SpecSource, read_source, read_yaml_mapping
 
 __all__ = ["DEFAULT_STRATEGIES", "PlannedRun", "plan_runs", "resolve_strategy"]
 
@@ -87,12 +86,4 @@ def resolve_strategy(name: str, base: Path) -> tuple[str, dict[str, Any]]:
             f"--strategies: unknown strategy {name!r}: neither a preset ({', '.join(preset_names())}) "
             f"nor a strategy YAML under {base}"
         )
-    from metaexp.spec.loading import parse_yaml, yaml_problem
-
-    try:
-        preset = parse_yaml(found.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{found}: {yaml_problem(exc)}") from None
-    if not isinstance(preset, dict):
-        raise SpecError(f"{found}: a strategy must be a YAML mapping (islands:, population:, ...)")
-    return found.stem, preset
+    return found.stem, read_yaml_mapping(found, STRATEGY_KEYS)

@@ -107,7 +107,8 @@ def test_ctrl_c_finishes_the_experiment_in_flight(project: Project) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "finishing the experiment(s) in flight" in err and "stopped by Ctrl-C" in err
+    assert "finishing the experiment(s) in flight" in err
+    assert "stopped: Ctrl-C: the experiment(s) in flight were finished and recorded" in err
     records = project.assert_consistent()
     assert len(records) == 2 and records[1].status.harness_ran  # #2 was finished and recorded
 
